@@ -1,0 +1,151 @@
+"""What to sample: one validated description per method, shared by the sampler, the runner and the tables.
+
+========  ==============================================  =====================================
+method    noise prediction at every step                  UNet evaluations per step (CFG = 1)
+========  ==============================================  =====================================
+base      ε_pre (every adapter disabled)                  1
+single    ε_a of one adapter (also the MORL oracle)       1
+mpa       Σ_i w_i ε_i,  Σ w_i = 1            (DB-MPA)     number of non-zero w_i
+kla       (1−λ) ε_pre + λ Σ_i w_i ε_i        (DB-KLA)     + 1 for the base when λ ≠ 1
+mpa_ls    ε_i with i ~ w, drawn per step and image (LS)   1
+soup      ε of one adapter with ΔW = Σ w_i ΔW_i (RS)       1
+soup_factors  ε of one adapter with A = Σ w_i A_i, B = Σ w_i B_i (RS as the reference code)  1
+========  ==============================================  =====================================
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+from blend.eps import BASE, mixture_coefficients
+
+METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors")
+WEIGHT_TOL = 1e-6
+KLA_WARN_ABOVE = 2.0
+
+PAPER_NAMES = {"base": "Base model", "single": "Single adapter", "mpa": "DB-MPA", "kla": "DB-KLA",
+               "mpa_ls": "DB-MPA-LS", "soup": "Rewarded soup (ΔW)", "soup_factors": "Rewarded soup (factors)"}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class BlendSpec:
+    """A validated sampling method.
+
+    ``adapters`` names the adapters (in the UNet) the method uses and ``weights`` gives one weight per
+    adapter. ``lam`` is DB-KLA's λ. ``role`` is a free label (e.g. ``"oracle"``) used in tables.
+    """
+
+    method: str
+    adapters: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
+    lam: float = 1.0
+    role: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "adapters", tuple(self.adapters))
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        m, n = self.method, len(self.adapters)
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        if BASE in self.adapters:
+            raise ValueError(f"{BASE!r} is reserved for the pretrained model; rename the adapter")
+        if m == "base":
+            if n:
+                raise ValueError("method 'base' takes no adapters")
+            return
+        if m == "single":
+            if n != 1:
+                raise ValueError(f"method 'single' takes exactly one adapter, got {n}")
+            object.__setattr__(self, "weights", (1.0,))
+            return
+        if n == 0:
+            raise ValueError(f"method {m!r} needs at least one adapter (pass --lora NAME=PATH)")
+        if len(self.weights) != n:
+            raise ValueError(f"{n} adapters {list(self.adapters)} but {len(self.weights)} weights {list(self.weights)}")
+        if not all(math.isfinite(w) for w in self.weights):
+            raise ValueError(f"weights must be finite numbers, got {list(self.weights)}")
+        total = sum(self.weights)
+        if abs(total - 1.0) > WEIGHT_TOL:
+            fixed = ", ".join(_fmt(w / total) for w in self.weights) if total > 0 else "…"
+            raise ValueError(f"{PAPER_NAMES[m]} weights must sum to 1 (within {WEIGHT_TOL:g}); {list(self.weights)} "
+                             f"sums to {total:g}. Normalised they would be ({fixed}).")
+        if m == "mpa_ls" and any(w < 0 for w in self.weights):
+            raise ValueError(f"DB-MPA-LS draws adapter i with probability w_i, so weights must be ≥ 0; got "
+                             f"{list(self.weights)}. Use method 'mpa' to extrapolate with negative weights.")
+        if m == "kla":
+            if not math.isfinite(self.lam) or self.lam < 0:
+                raise ValueError(f"DB-KLA needs λ ≥ 0 (λ = 0 is the base model, 1 the fine-tuned one), got {self.lam}")
+            if self.lam > KLA_WARN_ABOVE:
+                warnings.warn(f"DB-KLA with λ = {self.lam:g} > {KLA_WARN_ABOVE:g} extrapolates far beyond the "
+                              "fine-tuned model (weak KL); expect reward hacking and a large Jensen gap "
+                              "(PAPER.md §2, Remark 2)", stacklevel=2)
+        elif self.lam != 1.0:
+            raise ValueError(f"λ applies to method 'kla' only, not {m!r}")
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def is_stochastic_choice(self) -> bool:
+        return self.method == "mpa_ls"
+
+    @property
+    def is_soup(self) -> bool:
+        return self.method in ("soup", "soup_factors")
+
+    @property
+    def soup_adapter_name(self) -> str:
+        tag = "delta" if self.method == "soup" else "factors"
+        return f"soup_{tag}_" + "_".join(f"{a}{_fmt(w)}".replace(".", "p").replace("-", "m")
+                                         for a, w in zip(self.adapters, self.weights))
+
+    def coefficients(self) -> dict[str, float]:
+        """{model: coefficient} of the deterministic rule, zero terms dropped (not for ``mpa_ls``)."""
+        if self.method == "base":
+            return {BASE: 1.0}
+        if self.method == "single":
+            return {self.adapters[0]: 1.0}
+        if self.is_soup:
+            return {self.soup_adapter_name: 1.0}
+        if self.method == "mpa_ls":
+            raise ValueError("DB-MPA-LS draws one model per step; it has no fixed coefficients")
+        lam = self.lam if self.method == "kla" else 1.0
+        return mixture_coefficients(dict(zip(self.adapters, self.weights)), lam)
+
+    def unet_evals_per_step(self) -> int:
+        return 1 if self.method == "mpa_ls" else len(self.coefficients())
+
+    @property
+    def label(self) -> str:
+        """A filesystem-safe, human-readable name, e.g. ``mpa_t2i0.5_vila0.5`` or ``kla_lam1.5_t2i1``."""
+        if self.method == "base":
+            core = "base"
+        elif self.method == "single":
+            core = f"{self.role or 'single'}_{self.adapters[0]}"
+        else:
+            core = self.method
+            if self.method == "kla":
+                core += f"_lam{_fmt(self.lam)}"
+            core += "_" + "_".join(f"{a}{_fmt(w)}" for a, w in zip(self.adapters, self.weights))
+        return core
+
+    @property
+    def display_name(self) -> str:
+        if self.method == "single":
+            return f"{'MORL oracle' if self.role == 'oracle' else 'Single adapter'} {self.adapters[0]}"
+        name = PAPER_NAMES[self.method]
+        if self.method == "kla":
+            name += f" λ={_fmt(self.lam)}"
+        if self.method not in ("base",):
+            name += " w=(" + ", ".join(_fmt(w) for w in self.weights) + ")"
+        return name
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "adapters": list(self.adapters), "weights": list(self.weights),
+                "lam": self.lam, "role": self.role, "label": self.label}

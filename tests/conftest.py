@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny SD-family model built in code, with random LoRA adapters."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture
+def tiny_bundle():
+    from diffusion.tiny import make_tiny_sd
+
+    return make_tiny_sd(seed=0, latent_size=8)
+
+
+@pytest.fixture
+def tiny_with_adapters(tiny_bundle):
+    """The tiny model with adapters ``a`` and ``b`` (random, seeds 1 and 2); returns (bundle, {name: LoraWeights})."""
+    from diffusion.lora import add_lora, random_lora
+
+    loras = {"a": random_lora(tiny_bundle.unet, seed=1), "b": random_lora(tiny_bundle.unet, seed=2)}
+    for name, lw in loras.items():
+        add_lora(tiny_bundle.unet, name, lw)
+    return tiny_bundle, loras
