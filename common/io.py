@@ -47,6 +47,11 @@ def append_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = "".join(json.dumps(r, default=str) + "\n" for r in rows)
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":  # a torn line from a crash: start on a fresh line
+                payload = "\n" + payload
     with open(path, "a") as fh:
         fh.write(payload)
         fh.flush()

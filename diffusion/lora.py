@@ -200,7 +200,9 @@ def read_lora(path: str | Path) -> LoraWeights:
     if config_file is not None:
         config = json.loads(config_file.read_text())
     elif METADATA_KEY in metadata:
-        config = json.loads(metadata[METADATA_KEY])
+        raw = json.loads(metadata[METADATA_KEY])
+        unet_part = {k[len("unet."):]: v for k, v in raw.items() if k.startswith("unet.")}
+        config = unet_part or raw
     lw = parse_lora_state_dict(sd, config, source=str(weights_file))
     if config_file is not None:
         lw.fmt = "peft-dir"
@@ -305,7 +307,8 @@ def save_lora(lw: LoraWeights, directory: str | Path, formats: tuple[str, ...] =
             sd = {f"unet.{k}": v.contiguous() for k, v in lw.peft_state_dict().items()}
             path = directory / DIFFUSERS_WEIGHT_NAME
             with atomic_path(path) as tmp:
-                save_file(sd, str(tmp), metadata={"format": "pt", METADATA_KEY: json.dumps(cfg_dict, sort_keys=True)})
+                meta = {f"unet.{k}": v for k, v in cfg_dict.items()}  # diffusers packs per-component keys
+                save_file(sd, str(tmp), metadata={"format": "pt", METADATA_KEY: json.dumps(meta, sort_keys=True)})
         elif fmt == "peft":
             path = directory / PEFT_WEIGHT_NAMES[0]
             with atomic_path(path) as tmp:

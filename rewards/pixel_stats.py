@@ -33,13 +33,13 @@ def colorfulness(images: torch.Tensor) -> torch.Tensor:
     return std + 0.3 * mean
 
 
-@register("brightness", scale="mean pixel value in [0, 1]", description="mean brightness (diagnostic)",
+@register("brightness", scale="mean pixel value in [0, 1]; higher = brighter", description="mean brightness (diagnostic)",
           differentiable=True)
 def _brightness(**_: object) -> _PixelReward:
     return _PixelReward("brightness", mean_brightness)
 
 
-@register("colorfulness", scale="Hasler–Süsstrunk colourfulness on [0,1] RGB, about 0…0.6",
+@register("colorfulness", scale="Hasler–Süsstrunk colourfulness on [0,1] RGB, about 0…0.6; higher = more colourful",
           description="colourfulness (diagnostic)", differentiable=True)
 def _colorfulness(**_: object) -> _PixelReward:
     return _PixelReward("colorfulness", colorfulness)

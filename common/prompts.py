@@ -1,0 +1,47 @@
+"""Prompt files in the two formats in use.
+
+* a JSON list of strings (the original project's ``dataset/*.json``);
+* DPOK's dict ``{prompt: {"category": ...}, ...}`` (``data_meta.json``), read in file order;
+* a plain-text file, one prompt per line (``.txt``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class PromptFileError(ValueError):
+    pass
+
+
+def load_prompts(path: str | Path) -> list[str]:
+    """The prompts of ``path``; raises :class:`PromptFileError` naming the problem and the accepted formats."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"prompt file not found: {path} (pass --prompt_file with a JSON list of strings "
+                                f"or a DPOK {{prompt: {{...}}}} dict)")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".txt":
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PromptFileError(f"{path} is not valid JSON ({exc}); expected a JSON list of prompt strings or a "
+                                  f"DPOK dict {{prompt: {{\"category\": ...}}}}") from exc
+        if isinstance(data, list):
+            bad = [p for p in data if not isinstance(p, str)]
+            if bad:
+                raise PromptFileError(f"{path}: a prompt list must hold strings only, found {type(bad[0]).__name__} "
+                                      f"{bad[0]!r}")
+            prompts = [p.strip() for p in data]
+        elif isinstance(data, dict):
+            prompts = [str(k).strip() for k in data]
+        else:
+            raise PromptFileError(f"{path} holds a JSON {type(data).__name__}; expected a list of prompt strings or "
+                                  f"a DPOK dict {{prompt: {{...}}}}")
+    prompts = [p for p in prompts if p]
+    if not prompts:
+        raise PromptFileError(f"{path} contains no prompts")
+    return prompts

@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Diffusion Blend: sample with blended noise predictions and baselines, score, tabulate.
+
+    python run_DB.py                       # the built-in default
+    python run_DB.py --help                # every flag, new and original
+    python run_DB.py --list_rewards
+
+See README.md for the paper's commands.
+"""
+
+import sys
+
+from blend.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
