@@ -39,15 +39,19 @@ class NoisePredictor:
         return self.bundle.unet(x, t, encoder_hidden_states=emb).sample
 
     def __call__(self, x: torch.Tensor, t: int | torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
-                 rows_by_model: Mapping[str, Sequence[int] | None]) -> dict[str, torch.Tensor]:
-        """Guided ε for each model on its rows (``None`` = every row), each (len(rows), C, H, W)."""
+                 rows_by_model: Mapping[str, Sequence[int] | None], route: bool = False) -> dict[str, torch.Tensor]:
+        """Guided ε for each model on its rows (``None`` = every row), each (len(rows), C, H, W).
+
+        ``route=True`` forces one routed UNet call even when ``batched`` is off: DB-MPA-LS uses it so
+        that images that drew different adapters at a step still cost one call of the batch size.
+        """
         plan = []
         for model, rows in rows_by_model.items():
             idx = None if rows is None or len(rows) == x.shape[0] and list(rows) == list(range(x.shape[0])) \
                 else torch.as_tensor(list(rows), dtype=torch.long, device=x.device)
             xs = x if idx is None else x[idx]
             plan.append((model, xs, uncond if idx is None else uncond[idx], cond if idx is None else cond[idx]))
-        if self.batched and len(plan) > 1:
+        if (self.batched or route) and len(plan) > 1:
             return self._batched(plan, t)
         out = {}
         for model, xs, u, c in plan:

@@ -104,7 +104,7 @@ def sample(bundle: ModelBundle, spec: BlendSpec, prompts: Sequence[str], seeds: 
             rows: dict[str, list[int]] = {}
             for r, per in enumerate(choices):
                 rows.setdefault(per[i], []).append(r)
-            eps_by_model = predictor(x, t, cond, uncond, rows)
+            eps_by_model = predictor(x, t, cond, uncond, rows, route=True)  # one call whatever the draws
             if len(rows) == 1:
                 eps = next(iter(eps_by_model.values()))
             else:

@@ -7,7 +7,7 @@ base      ε_pre (every adapter disabled)                  1
 single    ε_a of one adapter (also the MORL oracle)       1
 mpa       Σ_i w_i ε_i,  Σ w_i = 1            (DB-MPA)     number of non-zero w_i
 kla       (1−λ) ε_pre + λ Σ_i w_i ε_i        (DB-KLA)     + 1 for the base when λ ≠ 1
-mpa_ls    ε_i with i ~ w, drawn per step and image (LS)   1
+mpa_ls    ε_i with i ~ w, drawn per step and image (LS)   1 (one routed UNet call per step)
 soup      ε of one adapter with ΔW = Σ w_i ΔW_i (RS)       1
 soup_factors  ε of one adapter with A = Σ w_i A_i, B = Σ w_i B_i (RS as the reference code)  1
 ========  ==============================================  =====================================
