@@ -26,9 +26,18 @@ DEFAULT_PROMPTS = ["a red circle on a blue background", "a green square on a yel
 ALL_METHODS = (*METHODS, "oracle")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show "(default: X)" only for defaults that say something (not None, [], False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, [], False) or "[default:" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="run_DB.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="run_DB.py", formatter_class=_Formatter,
         description="Sample with blended noise predictions (DB-MPA, DB-KLA, DB-MPA-LS) and baselines, score every "
                     "image, and write images, results.jsonl, summary tables, grids and a Pareto plot. With no "
                     "arguments it runs the built-in default.")
@@ -65,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eta", type=float, default=1.0, help="DDIM η (1 = the paper's stochastic sampler)")
     g.add_argument("--batch_size", type=int, default=8, help="images per UNet batch")
     g.add_argument("--batched", action="store_true",
-                   help="evaluate all blended models in one routed UNet call (faster on GPUs; same numbers)")
+                   help="evaluate all blended models in one routed UNet call (for GPUs; the same numbers up to float "
+                        "rounding; slower on CPUs)")
     g = p.add_argument_group("rewards and output")
     g.add_argument("--rewards", default=None,
                    help="comma-separated reward names [default: jpeg_compressibility,colorfulness; "

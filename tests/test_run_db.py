@@ -142,3 +142,25 @@ def test_help_lists_new_and_original_flags(capsys):
 def test_list_rewards(capsys):
     assert main(["--list_rewards"]) == 0
     assert "jpeg_compressibility" in capsys.readouterr().out
+
+
+def test_original_flags_keep_their_meaning(tmp_path):
+    """--ir_weight w with --t2i_path/--vila_path runs DB-MPA with weights (w, 1-w) over (t2i, vila), 5 seeds."""
+    from diffusion.lora import random_lora, save_lora
+    from diffusion.tiny import make_tiny_sd
+
+    unet = make_tiny_sd().unet
+    save_lora(random_lora(unet, seed=1), tmp_path / "t2i", formats=("legacy",))
+    save_lora(random_lora(unet, seed=2), tmp_path / "vila", formats=("legacy",))
+    (tmp_path / "prompts.json").write_text(json.dumps({"a red car": {"category": "colors"}}))
+    out = tmp_path / "out"
+    assert main(["--base_model", "builtin:tiny", "--rewards", "jpeg_compressibility,colorfulness", "--steps", "2",
+                 "--ir_weight", "0.2", "--prompt_file", str(tmp_path / "prompts.json"), "--cache_dir",
+                 str(tmp_path / "cache"), "--t2i_path", str(tmp_path / "t2i" / "pytorch_lora_weights.bin"),
+                 "--vila_path", str(tmp_path / "vila" / "pytorch_lora_weights.bin"), "--out_dir", str(out),
+                 "--no_grids"]) == 0
+    rows = rows_without_timing(out)
+    assert {r["config"] for r in rows} == {"mpa_t2i0.2_vila0.8"}
+    assert sorted(r["seed"] for r in rows) == [0, 1, 2, 3, 4]
+    assert rows[0]["adapters"] == [{"name": "t2i", "fmt": "legacy-attn-procs"}, {"name": "vila", "fmt": "legacy-attn-procs"}]
+    assert "w=(0.2,0.8)" in rows[0]["weighted_reward"]
