@@ -1,0 +1,128 @@
+"""Atomic checkpoint directories: ``<output_dir>/checkpoint-<iteration>/``.
+
+A checkpoint is written into ``.tmp-checkpoint-<iteration>/`` and renamed into place only once every
+file, and last the ``COMPLETE`` marker, is on disk. Only directories with the marker count, so a
+crash can never leave a half-written checkpoint that is taken as the latest.
+
+Contents:
+
+* ``pytorch_lora_weights.safetensors``: the LoRA in diffusers format (``run_DB.py --lora NAME=DIR``
+  and ``diffusion.lora.load_adapter`` read it); optionally DPOK's legacy ``pytorch_lora_weights.bin``;
+* ``manifest.json``: what the adapter is (base model, rewards, weights, LoRA config, iteration,
+  samples seen, versions, git commit, the resolved config);
+* ``training_state.pt`` (and ``training_state_rank<r>.pt`` for the other processes): optimizer,
+  scheduler, value net and its optimizer, replay buffer, RNG states, counters — what ``--resume``
+  needs to continue exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from common.io import write_json_atomic
+
+COMPLETE = "COMPLETE"
+MANIFEST = "manifest.json"
+PREFIX = "checkpoint-"
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def state_file(rank: int) -> str:
+    return "training_state.pt" if rank == 0 else f"training_state_rank{rank}.pt"
+
+
+def checkpoint_dir(output_dir: str | Path, iteration: int) -> Path:
+    return Path(output_dir) / f"{PREFIX}{iteration}"
+
+
+def tmp_dir(output_dir: str | Path, iteration: int) -> Path:
+    return Path(output_dir) / f".tmp-{PREFIX}{iteration}"
+
+
+def is_complete(path: str | Path) -> bool:
+    return (Path(path) / COMPLETE).is_file()
+
+
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first."""
+    out = []
+    root = Path(output_dir)
+    if not root.is_dir():
+        return out
+    for p in root.iterdir():
+        m = _NAME.match(p.name)
+        if m and p.is_dir() and is_complete(p):
+            out.append((int(m[1]), p))
+    return sorted(out)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    found = list_checkpoints(output_dir)
+    return found[-1][1] if found else None
+
+
+def resolve_resume(resume: str, output_dir: str | Path) -> Path:
+    """``latest`` → the newest complete checkpoint of ``output_dir``; a path → that checkpoint (checked)."""
+    if resume == "latest":
+        path = latest_checkpoint(output_dir)
+        if path is None:
+            raise FileNotFoundError(f"--resume latest: no complete checkpoint-<N>/ in {output_dir}; start without "
+                                    f"--resume, or pass the checkpoint directory")
+        return path
+    path = Path(resume).expanduser()
+    if not path.is_dir() or not is_complete(path):
+        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint directory (it needs a {COMPLETE} "
+                                f"marker); pass --resume latest or a checkpoint-<N>/ written by this trainer")
+    return path
+
+
+def begin(output_dir: str | Path, iteration: int) -> Path:
+    """Create an empty temporary directory for the checkpoint (main process only)."""
+    tmp = tmp_dir(output_dir, iteration)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def save_rank_state(tmp: Path, rank: int, state: dict) -> None:
+    path = tmp / state_file(rank)
+    part = path.with_suffix(".part")
+    torch.save(state, part)
+    os.replace(part, path)
+
+
+def finish(output_dir: str | Path, iteration: int, manifest: dict, keep_last: int | None = None) -> Path:
+    """Write the manifest and the marker, then rename the temporary directory into place (main process)."""
+    tmp = tmp_dir(output_dir, iteration)
+    write_json_atomic(tmp / MANIFEST, manifest)
+    (tmp / COMPLETE).write_text(f"{iteration}\n")
+    with open(tmp / COMPLETE) as fh:
+        os.fsync(fh.fileno())
+    final = checkpoint_dir(output_dir, iteration)
+    if final.exists():  # an older run's checkpoint of the same number: replace it
+        old = final.with_name(final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+    if keep_last:
+        for _, p in list_checkpoints(output_dir)[:-keep_last]:
+            shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def load_rank_state(path: str | Path, rank: int) -> dict:
+    f = Path(path) / state_file(rank)
+    if not f.is_file():
+        raise FileNotFoundError(f"{f} is missing: the checkpoint was written by a run with fewer processes; "
+                                f"resume with the same number of processes")
+    return torch.load(f, map_location="cpu", weights_only=False)

@@ -1,0 +1,313 @@
+"""The trainer's configuration: one typed dataclass, its command line, and its checks.
+
+Every field is a command-line flag of the same name. The flags of the original DPOK script
+(google-research ``dpok/train_online_pg.py``, used unchanged by the Diffusion Blend README) keep
+their names and meanings; where a clearer name exists it sits beside the original one
+(``--base_model`` = ``--pretrained_model_name_or_path``, ``--iterations`` = ``--max_train_steps``
+divided by ``--p_step``, ``--resume`` = ``--resume_from_checkpoint``). Original flags that have no
+effect here are still accepted, say so in ``--help`` and log a warning when set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+ALGORITHMS = ("dpok", "draft")
+ADVANTAGE_NORMS = ("none", "batch", "prompt")
+REWARD_NORMS = ("none", "base_std", "running_std")
+PRECISIONS = ("no", "fp16", "bf16")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors argparse
+    meta = {"help": help, **kw}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """DPOK (and DRaFT-K) LoRA fine-tuning. Defaults are DPOK's (PAPER.md §4), except where noted."""
+
+    # --- model and data -----------------------------------------------------------------------
+    base_model: str = _f("runwayml/stable-diffusion-v1-5",
+                         "base model: a hub id, a local Stable-Diffusion-format directory or builtin:tiny",
+                         alias="--pretrained_model_name_or_path")
+    cache_dir: str | None = _f(None, "where hub models and reward checkpoints are cached")
+    output_dir: str = _f("online_model", "run directory: checkpoint-<iteration>/ folders and logs/ are written here "
+                         "(DPOK appended the hyper-parameters to this path; here they go to manifest.json instead)")
+    prompt_path: str | None = _f(None, "prompt file: a JSON list, DPOK's {prompt: {category: ...}} dict, or .txt "
+                                 "(used when --single_flag 0)")
+    prompt_category: str = _f("all", "with a DPOK dict prompt file: 'all' or comma-separated categories to keep")
+    single_flag: int = _f(1, "1: train on the single prompt --single_prompt (DPOK's default); "
+                          "0: train on the prompts of --prompt_path")
+    single_prompt: str = _f("A green colored rabbit.", "the prompt used when --single_flag 1")
+    reward: str = _f("image_reward", "reward NAME, or a weighted sum NAME:W,NAME:W (the MORL oracle), from the "
+                     "reward registry (rewards/); e.g. --reward image_reward:0.5,vila:0.5")
+    reward_filter: int = _f(0, "0: raw reward; 1: clamp the (summed) reward at 0 from below (DPOK)")
+    algorithm: str = _f("dpok", "dpok: online policy gradient (the paper); draft: back-propagate a differentiable "
+                        "reward through the last --draft_k sampling steps (DRaFT-K; for CPU-sized runs)",
+                        choices=ALGORITHMS)
+
+    # --- sampling (rollouts) --------------------------------------------------------------------
+    num_inference_steps: int = _f(50, "DDIM steps per rollout")
+    guidance_scale: float = _f(7.5, "classifier-free guidance scale, in rollouts and in the loss")
+    eta: float = _f(1.0, "DDIM eta; must be > 0 for DPOK (the policy needs a density)")
+    g_batch_size: int = _f(6, "prompts per process per rollout")
+    num_samples: int = _f(1, "samples per prompt per rollout (the samples of one prompt share the prompt, not "
+                          "the noise)")
+    g_step: int = _f(1, "rollouts per iteration")
+    samples_per_iteration: int | None = _f(None, "clearer alternative to --g_batch_size: samples per rollout over "
+                                           "all processes; must divide by processes x --num_samples")
+    rollout_chunk: int | None = _f(None, "sample a rollout in chunks of this many images (memory); must divide the "
+                                   "samples per rollout per process")
+
+    # --- policy update ----------------------------------------------------------------------------
+    max_train_steps: int = _f(10000, "DPOK's step budget: the run has max_train_steps // p_step iterations")
+    iterations: int | None = _f(None, "number of iterations (rollout + value update + policy update); "
+                                "overrides --max_train_steps")
+    p_step: int = _f(5, "optimizer steps of the policy per iteration")
+    p_batch_size: int = _f(2, "transitions per policy micro-batch per process (sampled from the buffer)")
+    gradient_accumulation_steps: int = _f(12, "micro-batches per policy optimizer step")
+    learning_rate: float = _f(1e-5, "AdamW learning rate of the LoRA")
+    lr_scheduler: str = _f("constant", "diffusers learning-rate schedule (constant, linear, cosine, ...)")
+    lr_warmup_steps: int = _f(0, "warm-up optimizer steps of the schedule")
+    adam_beta1: float = _f(0.9, "AdamW beta1")
+    adam_beta2: float = _f(0.999, "AdamW beta2")
+    adam_weight_decay: float = _f(0.0, "AdamW weight decay")
+    adam_epsilon: float = _f(1e-8, "AdamW epsilon")
+    clip_norm: float = _f(0.1, "gradient-norm clip of the LoRA (per optimizer step)")
+    reward_weight: float = _f(100.0, "weight of the policy-gradient (reward) term")
+    kl_weight: float = _f(0.01, "weight of the KL term mean((eps_theta - eps_pre)^2) on the guided eps")
+    kl_warmup: int = _f(-1, "the KL term is used only from iteration kl_warmup + 1 on (-1: always)")
+    ratio_clip: float = _f(1e-4, "the importance ratio is clamped to [1 - ratio_clip, 1 + ratio_clip]")
+    advantage_norm: str = _f("none", "none: advantage = reward - V (DPOK); batch: z-score rewards over the rollout; "
+                             "prompt: z-score within each prompt's --num_samples group", choices=ADVANTAGE_NORMS)
+    train_timesteps: int | None = _f(None, "store only this many random timesteps per trajectory in the buffer "
+                                     "(default: all --num_inference_steps)")
+    buffer_size: int = _f(1000, "replay buffer size, in transitions (the newest are kept)")
+
+    # --- value function ---------------------------------------------------------------------------
+    v_flag: int = _f(1, "1: learn a value function V(x_t, c, step) and use reward - V as the advantage; 0: reward")
+    v_batch_size: int = _f(256, "transitions per value minibatch per process (capped at the buffer's fill)")
+    v_lr: float = _f(1e-4, "AdamW learning rate of the value function")
+    v_step: int = _f(5, "value minibatches accumulated into the one value optimizer step per iteration")
+
+    # --- DRaFT-K (--algorithm draft) -------------------------------------------------------------
+    draft_k: int = _f(2, "draft: back-propagate through the last K sampling steps")
+    reward_norm: str = _f("none", "draft: divide the reward by none, the std of the first (base-model) rollout "
+                          "(base_std), or a running std (running_std)", choices=REWARD_NORMS)
+
+    # --- LoRA -------------------------------------------------------------------------------------
+    lora_rank: int = _f(4, "LoRA rank")
+    lora_alpha: float | None = _f(None, "LoRA alpha (scale alpha/rank); default = rank, i.e. scale 1 as DPOK")
+    lora_targets: str = _f("to_q,to_k,to_v,to_out.0", "comma-separated attention projections that get a LoRA")
+    lora_init: str = _f("gaussian", "gaussian: A ~ N(0, 1/r^2), B = 0 (DPOK's); or any PEFT init_lora_weights value")
+
+    # --- run --------------------------------------------------------------------------------------
+    seed: int | None = _f(None, "seed of everything; a random one is drawn and recorded when not given")
+    mixed_precision: str = _f("fp16", "no, fp16 or bf16 (GPU only; on CPU the run falls back to 'no')",
+                              choices=PRECISIONS)
+    gradient_checkpointing: bool = _f(True, "gradient checkpointing of the UNet (DPOK: on)")
+    save_interval: int = _f(100, "write checkpoint-<iteration>/ every this many iterations (and at the end)")
+    save_legacy_bin: bool = _f(False, "also write DPOK's legacy pytorch_lora_weights.bin in every checkpoint")
+    checkpoints_total_limit: int | None = _f(None, "keep only the newest N checkpoints")
+    resume: str | None = _f(None, "continue a run: 'latest' (newest complete checkpoint in --output_dir) or a "
+                            "checkpoint directory", alias="--resume_from_checkpoint")
+    report_to: str = _f("tensorboard", "accelerate tracker(s): tensorboard, wandb, all or none")
+    logging_dir: str = _f("logs", "tracker directory, relative to --output_dir")
+    multi_gpu: int = _f(0, "accepted for compatibility; no effect: the processes are set by `accelerate launch` "
+                        "(or torchrun) and the UNet is always wrapped by accelerate")
+    progress: bool = _f(True, "show a progress bar on the main process")
+
+    # ------------------------------------------------------------------------------------------------
+    def rewards(self) -> dict[str, float]:
+        return parse_reward_spec(self.reward)
+
+    def num_iterations(self) -> int:
+        return self.iterations if self.iterations is not None else self.max_train_steps // self.p_step
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Original DPOK flags with no counterpart here: accepted, documented, warned about when changed.
+LEGACY_NO_EFFECT: dict[str, tuple[Any, str]] = {
+    "revision": (None, "hub revision; pin a local directory instead"),
+    "non_ema_revision": (None, "unused"),
+    "dataset_name": (None, "image datasets are not used by online RL"),
+    "dataset_config_name": (None, "unused"),
+    "train_data_dir": (None, "unused"),
+    "image_column": ("image", "unused"),
+    "caption_column": ("text", "unused"),
+    "max_train_samples": (None, "unused"),
+    "resolution": (512, "the resolution is the base model's"),
+    "center_crop": (True, "unused"),
+    "random_flip": (True, "unused"),
+    "train_batch_size": (8, "unused by DPOK too; see --p_batch_size"),
+    "num_train_epochs": (100, "unused; see --max_train_steps / --iterations"),
+    "scale_lr": (False, "unused"),
+    "use_8bit_adam": (False, "not supported; AdamW is used"),
+    "allow_tf32": (False, "unused"),
+    "use_ema": (False, "not supported"),
+    "dataloader_num_workers": (0, "unused"),
+    "max_grad_norm": (1.0, "unused by DPOK too; the clip is --clip_norm"),
+    "push_to_hub": (False, "not supported"),
+    "hub_token": (None, "not supported"),
+    "hub_model_id": (None, "not supported"),
+    "local_rank": (-1, "set by the launcher"),
+    "checkpointing_steps": (2000, "every checkpoint holds the full training state; see --save_interval"),
+    "enable_xformers_memory_efficient_attention": (False, "not supported; torch SDPA is used"),
+    "num_validation_images": (2, "unused"),
+    "sft_initialization": (0, "not supported: pass the SFT model as --base_model"),
+    "sft_path": (None, "not supported: pass the SFT model as --base_model"),
+    "reward_flag": (0, "use --reward NAME (0 was ImageReward = --reward image_reward)"),
+    "reward_model_path": (None, "reward checkpoints are found by the reward registry (see rewards/)"),
+}
+
+_BOOL_TRUE = {"1", "true", "yes", "y", "on", "t"}
+_BOOL_FALSE = {"0", "false", "no", "n", "off", "f"}
+
+
+def _str2bool(text: str) -> bool:
+    low = str(text).strip().lower()
+    if low in _BOOL_TRUE:
+        return True
+    if low in _BOOL_FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false, 1/0), got {text!r}")
+
+
+def _type_of(f: dataclasses.Field) -> Any:
+    t = str(f.type)
+    if t.startswith("bool"):
+        return _str2bool
+    if t.startswith("int"):
+        return int
+    if t.startswith("float"):
+        return float
+    return str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="DPOK fine-tuning of a diffusion model's UNet with a LoRA (one reward, or a weighted sum: the "
+                    "MORL oracle). Launch with `accelerate launch train_online_pg.py ...`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in fields(TrainConfig):
+        names = [f"--{f.name}"]
+        if "alias" in f.metadata:
+            names.append(f.metadata["alias"])
+        kw: dict[str, Any] = {"dest": f.name, "default": f.default, "help": f.metadata["help"], "type": _type_of(f)}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if kw["type"] is _str2bool:
+            kw["nargs"] = "?"
+            kw["const"] = True
+        parser.add_argument(*names, **kw)
+    legacy = parser.add_argument_group("original DPOK flags with no effect here (accepted for compatibility)")
+    for name, (default, why) in LEGACY_NO_EFFECT.items():
+        legacy.add_argument(f"--{name}", dest=f"legacy_{name}", default=default, help=f"no effect: {why}")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, list[str]]:
+    """(config, warnings about legacy flags that were set but have no effect)."""
+    ns = vars(build_parser().parse_args(argv))
+    ignored = []
+    for name, (default, why) in LEGACY_NO_EFFECT.items():
+        value = ns.pop(f"legacy_{name}")
+        if value != default and str(value) != str(default):
+            ignored.append(f"--{name} {value} has no effect here: {why}")
+    return TrainConfig(**ns), ignored
+
+
+def parse_reward_spec(spec: str) -> dict[str, float]:
+    """``"a"`` → {a: 1}; ``"a:0.5,b:0.5"`` → {a: 0.5, b: 0.5}. Raises ValueError naming the syntax."""
+    out: dict[str, float] = {}
+    for part in [p.strip() for p in str(spec).split(",") if p.strip()]:
+        name, _, weight = part.partition(":")
+        name = name.strip()
+        try:
+            w = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise ValueError(f"--reward {spec!r}: weight {weight!r} of {name!r} is not a number; "
+                             f"use NAME or NAME:W,NAME:W (e.g. image_reward:0.5,vila:0.5)") from None
+        if not name:
+            raise ValueError(f"--reward {spec!r}: empty reward name; use NAME or NAME:W,NAME:W")
+        if name in out:
+            raise ValueError(f"--reward {spec!r} names {name!r} twice")
+        out[name] = w
+    if not out:
+        raise ValueError("--reward is empty; use NAME or NAME:W,NAME:W (e.g. --reward image_reward)")
+    return out
+
+
+def validate(cfg: TrainConfig, num_processes: int = 1) -> list[str]:
+    """Raise ValueError (naming the fix) for impossible settings; return notes on derived values."""
+    notes: list[str] = []
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise ValueError(msg)
+
+    need(cfg.algorithm in ALGORITHMS, f"--algorithm must be one of {ALGORITHMS}, got {cfg.algorithm!r}")
+    need(cfg.eta > 0, f"--eta {cfg.eta}: DPOK needs a stochastic sampler (eta > 0) because the policy's log-"
+                      f"probability of a deterministic DDIM step (eta = 0) is undefined; use --eta 1 (the paper's)")
+    for name in ("num_inference_steps", "g_batch_size", "num_samples", "g_step", "p_step", "p_batch_size",
+                 "gradient_accumulation_steps", "buffer_size", "v_batch_size", "v_step", "lora_rank",
+                 "save_interval", "draft_k"):
+        need(getattr(cfg, name) >= 1, f"--{name} must be ≥ 1, got {getattr(cfg, name)}")
+    need(cfg.num_iterations() >= 1,
+         f"the run has no iteration: --max_train_steps {cfg.max_train_steps} // --p_step {cfg.p_step} = 0; raise "
+         f"--max_train_steps to at least --p_step, or pass --iterations N")
+    need(cfg.ratio_clip > 0, f"--ratio_clip must be > 0 (DPOK: 1e-4), got {cfg.ratio_clip}")
+    need(cfg.clip_norm > 0, f"--clip_norm must be > 0 (DPOK: 0.1), got {cfg.clip_norm}")
+    need(cfg.single_flag in (0, 1), f"--single_flag is 0 (prompt file) or 1 (single prompt), got {cfg.single_flag}")
+    need(cfg.v_flag in (0, 1), f"--v_flag is 0 (no value function) or 1, got {cfg.v_flag}")
+    if cfg.single_flag == 0:
+        need(cfg.prompt_path is not None, "--single_flag 0 trains on a prompt file: pass --prompt_path FILE "
+                                          "(or --single_flag 1 --single_prompt TEXT)")
+    if cfg.samples_per_iteration is not None:
+        per = num_processes * cfg.num_samples
+        need(cfg.samples_per_iteration % per == 0,
+             f"--samples_per_iteration {cfg.samples_per_iteration} does not divide into {num_processes} process(es) "
+             f"x --num_samples {cfg.num_samples}; use a multiple of {per} (e.g. {per * max(1, round(cfg.samples_per_iteration / per))})")
+        cfg.g_batch_size = cfg.samples_per_iteration // per
+        notes.append(f"--samples_per_iteration {cfg.samples_per_iteration} → --g_batch_size {cfg.g_batch_size} "
+                     f"prompts per process")
+    rollout = cfg.g_batch_size * cfg.num_samples
+    if cfg.rollout_chunk is not None:
+        need(cfg.rollout_chunk >= 1 and rollout % cfg.rollout_chunk == 0,
+             f"--rollout_chunk {cfg.rollout_chunk} does not divide the {rollout} samples per rollout per process "
+             f"(--g_batch_size {cfg.g_batch_size} x --num_samples {cfg.num_samples}); pick a divisor of {rollout}")
+    if cfg.advantage_norm == "prompt":
+        need(cfg.num_samples >= 2, "--advantage_norm prompt z-scores within each prompt's group of samples: "
+                                   "use --num_samples 2 or more (or --advantage_norm batch)")
+    if cfg.advantage_norm == "batch":
+        need(rollout >= 2, "--advantage_norm batch needs ≥ 2 samples per rollout; raise --g_batch_size")
+    if cfg.train_timesteps is not None:
+        need(1 <= cfg.train_timesteps <= cfg.num_inference_steps,
+             f"--train_timesteps must be in 1..--num_inference_steps ({cfg.num_inference_steps}), "
+             f"got {cfg.train_timesteps}")
+    if cfg.algorithm == "draft":
+        need(cfg.draft_k <= cfg.num_inference_steps,
+             f"--draft_k {cfg.draft_k} exceeds --num_inference_steps {cfg.num_inference_steps}")
+    need(cfg.lora_init in ("gaussian", "true", "false", "pissa", "olora", "loftq", "eva", "orthogonal")
+         or cfg.lora_init.startswith("pissa"), f"--lora_init {cfg.lora_init!r} is not a PEFT init; use gaussian")
+    weights = parse_reward_spec(cfg.reward)
+    need(all(w == w for w in weights.values()), "--reward weights must be numbers")
+    return notes
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in d.items() if k in names})
+
+
+def dumps(cfg: TrainConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2)

@@ -1,0 +1,95 @@
+"""Rollouts: DDIM sampling (η > 0, classifier-free guidance) that records every transition and its
+log-probability, with the step and log-probability of ``diffusion.ddim`` (PAPER.md §4,
+``forward_collect_traj_ddim``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from blend.eps import classifier_free_guidance
+from diffusion.bundle import ModelBundle
+from diffusion.ddim import ddim_step_with_logprob
+
+
+class PromptCache:
+    """Text-encoder outputs per distinct prompt: hidden states (L, D) for the UNet, pooled (D,) for V."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+        self._hidden: dict[str, torch.Tensor] = {}
+        self._pooled: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def _encode(self, prompts: list[str]) -> None:
+        new = [p for p in dict.fromkeys(prompts) if p not in self._hidden]
+        if not new:
+            return
+        tok = self.bundle.tokenizer(new, padding="max_length", truncation=True,
+                                    max_length=self.bundle.tokenizer.model_max_length, return_tensors="pt")
+        out = self.bundle.text_encoder(tok.input_ids.to(self.bundle.text_encoder.device))
+        for i, p in enumerate(new):
+            self._hidden[p] = out[0][i].to(self.bundle.dtype)
+            self._pooled[p] = out.pooler_output[i].float()
+
+    def hidden(self, prompts: list[str]) -> torch.Tensor:
+        """(N, L, D) on the model's device and dtype."""
+        self._encode(prompts)
+        return torch.stack([self._hidden[p] for p in prompts])
+
+    def pooled(self, prompts: list[str]) -> torch.Tensor:
+        """(N, D) float32 on the model's device."""
+        self._encode(prompts)
+        return torch.stack([self._pooled[p] for p in prompts])
+
+    @property
+    def text_dim(self) -> int:
+        return int(self.bundle.text_encoder.config.hidden_size)
+
+
+def guided_eps(unet: torch.nn.Module, x: torch.Tensor, t: int | torch.Tensor, cond: torch.Tensor,
+               uncond: torch.Tensor, guidance: float) -> torch.Tensor:
+    """ε̂ = ε_u + g (ε_c − ε_u), one UNet call on the CFG batch [x, x]. ``t`` may be per row (B,)."""
+    tt = torch.cat([t, t]) if isinstance(t, torch.Tensor) and t.ndim > 0 else t
+    eps_u, eps_c = unet(torch.cat([x, x]), tt, encoder_hidden_states=torch.cat([uncond, cond])).sample.chunk(2)
+    return classifier_free_guidance(eps_u, eps_c, guidance)
+
+
+def draw_noise(generator: torch.Generator, n: int, shape: tuple[int, ...], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_T (n, C, H, W) and the step noises z (steps, n, C, H, W), float32 on the CPU."""
+    x_t = torch.randn((n, *shape), generator=generator)
+    z = torch.randn((steps, n, *shape), generator=generator)
+    return x_t, z
+
+
+@dataclass
+class Trajectories:
+    latents: torch.Tensor  # (T+1, N, C, H, W): x_T … x_0, float32, CPU
+    log_probs: torch.Tensor  # (T, N) log π(x_{k+1} | x_k) under the sampling policy, CPU
+    final: torch.Tensor  # (N, C, H, W) x_0 on the model's device (for decoding)
+    prompts: list[str]
+
+
+@torch.no_grad()
+def sample_trajectories(bundle: ModelBundle, unet: torch.nn.Module, prompts: list[str], cache: PromptCache,
+                        x_t: torch.Tensor, z: torch.Tensor, guidance: float, eta: float) -> Trajectories:
+    """Sample one image per prompt from x_T with the given step noises, recording every transition.
+
+    ``bundle.scheduler.set_timesteps`` must have been called with ``z.shape[0]`` steps.
+    """
+    sched, device, dtype = bundle.scheduler, bundle.device, bundle.dtype
+    timesteps = sched.timesteps.tolist()
+    if len(timesteps) != z.shape[0]:
+        raise ValueError(f"{z.shape[0]} step noises for {len(timesteps)} timesteps")
+    cond, uncond = cache.hidden(prompts), cache.hidden([""] * len(prompts))
+    x = x_t.to(device, dtype) * sched.init_noise_sigma
+    latents, log_probs = [x.float().cpu()], []
+    for i, t in enumerate(timesteps):
+        eps = guided_eps(unet, x, t, cond, uncond, guidance)
+        step, lp = ddim_step_with_logprob(sched, eps.float(), t, x.float(), eta, noise=z[i].to(device))
+        x = step.prev_sample.to(dtype)
+        latents.append(step.prev_sample.float().cpu())
+        log_probs.append(lp.float().cpu())
+    return Trajectories(torch.stack(latents), torch.stack(log_probs), x, list(prompts))
