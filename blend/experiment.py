@@ -10,6 +10,7 @@ process merges them into ``results.jsonl`` (atomically) at the end. Images are w
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -108,7 +109,7 @@ def merge_results(out_dir: Path, exp: Experiment) -> list[dict]:
     merged = sorted((r for r in rows.values() if r["config"] in order),
                     key=lambda r: (order[r["config"]], r["prompt_index"], r["seed"]))
     with atomic_path(out_dir / RESULTS) as tmp:
-        tmp.write_text("".join(__import__("json").dumps(r) + "\n" for r in merged))
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in merged))
     for part in (out_dir / PARTS_DIR).glob("results.rank*.jsonl"):
         part.unlink()
     return merged

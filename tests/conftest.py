@@ -10,7 +10,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread per test: the models are tiny, and on a shared 2-core machine several threads
+    oversubscribe the cores and run 5-20x slower. Restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -22,13 +22,6 @@ from dpok.trainer import ADAPTER, Trainer
 PROMPT = "A green colored rabbit."
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: these tiny models gain nothing from more, and CI machines are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -17,15 +17,6 @@ from theory.mixture import DTYPE, GaussianMixture, RewardWorld, gaussian_world, 
 from theory.sampling import SharedNoise, affine_chain_law, blended, make_scheduler, run_ddim, switching
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one torch thread is ~10× faster than several on a shared CPU; restore afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mixture3(seed: int = 0) -> GaussianMixture:
     """A generic d = 3 mixture: 3 components, full covariances, unequal weights."""
     return random_world(3, 3, separation=2.0, seed=seed, sigma=0.6).base

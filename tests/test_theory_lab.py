@@ -6,19 +6,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
-import torch
-
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "theory_lab.py"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one torch thread is ~10× faster than several on a shared CPU; restore afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _load_script():
