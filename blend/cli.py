@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "image_reward,vila with the original flags]")
     g.add_argument("--reward_option", action="append", default=[], metavar="REWARD.KEY=VALUE",
                    help="an argument for a reward's loader, e.g. image_reward.checkpoint=/path/ImageReward.pt")
+    g.add_argument("--reward_scale", action="append", default=[], metavar="REWARD=S",
+                   help="divide a reward by S in the weighted reward WR = Σ w_i r_i / s_i (e.g. its std under the "
+                        "base model, so that w means the same for every reward); repeat")
     g.add_argument("--list_rewards", action="store_true", help="list the available rewards with their scales and exit")
     g.add_argument("--out_dir", default="outputs/run_DB", help="output directory (re-running resumes it)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
@@ -121,6 +124,22 @@ def _reward_options(items: list[str]) -> dict[str, dict[str, str]]:
         reward, arg = key.split(".", 1)
         opts.setdefault(reward, {})[arg] = value
     return opts
+
+
+def _reward_scales(items: list[str], reward_names: list[str]) -> tuple[float, ...] | None:
+    if not items:
+        return None
+    scales = dict.fromkeys(reward_names, 1.0)
+    for name, value in _named_paths(items, "--reward_scale"):
+        if name not in scales:
+            raise SystemExit(f"error: --reward_scale names {name!r}, which is not in --rewards {reward_names}")
+        try:
+            scales[name] = float(value)
+        except ValueError as exc:
+            raise SystemExit(f"error: --reward_scale {name}={value!r} is not a number") from exc
+        if not scales[name] > 0:
+            raise SystemExit(f"error: --reward_scale {name} must be > 0")
+    return tuple(scales[r] for r in reward_names)
 
 
 def list_rewards_text() -> str:
@@ -207,9 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         spec_objective[oracle_specs[-1].label] = Objective(w, tuple(reward_names)).label
 
     specs = build_specs(args.methods, [a for a, _ in adapters], weights, lambdas, oracle_specs, original)
+    scales = _reward_scales(args.reward_scale, reward_names)
     objectives = []
     if len(reward_names) == len(adapters):
-        objectives = [Objective(w, tuple(reward_names)) for w in weights]
+        objectives = [Objective(w, tuple(reward_names), scales) for w in weights]
         for s in specs:
             if s.method in ("mpa", "mpa_ls", "soup", "soup_factors") or s.method == "kla" and len(s.adapters) > 1:
                 spec_objective[s.label] = Objective(s.weights, tuple(reward_names)).label

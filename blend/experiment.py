@@ -36,17 +36,23 @@ PARTS_DIR = "parts"
 
 @dataclass(frozen=True)
 class Objective:
-    """A weighted reward Σ_i w_i r_i over named rewards (the paper's WR)."""
+    """A weighted reward Σ_i w_i r_i / s_i over named rewards (the paper's WR; s_i = 1 unless given).
+
+    The scales s_i put rewards of different units on one footing (e.g. each reward's standard deviation
+    under the base model), so that w means the same for every reward.
+    """
 
     weights: tuple[float, ...]
     rewards: tuple[str, ...]
+    scales: tuple[float, ...] | None = None
 
     @property
     def label(self) -> str:
         return "w=(" + ",".join(f"{w:g}" for w in self.weights) + ")"
 
     def __call__(self, scores: dict[str, float]) -> float:
-        return float(sum(w * scores[r] for w, r in zip(self.weights, self.rewards)))
+        scales = self.scales or (1.0,) * len(self.rewards)
+        return float(sum(w * scores[r] / s for w, r, s in zip(self.weights, self.rewards, scales)))
 
 
 @dataclass
@@ -171,5 +177,7 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
 def save_config(out_dir: Path, exp: Experiment, extra: dict) -> None:
     cfg = {"base_model": exp.base_model, "configs": [s.to_dict() for s in exp.specs], "prompts": exp.prompts,
            "seeds": exp.seeds, "sampler": asdict(exp.sampler), "rewards": exp.rewards,
-           "objectives": [o.label for o in exp.objectives], "batch_size": exp.batch_size, **extra}
+           "objectives": [o.label for o in exp.objectives],
+           "reward_scales": dict(zip(exp.rewards, exp.objectives[0].scales)) if exp.objectives and
+           exp.objectives[0].scales else None, "batch_size": exp.batch_size, **extra}
     write_json_atomic(out_dir / "config.json", cfg)

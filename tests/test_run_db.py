@@ -164,3 +164,13 @@ def test_original_flags_keep_their_meaning(tmp_path):
     assert sorted(r["seed"] for r in rows) == [0, 1, 2, 3, 4]
     assert rows[0]["adapters"] == [{"name": "t2i", "fmt": "legacy-attn-procs"}, {"name": "vila", "fmt": "legacy-attn-procs"}]
     assert "w=(0.2,0.8)" in rows[0]["weighted_reward"]
+
+
+def test_reward_scales_enter_the_weighted_reward(tmp_path):
+    out = tmp_path / "scaled"
+    assert main(["--out_dir", str(out), *SMALL, "--methods", "base", "--reward_scale", "colorfulness=0.5"]) == 0
+    row = rows_without_timing(out)[0]
+    assert row["weighted_reward"]["w=(0.5,0.5)"] == pytest.approx(
+        0.5 * row["rewards"]["jpeg_compressibility"] + 0.5 * row["rewards"]["colorfulness"] / 0.5)
+    with pytest.raises(SystemExit, match="not in --rewards"):
+        main(["--out_dir", str(tmp_path / "x"), *SMALL, "--reward_scale", "nope=2"])
