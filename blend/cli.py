@@ -20,7 +20,25 @@ from common.provenance import provenance
 log = get_logger("run_DB")
 
 PAPER_BASE_MODEL = "runwayml/stable-diffusion-v1-5"
-DEFAULT_BASE_MODEL = "builtin:tiny"
+DEFAULT_BASE_MODEL = "builtin:toy"
+REPO = Path(__file__).resolve().parents[1]
+TOY_WEIGHTS = REPO / "toy" / "weights"
+# `python run_DB.py` with no model arguments: the toy world's base model, its two reward adapters and the
+# w = 0.5 MORL oracle, on the held-out toy prompts (docs/toy/README_SECTION.md). Any flag given overrides.
+TOY_DEFAULTS = {
+    "base_model": "builtin:toy",
+    "lora": [f"alignment={TOY_WEIGHTS / 'adapters' / 'alignment'}",
+             f"compressibility={TOY_WEIGHTS / 'adapters' / 'compressibility'}"],
+    "oracle": [f"0.5,0.5={TOY_WEIGHTS / 'oracles' / 'w0.5'}"],
+    "weights": ["0.5,0.5"],
+    "rewards": "toy_alignment_z,toy_jpeg_z",
+    "prompt_file": str(REPO / "dataset" / "toy_test_prompts.json"),
+    "n_seeds": 2,
+    "steps": 10,
+    "guidance": 5.0,
+    "batch_size": 24,
+    "methods": "base,single,soup,soup_factors,mpa,mpa_ls,oracle",
+}
 DEFAULT_PROMPTS = ["a red circle on a blue background", "a green square on a yellow background",
                    "a purple triangle on a cyan background", "a yellow cross on a red background"]
 ALL_METHODS = (*METHODS, "oracle")
@@ -43,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "arguments it runs the built-in default.")
     g = p.add_argument_group("model and adapters")
     g.add_argument("--base_model", "--pretrained_model_name_or_path", dest="base_model", default=None,
-                   help=f"hub id, local Stable-Diffusion-format directory or builtin:NAME "
-                        f"[default: {DEFAULT_BASE_MODEL}; {PAPER_BASE_MODEL} with the original flags]")
+                   help=f"hub id, local Stable-Diffusion-format directory or builtin:tiny / builtin:toy "
+                        f"[default: the toy world's model, adapters and oracle (see README); {PAPER_BASE_MODEL} "
+                        f"with the original flags]")
     g.add_argument("--lora", action="append", default=[], metavar="NAME=PATH",
                    help="a LoRA adapter (PEFT dir, diffusers .safetensors or legacy attn-procs .bin); repeat; the "
                         "order fixes the order of the weights")
@@ -158,8 +177,37 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _explicit_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """Destinations the user set on the command line (whatever their value)."""
+    unset = object()
+    probe = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            kwargs = {"dest": action.dest, "default": unset}
+            if action.nargs == 0:
+                kwargs["action"] = "store_const"
+                kwargs["const"] = True
+            else:
+                kwargs["action"] = "store"  # presence is all that matters here
+            probe.add_argument(*action.option_strings, **kwargs)
+    ns, _ = probe.parse_known_args(argv)
+    return {k for k, v in vars(ns).items() if v is not unset}
+
+
+def apply_builtin_default(args: argparse.Namespace, explicit: set[str]) -> bool:
+    """Fill in the toy-world default run when no model or adapter was named. Returns whether it applied."""
+    model_flags = {"base_model", "lora", "oracle", "t2i_path", "vila_path", "ir_weight"}
+    if explicit & model_flags:
+        return False
+    for key, value in TOY_DEFAULTS.items():
+        if key not in explicit:
+            setattr(args, key, value)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.list_rewards:
         print(list_rewards_text())
         return 0
@@ -175,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu" and dtype != torch.float32:
         raise SystemExit("error: use --dtype float32 on the CPU (half precision is for GPUs)")
 
+    toy_default = apply_builtin_default(args, _explicit_flags(parser, argv))
     original = bool(args.t2i_path or args.vila_path or args.ir_weight is not None)
     adapters = _named_paths(args.lora, "--lora")
     if args.t2i_path:
@@ -182,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.vila_path:
         adapters.append(("vila", args.vila_path))
     oracles = _named_paths(args.oracle, "--oracle")
-    builtin_demo = args.base_model is None and not adapters and not original
     base_model = args.base_model or (PAPER_BASE_MODEL if original else DEFAULT_BASE_MODEL)
+    builtin_demo = base_model == "builtin:tiny" and not adapters  # random demo adapters for the tiny model
+    if toy_default:
+        log.info("no model given: running the built-in toy-world default (python run_DB.py --help for flags)")
 
     weights = _parse_weights(args.weights)
     if args.ir_weight is not None:

@@ -16,7 +16,7 @@ from blend.cli import main
 from common.prompts import PromptFileError, load_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--steps", "2", "--n_seeds", "2", "--batch_size", "2", "--prompts", "a red circle|a blue square",
+SMALL = ["--base_model", "builtin:tiny", "--steps", "2", "--n_seeds", "2", "--batch_size", "2", "--prompts", "a red circle|a blue square",
          "--no_grids"]
 
 
@@ -174,3 +174,21 @@ def test_reward_scales_enter_the_weighted_reward(tmp_path):
         0.5 * row["rewards"]["jpeg_compressibility"] + 0.5 * row["rewards"]["colorfulness"] / 0.5)
     with pytest.raises(SystemExit, match="not in --rewards"):
         main(["--out_dir", str(tmp_path / "x"), *SMALL, "--reward_scale", "nope=2"])
+
+
+def test_no_model_flags_selects_the_toy_default():
+    from blend.cli import TOY_DEFAULTS, _explicit_flags, apply_builtin_default, build_parser
+
+    parser = build_parser()
+    argv = ["--out_dir", "x", "--n_seeds", "3", "--guidance", "7.5"]
+    args = parser.parse_args(argv)
+    assert apply_builtin_default(args, _explicit_flags(parser, argv))
+    assert args.base_model == "builtin:toy" and args.lora == TOY_DEFAULTS["lora"]
+    assert args.n_seeds == 3 and args.guidance == 7.5  # what the user gave wins
+    assert args.steps == 10 and "oracle" in args.methods
+    for item in (*args.lora, *args.oracle):
+        assert (Path(item.split("=", 1)[1]) / "pytorch_lora_weights.safetensors").exists()
+    argv = ["--base_model", "builtin:tiny"]
+    assert not apply_builtin_default(parser.parse_args(argv), _explicit_flags(parser, argv))
+    argv = ["--lora", "a=/x"]
+    assert not apply_builtin_default(parser.parse_args(argv), _explicit_flags(parser, argv))
