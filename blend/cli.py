@@ -270,11 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     loras = {name: load_adapter(bundle.unet, name, path) for name, path in adapters}
     oracle_specs, spec_objective = [], {}
     for i, (w_text, path) in enumerate(oracles):
-        name = f"oracle{i}"
-        loras[name] = load_adapter(bundle.unet, name, path)
         w = _parse_weights([w_text])[0]
-        oracle_specs.append(BlendSpec("single", (name,), role="oracle"))
-        spec_objective[oracle_specs[-1].label] = Objective(w, tuple(reward_names)).label
+        target = Objective(w, tuple(reward_names)).label
+        name = f"oracle{i}_w" + "_".join(f"{x:g}" for x in w).replace(".", "p").replace("-", "m")
+        loras[name] = load_adapter(bundle.unet, name, path)
+        oracle_specs.append(BlendSpec("single", (name,), role="oracle", extra={"target": target}))
+        spec_objective[oracle_specs[-1].label] = target
 
     specs = build_specs(args.methods, [a for a, _ in adapters], weights, lambdas, oracle_specs, original)
     scales = _reward_scales(args.reward_scale, reward_names)

@@ -138,7 +138,9 @@ class BlendSpec:
     @property
     def display_name(self) -> str:
         if self.method == "single":
-            return f"{'MORL oracle' if self.role == 'oracle' else 'Single adapter'} {self.adapters[0]}"
+            if self.role == "oracle":
+                return f"MORL oracle {self.extra.get('target', self.adapters[0])}"
+            return f"Single adapter {self.adapters[0]}"
         name = PAPER_NAMES[self.method]
         if self.method == "kla":
             name += f" λ={_fmt(self.lam)}"

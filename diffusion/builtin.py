@@ -1,12 +1,21 @@
-"""Built-in models, addressed as ``builtin:NAME`` wherever a base model is expected."""
+"""Built-in models, addressed as ``builtin:NAME`` wherever a base model is expected.
+
+* ``builtin:tiny`` — random weights built from configs (``diffusion.tiny``): exercises code paths.
+* ``builtin:toy`` — the toy world's trained 32×32 pixel-space model, committed in
+  ``toy/weights/base`` in the Stable Diffusion directory layout and read by the ordinary local-
+  directory loader (``toy/``; rebuilt by ``scripts/build_toy.sh``).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
 from diffusion.bundle import ModelBundle
 
-BUILTIN_MODELS = ("tiny",)
+BUILTIN_MODELS = ("tiny", "toy")
+TOY_BASE_DIR = Path(__file__).resolve().parent.parent / "toy" / "weights" / "base"
 
 
 def load_builtin(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ModelBundle:
@@ -15,6 +24,12 @@ def load_builtin(name: str, device: str | torch.device = "cpu", dtype: torch.dty
 
         return make_tiny_sd().to(device, dtype)
     if name == "toy":
-        raise FileNotFoundError("builtin:toy is not available yet (the toy world is built by a later issue); "
-                                "use builtin:tiny or a model directory")
+        from diffusion.bundle import _load_local
+
+        if not (TOY_BASE_DIR / "unet").is_dir():
+            raise FileNotFoundError(f"builtin:toy: the toy base model is missing from {TOY_BASE_DIR}; rebuild it with "
+                                    f"`bash scripts/build_toy.sh` or pass --base_model DIR")
+        bundle = _load_local(TOY_BASE_DIR, device, dtype)
+        bundle.source = "builtin:toy"
+        return bundle
     raise ValueError(f"unknown built-in model {name!r}; available: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}")

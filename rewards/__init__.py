@@ -4,7 +4,7 @@ Every reward module imports only torch/PIL at module level; transformers, the ch
 TensorFlow are loaded inside the factories, the first time ``get_reward(name)`` is called.
 """
 
-from rewards import aesthetic, clip_score, hps, image_reward, jpeg, pickscore, pixel_stats, vila  # noqa: F401
+from rewards import aesthetic, clip_score, hps, image_reward, jpeg, pickscore, pixel_stats, toy, vila  # noqa: F401
 from rewards.checkpoints import CheckpointMismatchError, MissingCheckpointError
 from rewards.registry import REGISTRY, Reward, RewardInfo, get_reward, list_rewards, register
 

@@ -76,7 +76,7 @@ def main() -> None:
     ref = statistics.median(times["single adapter (= plain sampling)"])
     print(f"\nmodel {bundle.source}, device {args.device}, {args.steps} steps, batch {args.batch}, "
           f"median of {args.repeats} round-robin repeats, torch threads {torch.get_num_threads()}\n")
-    print(f"| method | s / image | ratio to single adapter |\n|---|---|---|")
+    print("| method | s / image | ratio to single adapter |\n|---|---|---|")
     for key, ts in times.items():
         med = statistics.median(ts)
         print(f"| {key} | {med / args.batch:.4f} | {med / ref:.2f}× |")

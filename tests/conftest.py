@@ -10,15 +10,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# One torch thread for the whole session: the models are tiny, several threads oversubscribe a shared
+# 2-core machine (5-20x slower), and float results depend on the thread count, so every fixture and test
+# (and the subprocesses, via OMP_NUM_THREADS) must compute with the same one.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """One torch thread per test: the models are tiny, and on a shared 2-core machine several threads
-    oversubscribe the cores and run 5-20x slower. Restored after each test."""
-    before = torch.get_num_threads()
+    """Re-assert one thread before each test, in case code under test changed it."""
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -1,0 +1,151 @@
+"""Rewards of the built-in toy world (``toy/``; TOY_PROBE.md §4, §9).
+
+* ``toy_alignment`` — the toy's ImageReward: a small CNN judge (``toy.judge``, trained on the
+  procedural set) reads colour, shape and background; the reward is the sum over the three
+  attributes of the judge's log-probability of the prompted value (≤ 0; 0 = the judge is sure all
+  three match; base-model samples score about −10 ± 6). Differentiable. The plain log-probability is
+  used on purpose: a label-smoothed ``log((1−ε)p + ε/K)`` (bounded below) was tried first and its
+  gradient vanishes exactly on the confidently wrong images that fine-tuning should fix (at ε = 0.05
+  a 50-iteration DRaFT run gained +0.35 ± 0.30 on held-out prompts, against +2.3 nats for the plain
+  log-probability in 20 iterations). Pass ``smoothing=ε`` to the factory for the bounded variant.
+* ``toy_smoothness`` — minus the total variation: the mean absolute difference between horizontal
+  and vertical neighbours, on the image in [−1, 1]. Differentiable; it is the training surrogate of
+  ``jpeg_compressibility`` (the evaluation reward: −kB of the 128-px upsample at q95), which it
+  tracks closely on this toy (TOY_PROBE.md §9: −TV +0.073 came with −0.75 kB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from rewards.registry import check_images, register
+
+SMOOTHING = 0.0  # ε of log((1 − ε)·p + ε/K); 0 = the plain log-probability (see the module docstring)
+
+
+class ToyAlignment:
+    name = "toy_alignment"
+
+    def __init__(self, judge_dir: str | Path | None = None, device="cpu", dtype=torch.float32,
+                 smoothing: float = SMOOTHING) -> None:
+        self.smoothing = float(smoothing)
+        from toy import WEIGHTS_DIR
+        from toy.judge import load_judge
+
+        self.judge = load_judge(judge_dir or WEIGHTS_DIR / "judge").to(device, torch.float32)
+        self.device = device
+
+    def attribute_logprobs(self, images: torch.Tensor, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        from toy.data import parse_caption
+        from toy.judge import HEADS
+
+        check_images(images, prompts)
+        labels = torch.tensor([parse_caption(p) for p in prompts], dtype=torch.long, device=images.device)
+        logits = self.judge(images.float().to(self.device).clamp(0, 1))
+        out = {}
+        for i, (k, n_cls) in enumerate(HEADS.items()):
+            p = logits[k].softmax(-1).gather(1, labels[:, i : i + 1].to(self.device))[:, 0]
+            if self.smoothing:
+                out[k] = torch.log((1 - self.smoothing) * p + self.smoothing / n_cls)
+            else:
+                out[k] = logits[k].log_softmax(-1).gather(1, labels[:, i : i + 1].to(self.device))[:, 0]
+        return out
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        return sum(self.attribute_logprobs(images, prompts).values()).to(images.device)
+
+
+class ToySmoothness:
+    name = "toy_smoothness"
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
+        check_images(images, prompts)
+        x = images.float() * 2 - 1
+        dx = (x[..., :, 1:] - x[..., :, :-1]).abs().mean(dim=(1, 2, 3))
+        dy = (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(1, 2, 3))
+        return -(dx + dy) / 2
+
+
+@register("toy_alignment", differentiable=True,
+          scale="Σ over colour/shape/background of the judge's log p of the prompted value; ≤ 0, higher is better"
+                " (0 = judge sure all three match), about −10 ± 6 on base samples",
+          description="the toy world's ImageReward: a CNN judge trained on the procedural set (toy captions only)",
+          needs="toy/weights/judge (committed; rebuilt by scripts/build_toy.sh)")
+def _toy_alignment(device="cpu", dtype=torch.float32, judge_dir=None, smoothing=SMOOTHING, **_: object) -> ToyAlignment:
+    return ToyAlignment(judge_dir, device=device, dtype=dtype, smoothing=float(smoothing))
+
+
+@register("toy_smoothness", differentiable=True,
+          scale="−(mean |neighbour difference|) on the image in [−1, 1]; higher is smoother, 0 = flat image,"
+                " about −0.065 on base samples",
+          description="minus total variation: the differentiable surrogate of jpeg_compressibility for the toy")
+def _toy_smoothness(**_: object) -> ToySmoothness:
+    return ToySmoothness()
+
+
+class ToyRandomProjection:
+    """⟨2·image − 1, v⟩ / √d with a fresh v ~ N(0, I) on every call (seeded by the call count)."""
+
+    name = "toy_random_projection"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed, self.calls = int(seed), 0
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
+        check_images(images, prompts)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls)
+        self.calls += 1
+        v = torch.randn(images.shape[1:], generator=g).to(images.device, images.dtype)
+        x = images * 2 - 1
+        return (x * v).flatten(1).sum(1) / v.numel() ** 0.5
+
+
+@register("toy_random_projection", differentiable=True,
+          scale="⟨image in [−1, 1], v⟩/√d with a fresh v ~ N(0, I) per call; higher is 'better' only for that call"
+                " (a control), std ≈ 0.5, mean 0",
+          description="a control reward with no consistent direction: fine-tuning on it measures optimiser drift "
+                      "(TOY_PROBE.md §9)")
+def _toy_random_projection(seed=0, **_: object) -> ToyRandomProjection:
+    return ToyRandomProjection(int(seed))
+
+
+class Standardised:
+    """(r − μ) / σ with μ, σ of the toy base model's samples (``toy/weights/reward_stats.json``)."""
+
+    def __init__(self, name: str, inner, key: str, stats_path: str | Path | None = None) -> None:
+        import json
+
+        from toy import WEIGHTS_DIR
+
+        path = Path(stats_path) if stats_path else WEIGHTS_DIR / "reward_stats.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing; build it with `python -m toy.stats` "
+                                    f"(or `bash scripts/build_toy.sh`)")
+        st = json.loads(path.read_text())[key]
+        self.name, self.inner, self.mean, self.std = name, inner, float(st["mean"]), float(st["std"])
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        return (self.inner(images, prompts) - self.mean) / self.std
+
+
+@register("toy_alignment_z", differentiable=True,
+          scale="(toy_alignment − μ)/σ, μ = −9.60, σ = 6.16 nats over base-model samples on the training prompts;"
+                " higher is better, base ≈ 0 (normalised like ImageReward)",
+          description="toy_alignment standardised by the toy base model's statistics (toy/weights/reward_stats.json)",
+          needs="toy/weights/judge and toy/weights/reward_stats.json (committed)")
+def _toy_alignment_z(device="cpu", dtype=torch.float32, judge_dir=None, stats=None, **_: object) -> Standardised:
+    return Standardised("toy_alignment_z", ToyAlignment(judge_dir, device=device, dtype=dtype), "toy_alignment", stats)
+
+
+@register("toy_jpeg_z",
+          scale="(jpeg_compressibility − μ)/σ, μ = −4.32, σ = 0.20 kB over base-model samples on the training prompts;"
+                " higher is better (smaller file), base ≈ 0",
+          description="jpeg_compressibility (128-px upsample, q95) standardised by the toy base model's statistics",
+          needs="toy/weights/reward_stats.json (committed)")
+def _toy_jpeg_z(stats=None, **_: object) -> Standardised:
+    from rewards.jpeg import JpegReward
+
+    return Standardised("toy_jpeg_z", JpegReward("jpeg_compressibility", -1.0, 128), "jpeg_compressibility", stats)

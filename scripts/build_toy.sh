@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Rebuild every committed weight of the toy world from scratch on the CPU, in stages that resume.
+#
+#   bash scripts/build_toy.sh [--seed S] [--out toy/weights] [--threads N] [--force]
+#
+# Stages (each is skipped when its output and manifest exist; a killed stage resumes from its last
+# checkpoint when run again):
+# Measured on 2 shared CPU cores (docs/toy/README_SECTION.md):
+#   1 data      dataset/toy_{train,test}_prompts.json                                      < 1 s
+#   2 base      toy/weights/base        pixel-space UNet + CLIP text encoder (toy.train_base)  1586 s
+#   3 judge     toy/weights/judge       the alignment scorer (toy.judge)                       172 s
+#   4 stats     toy/weights/reward_stats.json  base-model reward std (the common reward scale)  23 s
+#   5 adapters  toy/weights/adapters/{alignment,compressibility}   train_online_pg.py --algorithm draft
+#   6 oracles   toy/weights/oracles/w{0.2,0.5,0.8}                 MORL oracles on the weighted reward
+#   7 kla       toy/weights/oracles_kl/lam{0.5,2}                  alignment with kl_weight / λ
+#               (5–7: 40 DRaFT iterations each, ≈ 200 s alone on one core; ≈ 53 min for the whole build)
+# TOY_ONLY=REGEX trains only the adapters whose name matches (to run two builds side by side);
+# TOY_ITERS / TOY_KL override the DRaFT iterations / kl_weight (defaults below).
+# Same seed → same weights (CPU, float32, same thread count). Intermediate files go to toy/_work/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEED=0
+OUT=toy/weights
+THREADS=${THREADS:-1}
+FORCE=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --seed) SEED=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --force) FORCE=1; shift ;;
+    *) echo "unknown argument $1 (use --seed S, --out DIR, --threads N, --force)" >&2; exit 2 ;;
+  esac
+done
+PY=${PYTHON:-.venv/bin/python}
+[[ -x $PY ]] || PY=python
+export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+WORK=toy/_work/seed$SEED
+mkdir -p "$WORK/runs" "$OUT"
+T0=$(date +%s)
+stamp() { echo "[build_toy $(date -u +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"; }
+done_dir() { [[ $FORCE == 0 && -f $1/manifest.json ]]; }
+
+# ---- 1 data
+stamp "stage data"
+$PY -m toy.data --out dataset
+
+# ---- 2 base (1600 steps × 32 images; 26 min measured on one thread of a shared 2-core machine)
+if done_dir "$OUT/base"; then stamp "base: exists, skipped"; else
+  stamp "stage base"
+  $PY -m toy.train_base --out "$OUT/base" --work "$WORK/base" --steps 1600 --seed "$SEED" --threads "$THREADS"
+fi
+
+# ---- 3 judge (~3 min)
+if done_dir "$OUT/judge"; then stamp "judge: exists, skipped"; else
+  stamp "stage judge"
+  $PY -m toy.judge --out "$OUT/judge" --seed "$SEED" --threads "$THREADS"
+fi
+
+# ---- 4 reward stats (~1 min)
+if [[ $FORCE == 0 && -f $OUT/reward_stats.json ]]; then stamp "stats: exist, skipped"; else
+  stamp "stage stats"
+  $PY -m toy.stats --base_model "$OUT/base" --out "$OUT/reward_stats.json" --seed "$SEED"
+fi
+SA=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['toy_alignment']['std'])")
+SS=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['toy_smoothness']['std'])")
+wa() { $PY -c "print(f'{$1/$SA:.6g}')"; }   # weight w on alignment → w/σ_align
+ws() { $PY -c "print(f'{$1/$SS:.6g}')"; }   # weight w on smoothness → w/σ_smooth
+
+# DRaFT-K (train_online_pg.py --algorithm draft; TOY_PROBE.md §9): 16 prompts per iteration, gradient
+# through the last 2 of 10 DDIM steps, guidance 5, KL anchor ||eps - eps_pre||^2 on the guided eps.
+ITERS=${TOY_ITERS:-40}
+KL=${TOY_KL:-30}
+train() {  # train NAME DEST REWARD KL [ITERS]
+  local name=$1 dest=$2 reward=$3 kl=$4 iters=${5:-$ITERS}
+  if done_dir "$dest"; then stamp "$name: exists, skipped"; return; fi
+  if [[ -n ${TOY_ONLY:-} && ! $name =~ $TOY_ONLY ]]; then stamp "$name: not in TOY_ONLY, skipped"; return; fi
+  stamp "train $name: reward $reward, kl_weight $kl, $iters iterations"
+  local run=$WORK/runs/$name resume=()
+  ls -d "$run"/checkpoint-* >/dev/null 2>&1 && resume=(--resume latest)
+  $PY train_online_pg.py --base_model "$OUT/base" --algorithm draft --single_flag 0 \
+    --prompt_path dataset/toy_train_prompts.json --reward "$reward" --reward_norm none --reward_weight 1 \
+    --kl_weight "$kl" --draft_k 2 --num_inference_steps 10 --guidance_scale 5 --eta 1 \
+    --g_batch_size 16 --num_samples 1 --gradient_accumulation_steps 1 --p_step 1 --iterations "$iters" \
+    --learning_rate 2e-3 --clip_norm 1 --lora_rank 8 --lora_alpha 8 --seed "$SEED" --mixed_precision no \
+    --gradient_checkpointing False --report_to none --save_interval 10 --checkpoints_total_limit 1 \
+    --progress True --output_dir "$run" "${resume[@]}" 2>&1 | tr "\r" "\n" | grep -v "^$" >> "$run.log"
+  local last; last=$(ls -d "$run"/checkpoint-"$iters")
+  mkdir -p "$dest"
+  cp "$last/pytorch_lora_weights.safetensors" "$last/manifest.json" "$dest/"
+  stamp "$name -> $dest"
+}
+
+# ---- 5 single-reward adapters
+train alignment "$OUT/adapters/alignment" "toy_alignment:$(wa 1)" "$KL"
+train compressibility "$OUT/adapters/compressibility" "toy_smoothness:$(ws 1)" "$KL"
+# ---- 6 MORL oracles on w·r_align/σ + (1−w)·r_smooth/σ
+for w in 0.2 0.5 0.8; do
+  train "oracle_w$w" "$OUT/oracles/w$w" "toy_alignment:$(wa $w),toy_smoothness:$(ws "(1-$w)")" "$KL"
+done
+# ---- 7 λ-specific oracles for DB-KLA: the alignment adapter retrained with kl_weight/λ
+for lam in 0.5 2; do
+  train "oracle_lam$lam" "$OUT/oracles_kl/lam$lam" "toy_alignment:$(wa 1)" "$($PY -c "print($KL/$lam)")"
+done
+# ---- optional: a random-reward control (not committed; measures optimiser drift, TOY_PROBE.md §9)
+if [[ ${TOY_CONTROL:-0} == 1 ]]; then
+  train control "$WORK/control" "toy_random_projection:1.5" "$KL"
+fi
+stamp "all stages done in $(( $(date +%s) - T0 )) s"
+du -sh "$OUT"

@@ -1,0 +1,56 @@
+"""Reward statistics of the toy base model, used to put the two rewards on one scale.
+
+Samples the base model (10-step DDIM, η 1, guidance 5) on the training prompts and writes the mean
+and std of ``toy_alignment`` and ``toy_smoothness`` to ``toy/weights/reward_stats.json``. The
+fine-tuning scripts divide each reward by its base std, so a weight w means the same trade-off for
+the single adapters, the MORL oracles and the blends: the MORL oracle for w trains on
+``w·r_align/σ_align + (1−w)·r_smooth/σ_smooth``.
+
+    python -m toy.stats --base_model toy/weights/base --out toy/weights/reward_stats.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from blend.sampler import SamplerConfig, sample
+from blend.spec import BlendSpec
+from common.prompts import load_prompts
+from diffusion.bundle import load_bundle
+from rewards import get_reward
+from toy.model import SAMPLE_ETA, SAMPLE_GUIDANCE, SAMPLE_STEPS
+
+REWARDS = ("toy_alignment", "toy_smoothness", "jpeg_compressibility")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base_model", default="toy/weights/base")
+    ap.add_argument("--prompt_file", default="dataset/toy_train_prompts.json")
+    ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="toy/weights/reward_stats.json")
+    args = ap.parse_args()
+    bundle = load_bundle(args.base_model)
+    prompts = load_prompts(args.prompt_file)
+    g = torch.Generator().manual_seed(args.seed)
+    picks = [prompts[i] for i in torch.randint(0, len(prompts), (args.n,), generator=g).tolist()]
+    seeds = [100_000 + args.seed * args.n + i for i in range(args.n)]
+    cfg = SamplerConfig(steps=SAMPLE_STEPS, guidance=SAMPLE_GUIDANCE, eta=SAMPLE_ETA)
+    images = torch.cat([sample(bundle, BlendSpec("base"), picks[i : i + 32], seeds[i : i + 32], cfg).images
+                        for i in range(0, args.n, 32)])
+    out = {"base_model": args.base_model, "prompt_file": args.prompt_file, "n": args.n, "seed": args.seed,
+           "sampler": {"steps": SAMPLE_STEPS, "guidance": SAMPLE_GUIDANCE, "eta": SAMPLE_ETA}}
+    for name in REWARDS:
+        r = get_reward(name)(images, picks).double()
+        out[name] = {"mean": round(float(r.mean()), 6), "std": round(float(r.std()), 6)}
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
