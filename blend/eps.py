@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 BASE = "__base__"
-"""Name of the pretrained model (every adapter disabled) in coefficient maps."""
+"""Name of the pretrained model (every adapter disabled) in coefficient maps; also PEFT's mixed-batch name
+for base-only rows, which ``diffusion.adapters`` relies on."""
 
 
 def classifier_free_guidance(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) -> torch.Tensor:

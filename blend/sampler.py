@@ -89,8 +89,7 @@ def sample(bundle: ModelBundle, spec: BlendSpec, prompts: Sequence[str], seeds: 
 
     choices = None
     if spec.is_stochastic_choice:
-        per_image = [draw_adapter_choices(s, spec.adapters, spec.weights, len(timesteps)) for s in seeds]
-        choices = per_image
+        choices = [draw_adapter_choices(s, spec.adapters, spec.weights, len(timesteps)) for s in seeds]
     else:
         coeffs = spec.coefficients()
     evals = [0] * n

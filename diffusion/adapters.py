@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from peft.tuners.lora import LoraLayer
 
-BASE = "__base__"  # same sentinel as blend.eps.BASE and PEFT's mixed-batch "__base__"
+from blend.eps import BASE  # the pretrained model: every adapter disabled (pure module, no cycle)
 
 
 def lora_layers(unet: torch.nn.Module) -> list[LoraLayer]:
