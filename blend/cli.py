@@ -251,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     if n_seeds < 1:
         raise SystemExit("error: --n_seeds must be ≥ 1")
     steps = args.steps or (10 if base_model.startswith("builtin:") else 50)
-    lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
+    try:
+        lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
+    except ValueError as exc:
+        raise SystemExit(f"error: --lambdas {args.lambdas!r} must be comma-separated numbers, e.g. 0.5,1.5") from exc
 
     from rewards import get_reward
 

@@ -108,6 +108,8 @@ def test_changed_settings_refuse_to_resume(default_run):
     (["--weights", "0.5,0.6"], "sum to 1"),
     (["--weights", "0.5"], "1 entries but there are 2 adapters"),
     (["--methods", "mpa,fancy"], "unknown method"),
+    (["--lambdas", "0.5,big"], "comma-separated numbers"),
+    (["--oracle", "0.5,x=/tmp"], "not a comma-separated list of numbers"),
     (["--rewards", "nonsense"], "unknown reward 'nonsense'"),
     (["--lora", "x"], "NAME=PATH"),
     (["--base_model", "/no/such/dir", "--lora", "a=/x"], "neither a directory"),
