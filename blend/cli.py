@@ -13,9 +13,9 @@ from blend.experiment import Experiment, Objective, merge_results, run_units, sa
 from blend.report import plot_pareto, summarise, write_grids, write_summary
 from blend.sampler import SamplerConfig
 from blend.spec import METHODS, BlendSpec
-from common.logging import get_logger, setup_logging
-from common.prompts import load_prompts
-from common.provenance import provenance
+from diffusion_blend.logging import get_logger, setup_logging
+from diffusion_blend.prompts import load_prompts
+from diffusion_blend.provenance import provenance
 
 log = get_logger("run_DB")
 
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     reward_fns = {name: get_reward(name, device=device, dtype=torch.float32, cache_dir=args.cache_dir,
                                    **reward_opts.get(name, {})) for name in reward_names}
 
-    from diffusion.bundle import load_bundle
+    from diffusion.loading import load_bundle
     from diffusion.lora import load_adapter
 
     bundle = load_bundle(base_model, device=device, dtype=dtype, cache_dir=args.cache_dir)

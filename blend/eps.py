@@ -17,14 +17,9 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-BASE = "__base__"
-"""Name of the pretrained model (every adapter disabled) in coefficient maps; also PEFT's mixed-batch name
-for base-only rows, which ``diffusion.adapters`` relies on."""
+from diffusion.guidance import BASE, classifier_free_guidance
 
-
-def classifier_free_guidance(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) -> torch.Tensor:
-    """ε̂ = ε_u + g·(ε_c − ε_u). ``scale`` = 1 returns ε_c's value; the paper uses 7.5."""
-    return eps_uncond + scale * (eps_cond - eps_uncond)
+__all__ = ["BASE", "blend_eps", "classifier_free_guidance", "combine", "kl_blend_eps", "mixture_coefficients"]
 
 
 def blend_eps(eps: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:

@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 from blend.sampler import SamplerConfig, sample
 from blend.soup import ensure_soup_adapter
 from blend.spec import BlendSpec
-from common.io import append_jsonl, atomic_path, read_jsonl, write_json_atomic
-from common.logging import get_logger
 from diffusion.bundle import ModelBundle
 from diffusion.lora import LoraWeights
-from rewards.jpeg import to_pil
+from diffusion_blend.images import to_pil
+from diffusion_blend.io import append_jsonl, atomic_path, read_jsonl, write_json_atomic
+from diffusion_blend.logging import get_logger
 
 log = get_logger("experiment")
 

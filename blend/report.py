@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from common.io import atomic_path, write_json_atomic, write_text_atomic
+from diffusion_blend.io import atomic_path, write_json_atomic, write_text_atomic
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:

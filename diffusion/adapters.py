@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from peft.tuners.lora import LoraLayer
 
-from blend.eps import BASE  # the pretrained model: every adapter disabled (pure module, no cycle)
+from diffusion.guidance import BASE  # the pretrained model: every adapter disabled
 
 
 def lora_layers(unet: torch.nn.Module) -> list[LoraLayer]:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
-from diffusion.bundle import ModelBundle
+from diffusion.bundle import ModelBundle, load_local_dir
 
+BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("tiny", "toy")
 TOY_BASE_DIR = Path(__file__).resolve().parent.parent / "toy" / "weights" / "base"
 
@@ -24,12 +25,10 @@ def load_builtin(name: str, device: str | torch.device = "cpu", dtype: torch.dty
 
         return make_tiny_sd().to(device, dtype)
     if name == "toy":
-        from diffusion.bundle import _load_local
-
         if not (TOY_BASE_DIR / "unet").is_dir():
             raise FileNotFoundError(f"builtin:toy: the toy base model is missing from {TOY_BASE_DIR}; rebuild it with "
                                     f"`bash scripts/build_toy.sh` or pass --base_model DIR")
-        bundle = _load_local(TOY_BASE_DIR, device, dtype)
+        bundle = load_local_dir(TOY_BASE_DIR, device, dtype)
         bundle.source = "builtin:toy"
         return bundle
     raise ValueError(f"unknown built-in model {name!r}; available: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}")

@@ -1,6 +1,7 @@
-"""A text-to-image diffusion model as the parts the blend sampler needs, loaded from anywhere.
+"""A text-to-image diffusion model as the parts the blend sampler needs, and its on-disk layout.
 
-``load_bundle(source)`` accepts
+``ModelBundle`` holds the parts; :func:`load_local_dir` reads and :func:`save_bundle` writes the
+Stable Diffusion directory layout. ``diffusion.loading.load_bundle(source)`` accepts
 
 * ``builtin:tiny`` — the seeded, config-built tiny Stable-Diffusion-family model (``diffusion.tiny``);
 * a local directory in the Stable Diffusion (diffusers) layout: ``unet/``, ``text_encoder/``,
@@ -15,19 +16,12 @@ code does). Models without a ``vae/`` folder work in pixel space: the UNet's sam
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
-
-from common.logging import get_logger
-
-log = get_logger("diffusion")
-
-BUILTIN_PREFIX = "builtin:"
 
 
 @dataclass
@@ -84,7 +78,7 @@ class ModelBundle:
                 "scheduler": self.scheduler, "vae": self.vae}
 
 
-def _check_tokenizer(bundle: ModelBundle) -> None:
+def check_tokenizer(bundle: ModelBundle) -> None:
     n_tok, n_vocab = len(bundle.tokenizer), bundle.text_encoder.config.vocab_size
     if n_tok > n_vocab or n_tok < min(n_vocab, 1000):
         raise ValueError(f"the tokenizer of {bundle.source} has {n_tok} tokens but the text encoder has a vocabulary "
@@ -92,7 +86,8 @@ def _check_tokenizer(bundle: ModelBundle) -> None:
                          f"near-empty tokenizer without error when offline)")
 
 
-def _load_local(path: Path, device, dtype) -> ModelBundle:
+def load_local_dir(path: Path, device, dtype) -> ModelBundle:
+    """A Stable-Diffusion-format directory (``unet/ text_encoder/ tokenizer/ scheduler/ [vae/]``) as a bundle."""
     missing = [p for p in ("unet", "text_encoder", "tokenizer", "scheduler") if not (path / p).is_dir()]
     if missing:
         raise FileNotFoundError(f"{path} is not a Stable-Diffusion-format model directory: missing {missing} "
@@ -106,50 +101,8 @@ def _load_local(path: Path, device, dtype) -> ModelBundle:
     return bundle.to(device)
 
 
-def _load_hub(repo_id: str, cache_dir, device, dtype) -> ModelBundle:
-    from huggingface_hub import snapshot_download
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-    try:
-        local = snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=offline,
-                                  allow_patterns=["model_index.json", "unet/*", "text_encoder/*", "tokenizer/*",
-                                                  "scheduler/*", "vae/*"],
-                                  ignore_patterns=["*.bin", "*.ckpt", "*fp16*", "*.onnx*", "*.msgpack"])
-    except Exception as exc:  # noqa: BLE001 - re-raised with the fix
-        raise FileNotFoundError(
-            f"cannot load base model {repo_id!r}: it is not a local directory and the hub gave: "
-            f"{type(exc).__name__}: {exc}. Download it on a machine with internet "
-            f"(`huggingface-cli download {repo_id} --cache-dir {cache_dir or '~/.cache/huggingface'}`) or pass "
-            f"--base_model /path/to/local/model") from exc
-    return _load_local(Path(local), device, dtype)
-
-
-def load_bundle(source: str = "builtin:tiny", *, device: str | torch.device = "cpu",
-                dtype: torch.dtype = torch.float32, cache_dir: str | None = None) -> ModelBundle:
-    """Load the model named by ``source`` (see the module docstring) in eval mode with frozen weights."""
-    if source.startswith(BUILTIN_PREFIX):
-        from diffusion.builtin import load_builtin
-
-        bundle = load_builtin(source[len(BUILTIN_PREFIX):], device=device, dtype=dtype)
-    elif Path(source).expanduser().exists():
-        bundle = _load_local(Path(source).expanduser(), device, dtype)
-    elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
-        bundle = _load_hub(source, cache_dir, device, dtype)
-    else:
-        raise FileNotFoundError(f"base model {source!r} is neither a directory, a hub id (owner/name) nor one of "
-                                f"the built-in models (builtin:tiny, builtin:toy)")
-    _check_tokenizer(bundle)
-    for module in (bundle.unet, bundle.text_encoder, bundle.vae):
-        if module is not None:
-            module.eval().requires_grad_(False)
-    log.info("loaded base model %s (%.2f M UNet parameters, sample %s, %s)", bundle.source,
-             sum(p.numel() for p in bundle.unet.parameters()) / 1e6, bundle.sample_shape,
-             "latent + VAE" if bundle.vae is not None else "pixel space")
-    return bundle
-
-
 def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
-    """Write the bundle in the Stable Diffusion directory layout that :func:`load_bundle` reads."""
+    """Write the bundle in the Stable Diffusion directory layout that :func:`load_local_dir` (and ``load_bundle``) reads."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1"}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from common.io import write_json_atomic
+from diffusion_blend.io import write_json_atomic
 
 COMPLETE = "COMPLETE"
 MANIFEST = "manifest.json"

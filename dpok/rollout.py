@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
-from blend.eps import classifier_free_guidance
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step_with_logprob
+from diffusion.guidance import classifier_free_guidance
 
 
 class PromptCache:

@@ -31,13 +31,14 @@ from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_se
 from peft import LoraConfig, inject_adapter_in_model
 from tqdm.auto import tqdm
 
-from common.logging import get_logger
-from common.prompts import load_prompts
-from common.provenance import provenance
 from diffusion.adapters import activate, clear_cache
-from diffusion.bundle import ModelBundle, load_bundle
+from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step_with_logprob
+from diffusion.loading import load_bundle
 from diffusion.lora import attention_modules, extract_lora, save_lora
+from diffusion_blend.logging import get_logger
+from diffusion_blend.prompts import load_prompts
+from diffusion_blend.provenance import provenance
 from dpok import checkpoint as ckpt
 from dpok.buffer import ReplayBuffer
 from dpok.config import TrainConfig, validate
@@ -469,7 +470,7 @@ class Trainer:
 
     def manifest(self, files: dict[str, str], mid_iteration: bool) -> dict:
         cfg = self.cfg
-        from common.io import sha256_file
+        from diffusion_blend.io import sha256_file
 
         return {
             "kind": "diffusion-blend LoRA checkpoint", "format_version": 1, "algorithm": cfg.algorithm,

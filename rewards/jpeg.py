@@ -10,19 +10,13 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
+from diffusion_blend.images import to_pil
 from rewards.registry import check_images, register
 
 JPEG_QUALITY = 95
-
-
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """(N, 3, H, W) in [0, 1] → N RGB PIL images (rounded to uint8)."""
-    arr = (images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    return [Image.fromarray(a) for a in arr]
 
 
 def jpeg_kilobytes(images: torch.Tensor, quality: int = JPEG_QUALITY, min_side: int = 128) -> torch.Tensor:

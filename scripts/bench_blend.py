@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blend.sampler import SamplerConfig, sample  # noqa: E402
 from blend.spec import BlendSpec  # noqa: E402
-from diffusion.bundle import load_bundle  # noqa: E402
+from diffusion.loading import load_bundle  # noqa: E402
 from diffusion.lora import add_lora, load_adapter, random_lora  # noqa: E402
 
 

@@ -12,7 +12,8 @@ import torch
 from blend.sampler import SamplerConfig, sample
 from blend.spec import BlendSpec
 from diffusion.adapters import activate
-from diffusion.bundle import load_bundle, save_bundle
+from diffusion.bundle import save_bundle
+from diffusion.loading import load_bundle
 from diffusion.lora import load_adapter, read_lora
 from diffusion.tiny import make_tiny_sd
 from dpok import checkpoint as ckpt

@@ -48,7 +48,7 @@ def test_committed_weights_fit_the_budget():
 
 
 def test_base_and_adapters_load_through_the_ordinary_paths():
-    from diffusion.bundle import load_bundle
+    from diffusion.loading import load_bundle
     from diffusion.lora import adapter_names, load_adapter
 
     bundle = load_bundle("builtin:toy")

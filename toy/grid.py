@@ -33,7 +33,7 @@ def base_sample_grid(out: str | Path, base: str = "builtin:toy", n_seeds: int = 
 
     from blend.sampler import SamplerConfig, sample
     from blend.spec import BlendSpec
-    from diffusion.bundle import load_bundle
+    from diffusion.loading import load_bundle
     from toy import TOY_DIR
     from toy.model import SAMPLE_ETA, SAMPLE_GUIDANCE, SAMPLE_STEPS
 

@@ -1,1 +1,0 @@
-"""Small utilities shared by every package: atomic file writes, logging, provenance."""
