@@ -8,6 +8,10 @@ the same numbers:
   fastest on CPU, where the UNet is compute-bound;
 * batched: one UNet call on the concatenation of every model's CFG batch, each row routed to its
   adapter by PEFT's mixed-batch path; pays off on a GPU.
+
+A model may also be a whole fine-tuned UNet (``bundle.extra["unets"][name]``, a blend member added
+with ``--model NAME=DIR``); such models always run looped. ``cond``/``uncond`` may be one tensor or a
+``{model: tensor}`` mapping when models encode the prompt differently (text-encoder LoRA parts).
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ class NoisePredictor:
         self.bundle, self.guidance_scale, self.batched = bundle, float(guidance_scale), batched
         self.unet_calls = 0  # UNet forward invocations (a CFG pair, or a whole routed batch, is one call)
 
-    def _unet(self, x: torch.Tensor, t: int | torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _unet(self, x: torch.Tensor, t: int | torch.Tensor, emb: torch.Tensor, model: str | None = None) -> torch.Tensor:
         self.unet_calls += 1
-        return self.bundle.unet(x, t, encoder_hidden_states=emb).sample
+        unet = self.bundle.extra.get("unets", {}).get(model, self.bundle.unet)
+        return unet(x, t, encoder_hidden_states=emb).sample
 
     def __call__(self, x: torch.Tensor, t: int | torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
                  rows_by_model: Mapping[str, Sequence[int] | None], route: bool = False) -> dict[str, torch.Tensor]:
@@ -46,17 +51,21 @@ class NoisePredictor:
         that images that drew different adapters at a step still cost one call of the batch size.
         """
         plan = []
+        full = self.bundle.extra.get("unets", {})
         for model, rows in rows_by_model.items():
             idx = None if rows is None or len(rows) == x.shape[0] and list(rows) == list(range(x.shape[0])) \
                 else torch.as_tensor(list(rows), dtype=torch.long, device=x.device)
             xs = x if idx is None else x[idx]
-            plan.append((model, xs, uncond if idx is None else uncond[idx], cond if idx is None else cond[idx]))
-        if (self.batched or route) and len(plan) > 1:
+            u = uncond[model] if isinstance(uncond, Mapping) else uncond
+            c = cond[model] if isinstance(cond, Mapping) else cond
+            plan.append((model, xs, u if idx is None else u[idx], c if idx is None else c[idx]))
+        if (self.batched or route) and len(plan) > 1 and not any(p[0] in full for p in plan):
             return self._batched(plan, t)
         out = {}
         for model, xs, u, c in plan:
-            activate(self.bundle.unet, model)
-            eps_u, eps_c = self._unet(torch.cat([xs, xs]), t, torch.cat([u, c])).chunk(2)
+            if model not in full:
+                activate(self.bundle.unet, model)
+            eps_u, eps_c = self._unet(torch.cat([xs, xs]), t, torch.cat([u, c]), model).chunk(2)
             out[model] = classifier_free_guidance(eps_u, eps_c, self.guidance_scale)
         return out
 

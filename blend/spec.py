@@ -133,7 +133,19 @@ class BlendSpec:
             if self.method == "kla":
                 core += f"_lam{_fmt(self.lam)}"
             core += "_" + "_".join(f"{a}{_fmt(w)}" for a, w in zip(self.adapters, self.weights))
+        if self.schedule is not None:
+            core += "_" + self.schedule.label
         return core
+
+    @property
+    def schedule(self):
+        """A per-step weight schedule w(p) (``blend.schedule``) or None: ``weights`` is then w(0)."""
+        return self.extra.get("schedule")
+
+    def with_weights(self, weights) -> BlendSpec:
+        """The same method with other weights (validated again); the schedule is not carried over."""
+        extra = {k: v for k, v in self.extra.items() if k != "schedule"}
+        return BlendSpec(self.method, self.adapters, tuple(weights), self.lam, self.role, extra)
 
     @property
     def display_name(self) -> str:
@@ -149,5 +161,8 @@ class BlendSpec:
         return name
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "adapters": list(self.adapters), "weights": list(self.weights),
-                "lam": self.lam, "role": self.role, "label": self.label}
+        out = {"method": self.method, "adapters": list(self.adapters), "weights": list(self.weights),
+               "lam": self.lam, "role": self.role, "label": self.label}
+        if self.schedule is not None:
+            out["schedule"] = self.schedule.to_dict()
+        return out
