@@ -230,12 +230,13 @@ def _row_specs(spec: BlendSpec | Sequence[BlendSpec], n: int) -> list[BlendSpec]
 @torch.no_grad()
 def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: Sequence[str], seeds: Sequence[int],
            config: SamplerConfig = SamplerConfig(), progress: bool = False, *, scheduler=None,
-           negative_prompts: Sequence[str] | None = None, sample_shape: Sequence[int] | None = None) -> SampleResult:
+           negative_prompts: Sequence[str] | None = None, sample_shape: Sequence[int] | None = None,
+           decode: bool = True) -> SampleResult:
     """Sample one image per (prompt, seed) with the method ``spec`` (or one spec per image).
 
     ``scheduler`` defaults to the bundle's (DDIM); any diffusers scheduler works. ``negative_prompts``
     replaces the empty unconditional prompt of classifier-free guidance. ``sample_shape`` (C, H, W)
-    overrides the UNet's native sample size. Soup methods need their merged adapter in the UNet first
+    overrides the UNet's native sample size; ``decode=False`` returns the final latents as ``images``. Soup methods need their merged adapter in the UNet first
     (``blend.soup.ensure_soup_adapter``).
     """
     if len(prompts) != len(seeds):
@@ -258,7 +259,7 @@ def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: 
     uncond = encode_for_models(bundle, list(negative_prompts) if negative_prompts is not None else [""] * n, models)
     x, evals, choices = denoise(bundle, specs, x, cond, uncond, sched, config, seeds=seeds, noise=z,
                                 generator=step_generators(seeds, device), progress=progress, label=specs[0].label)
-    images = bundle.decode(x).cpu()
+    images = bundle.decode(x).cpu() if decode else x
     distinct = len({id(s) for s in specs}) > 1 or specs[0].schedule is not None
     return SampleResult(images=images, unet_evals=evals, seconds=time.perf_counter() - start, choices=choices,
                         specs=[s.to_dict() for s in specs] if distinct else None)

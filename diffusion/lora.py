@@ -68,8 +68,11 @@ class LoraWeights:
         return self.alpha[module] / self.rank(module)
 
     def delta(self, module: str) -> torch.Tensor:
-        """ΔW = (alpha / r) B A, shape (out, in)."""
-        return self.scale(module) * (self.B[module].double() @ self.A[module].double())
+        """ΔW = (alpha / r) B A, shape (out, in), or (out, in, kh, kw) for a conv LoRA (B is (out, r, 1, 1))."""
+        a, b = self.A[module].double(), self.B[module].double()
+        if a.ndim == 4:
+            return self.scale(module) * (b.flatten(1) @ a.flatten(1)).view(b.shape[0], *a.shape[1:])
+        return self.scale(module) * (b @ a)
 
     def lora_config(self) -> LoraConfig:
         ranks = {m: self.rank(m) for m in self.modules}
@@ -179,9 +182,11 @@ def parse_lora_state_dict(sd: dict[str, torch.Tensor], config: dict | None = Non
     alpha_pattern = config.get("alpha_pattern") or {}
     out_alpha = {}
     for mod, a in A.items():
-        if a.ndim != 2 or B[mod].ndim != 2 or B[mod].shape[1] != a.shape[0]:
+        conv = a.ndim == 4 and B[mod].ndim == 4 and tuple(B[mod].shape[2:]) == (1, 1)
+        if not (conv or a.ndim == 2 and B[mod].ndim == 2) or B[mod].shape[1] != a.shape[0]:
             raise AdapterError(f"{source}: module {mod!r} has factors of shapes {tuple(B[mod].shape)} and "
-                               f"{tuple(a.shape)}, which do not multiply (only linear LoRA layers are supported)")
+                               f"{tuple(a.shape)}, which do not multiply (supported: linear LoRA, and conv LoRA "
+                               f"with down (r, in, kh, kw) and up (out, r, 1, 1))")
         if mod in alphas:
             out_alpha[mod] = alphas[mod]
         elif fmt == "legacy-attn-procs":
@@ -225,13 +230,18 @@ def check_fits(unet: torch.nn.Module, lw: LoraWeights, name: str) -> None:
             raise AdapterError(f"adapter {name!r} ({lw.source}) targets layer {mod!r}, which this UNet does not "
                                f"have: the adapter was made for another base model")
         base = layer.base_layer if isinstance(layer, LoraLayer) else layer
-        if not isinstance(base, torch.nn.Linear):
-            raise AdapterError(f"adapter {name!r}: layer {mod!r} is a {type(base).__name__}, only Linear is supported")
-        want_a, want_b = (lw.rank(mod), base.in_features), (base.out_features, lw.rank(mod))
+        if isinstance(base, torch.nn.Conv2d):
+            want_a = (lw.rank(mod), base.in_channels, *base.kernel_size)
+            want_b = (base.out_channels, lw.rank(mod), 1, 1)
+        elif isinstance(base, torch.nn.Linear):
+            want_a, want_b = (lw.rank(mod), base.in_features), (base.out_features, lw.rank(mod))
+        else:
+            raise AdapterError(f"adapter {name!r}: layer {mod!r} is a {type(base).__name__}; LoRA layers on Linear "
+                               f"and Conv2d are supported")
         if tuple(lw.A[mod].shape) != want_a or tuple(lw.B[mod].shape) != want_b:
             raise AdapterError(
                 f"adapter {name!r} ({lw.source}) does not fit this UNet at layer {mod!r}: the UNet layer maps "
-                f"{base.in_features} → {base.out_features} features, so it needs lora_A {want_a} and lora_B {want_b}, "
+                f"{want_a[1]} → {want_b[0]} features, so it needs lora_A {want_a} and lora_B {want_b}, "
                 f"but the file has lora_A {tuple(lw.A[mod].shape)} and lora_B {tuple(lw.B[mod].shape)}. "
                 f"The adapter was made for another base model; load the base it was trained on.")
 

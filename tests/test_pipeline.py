@@ -1,0 +1,157 @@
+"""DiffusionBlendPipeline against the stock diffusers StableDiffusionPipeline, for every supported scheduler.
+
+* w = (1, 0) is the stock pipeline with that adapter loaded (``load_lora_weights``): the same pixels;
+* DB-MPA equals a hand blend: the stock pipeline whose UNet returns Σ w_i ε_i (adapters switched with
+  diffusers' own ``set_adapters``; CFG is linear, so blending before or after it agrees up to rounding);
+* per-image weights in one batch equal separate calls; a constant schedule equals fixed weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    UniPCMultistepScheduler,
+)
+
+from diffusion.lora import random_lora, save_lora
+
+SCHEDULERS = {
+    "ddim": lambda cfg: DDIMScheduler.from_config(cfg),
+    "dpm++": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, algorithm_type="dpmsolver++"),
+    "euler": lambda cfg: EulerDiscreteScheduler.from_config(cfg),
+    "euler_a": lambda cfg: EulerAncestralDiscreteScheduler.from_config(cfg),
+    "pndm": lambda cfg: PNDMScheduler.from_config(cfg, skip_prk_steps=True),
+    "unipc": lambda cfg: UniPCMultistepScheduler.from_config(cfg),
+}
+PROMPTS = ["a red circle", "a green square"]
+KW = dict(num_inference_steps=4, guidance_scale=5.0, eta=1.0, output_type="np")
+
+
+def gens(n=2, offset=0):
+    return [torch.Generator().manual_seed(offset + i) for i in range(n)]
+
+
+@pytest.fixture
+def pipes(tiny_bundle, tmp_path):
+    """(stock pipeline with adapters a, b loaded by diffusers, DiffusionBlendPipeline.from_pipe of it)."""
+    from blend.pipeline import DiffusionBlendPipeline
+
+    b = tiny_bundle
+    for name, seed in (("a", 1), ("b", 2)):
+        save_lora(random_lora(b.unet, seed=seed, std_b=0.3), tmp_path / name)
+    stock = StableDiffusionPipeline(vae=b.vae, text_encoder=b.text_encoder, tokenizer=b.tokenizer, unet=b.unet,
+                                    scheduler=b.scheduler, safety_checker=None, feature_extractor=None,
+                                    requires_safety_checker=False)
+    stock.set_progress_bar_config(disable=True)
+    for name in ("a", "b"):
+        stock.load_lora_weights(tmp_path / name, weight_name="pytorch_lora_weights.safetensors", adapter_name=name)
+    return stock, DiffusionBlendPipeline.from_pipe(stock)
+
+
+def _stock(stock, adapters, **kw):
+    if adapters:
+        stock.set_adapters(adapters)
+        stock.enable_lora()
+    else:
+        stock.disable_lora()
+    try:
+        return stock(PROMPTS, generator=gens(), **KW, **kw).images
+    finally:
+        stock.enable_lora()
+
+
+@pytest.mark.parametrize("sched", list(SCHEDULERS))
+def test_weight_one_zero_is_the_stock_pipeline_with_that_adapter(pipes, sched):
+    stock, pipe = pipes
+    stock.scheduler = pipe.scheduler = SCHEDULERS[sched](stock.scheduler.config)
+    ref = _stock(stock, ["a"])
+    assert not np.array_equal(ref, _stock(stock, None))  # the adapter matters
+    out = pipe(PROMPTS, weights={"a": 1.0, "b": 0.0}, generator=gens(), **KW).images
+    np.testing.assert_array_equal(out, ref)
+    base = pipe(PROMPTS, generator=gens(), **KW).images
+    np.testing.assert_array_equal(base, _stock(stock, None))
+
+
+@pytest.mark.parametrize("sched", list(SCHEDULERS))
+def test_mpa_matches_a_hand_blend_in_the_stock_pipeline(pipes, sched):
+    stock, pipe = pipes
+    stock.scheduler = pipe.scheduler = SCHEDULERS[sched](stock.scheduler.config)
+    w = {"a": 0.3, "b": 0.7}
+    unet, forward = stock.unet, stock.unet.forward
+
+    def blended(*args, **kwargs):
+        out = 0
+        for name, wi in w.items():
+            unet.set_adapters([name])
+            out = out + wi * forward(*args, **kwargs)[0]
+        return (out,)
+
+    unet.forward = blended
+    try:
+        ref = stock(PROMPTS, generator=gens(), **KW).images
+    finally:
+        del unet.forward
+    out = pipe(PROMPTS, weights=w, generator=gens(), **KW).images
+    np.testing.assert_allclose(out, ref, atol=2e-5)
+    assert np.abs(out - pipe(PROMPTS, weights={"a": 1.0, "b": 0.0}, generator=gens(), **KW).images).max() > 1e-3
+
+
+def test_per_image_weights_equal_separate_calls(pipes):
+    _, pipe = pipes
+    ws = [{"a": 0.3, "b": 0.7}, {"a": 0.9, "b": 0.1}]
+    both = pipe(PROMPTS, weights=ws, seeds=[0, 1], **KW).images
+    for i in range(2):
+        one = pipe(PROMPTS[i], weights=ws[i], seeds=[i], **KW).images
+        np.testing.assert_allclose(both[i], one[0], atol=1e-6)
+    assert np.abs(both[0] - pipe(PROMPTS[0], weights=ws[1], seeds=[0], **KW).images[0]).max() > 1e-3
+
+
+def test_per_image_weights_with_generators_and_kla(pipes):
+    _, pipe = pipes
+    ws = [{"a": 1.0}, {"b": 1.0}]
+    both = pipe(PROMPTS, weights=ws, method="kla", lam=0.5, generator=gens(), **KW).images
+    for i in range(2):
+        one = pipe(PROMPTS[i], weights=ws[i], method="kla", lam=0.5, generator=gens(1, i), **KW).images
+        np.testing.assert_allclose(both[i], one[0], atol=1e-6)
+
+
+def test_constant_schedule_equals_fixed_weights_and_a_ramp_differs(pipes):
+    _, pipe = pipes
+    w = {"a": 0.3, "b": 0.7}
+    fixed = pipe(PROMPTS, weights=w, seeds=[0, 1], **KW).images
+    np.testing.assert_array_equal(pipe(PROMPTS, weights=lambda p: w, seeds=[0, 1], **KW).images, fixed)
+    ramp = pipe(PROMPTS, weights=lambda p: {"a": 1 - p, "b": p}, seeds=[0, 1], **KW).images
+    assert np.abs(ramp - fixed).max() > 1e-3
+
+
+def test_methods_and_outputs(pipes):
+    _, pipe = pipes
+    w = {"a": 0.5, "b": 0.5}
+    for method in ("mpa_ls", "soup", "soup_factors"):
+        img = pipe(PROMPTS[0], weights=w, method=method, seeds=[3], **{**KW, "output_type": "pil"}).images[0]
+        assert img.size == (16, 16)
+    lat = pipe(PROMPTS[0], weights=w, seeds=[3], **{**KW, "output_type": "latent"}).images
+    assert lat.shape == (1, 4, 8, 8)
+    two = pipe(PROMPTS[0], weights=w, num_images_per_prompt=2, height=32, width=32, generator=gens(),
+               negative_prompt="blurry", **KW).images
+    assert two.shape == (2, 32, 32, 3) and not np.array_equal(two[0], two[1])
+    with pytest.raises(ValueError, match="no blend member named"):
+        pipe(PROMPTS[0], weights={"zzz": 1.0}, **KW)
+    with pytest.raises(ValueError, match="sum to 1"):
+        pipe(PROMPTS[0], weights={"a": 0.5, "b": 0.6}, **KW)
+
+
+def test_stock_pipeline_state_is_kept(pipes):
+    stock, pipe = pipes
+    stock.set_adapters(["b"])
+    before = _stock(stock, ["b"])
+    pipe(PROMPTS, weights={"a": 0.5, "b": 0.5}, generator=gens(), **KW)
+    np.testing.assert_array_equal(stock(PROMPTS, generator=gens(), **KW).images, before)
