@@ -107,12 +107,34 @@ def is_kohya(sd: dict) -> bool:
 
 
 def _module_table(model: torch.nn.Module) -> dict[str, str]:
-    """kohya name (module path with '.' → '_') → module path, for the model's own layers."""
+    """kohya name (module path with '.' → '_') → module path, for the model's own layers.
+
+    transformers ≥ 5 builds ``CLIPTextModel`` without the ``text_model.`` level that LoRA files name
+    (``text_model.encoder.layers.0…``); both spellings are then accepted.
+    """
     table = {}
+    flat = _flat_text_model(model)
     for name, _ in model.named_modules():
         if name and ".lora_" not in name and not name.endswith("base_layer") and ".base_layer." not in name:
             table[name.replace(".", "_")] = name
+            if flat:
+                table["text_model_" + name.replace(".", "_")] = name
     return table
+
+
+def _flat_text_model(model: torch.nn.Module | None) -> bool:
+    """A text encoder whose layers sit at the top (``encoder.…``) rather than under ``text_model.``."""
+    if model is None:
+        return False
+    names = {n for n, _ in model.named_children()}
+    return "text_model" not in names and "encoder" in names and "embeddings" in names
+
+
+def te_module_name(name: str, text_encoder: torch.nn.Module | None) -> str:
+    """A text-encoder layer name from a LoRA file, as this text encoder spells it."""
+    if name.startswith("text_model.") and _flat_text_model(text_encoder):
+        return name[len("text_model."):]
+    return name
 
 
 def parse_kohya(sd: dict[str, torch.Tensor], unet: torch.nn.Module, text_encoder: torch.nn.Module | None,
@@ -189,7 +211,7 @@ def read_adapter_parts(source, unet: torch.nn.Module | None = None, text_encoder
             config = json.loads(config_file.read_text())
         elif METADATA_KEY in metadata:
             config = json.loads(metadata[METADATA_KEY])
-        te_sd = {k[len(TE_PREFIX):]: v for k, v in sd.items() if k.startswith(TE_PREFIX)}
+        te_sd = {te_module_name(k[len(TE_PREFIX):], text_encoder): v for k, v in sd.items() if k.startswith(TE_PREFIX)}
         unet_sd = {k: v for k, v in sd.items() if not k.startswith(TE_PREFIX)}
         if any(k.startswith("text_encoder_2.") for k in unet_sd):
             raise AdapterError(f"{weights_file}: has a second text encoder (text_encoder_2, an SDXL LoRA); this base "
