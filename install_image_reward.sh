@@ -5,8 +5,8 @@
 #   bash install_image_reward.sh [--cache_dir DIR] [--mirror DIR] [--python PY]
 #
 # Sources, in order: a local mirror directory (files ImageReward.pt, med_config.json, vocab.txt directly in
-# DIR or in DIR/ImageReward/; for clusters without internet), then the Hugging Face hub (THUDM/ImageReward,
-# google-bert/bert-base-uncased). vocab.txt falls back to the copy vendored in rewards/assets/.
+# DIR or in DIR/ImageReward/; for clusters without internet), then the Hugging Face hub (zai-org/ImageReward, then
+# its old name THUDM/ImageReward; google-bert/bert-base-uncased). vocab.txt falls back to the copy vendored in rewards/assets/.
 # The fetched files are checked (ImageReward.pt loads with torch.load(weights_only=True) and has the BLIP,
 # BERT and MLP keys; med_config.json has vocab_size 30524; vocab.txt has 30522 lines) before they are kept.
 set -euo pipefail
@@ -52,8 +52,10 @@ EOF
 
 echo "Installing ImageReward into $DEST"
 missing=()
-fetch ImageReward.pt THUDM/ImageReward ImageReward.pt || missing+=("ImageReward.pt (hub THUDM/ImageReward)")
-fetch med_config.json THUDM/ImageReward med_config.json || missing+=("med_config.json (hub THUDM/ImageReward)")
+for f in ImageReward.pt med_config.json; do  # the THUDM organisation was renamed zai-org; the old name is the fallback
+  fetch "$f" zai-org/ImageReward "$f" || fetch "$f" THUDM/ImageReward "$f" \
+    || missing+=("$f (hub zai-org/ImageReward or THUDM/ImageReward)")
+done
 if ! fetch vocab.txt google-bert/bert-base-uncased vocab.txt; then
   cp "$HERE/rewards/assets/bert-base-uncased-vocab.txt" "$TMP/vocab.txt"; echo "  vocab.txt: vendored copy"
 fi
@@ -63,7 +65,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "  mirror: ${MIRROR:-(none given; pass --mirror DIR holding ImageReward.pt and med_config.json)}"
     if [ "${HF_HUB_OFFLINE:-0}" = "1" ]; then echo "  hub: skipped (HF_HUB_OFFLINE=1)";
     else echo "  hub: unreachable ($(tail -n 1 "$TMP/hub.err" 2>/dev/null))"; fi
-    echo "Copy the files from a machine with internet (https://huggingface.co/THUDM/ImageReward) and rerun with --mirror."
+    echo "Copy the files from a machine with internet (https://huggingface.co/zai-org/ImageReward) and rerun with --mirror."
   } >&2
   exit 1
 fi

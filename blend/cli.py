@@ -6,20 +6,23 @@ import argparse
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from blend.experiment import Experiment, Objective, merge_results, run_units, save_config
-from blend.report import plot_pareto, summarise, write_grids, write_summary
-from blend.sampler import SamplerConfig
-from blend.spec import METHODS, BlendSpec
+# Only light imports at module level: `run_DB.py --help` and `--list_rewards` must not import torch,
+# diffusers or peft (seconds); everything heavy is imported inside main() and the helpers that need it.
 from diffusion_blend.logging import get_logger, setup_logging
 from diffusion_blend.prompts import load_prompts
 from diffusion_blend.provenance import provenance
 
+if TYPE_CHECKING:
+    from blend.experiment import Experiment
+    from blend.spec import BlendSpec
+
 log = get_logger("run_DB")
 
-PAPER_BASE_MODEL = "runwayml/stable-diffusion-v1-5"
+PAPER_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the maintained copy of the deleted runwayml id
+METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors")  # = blend.spec.METHODS (tested)
+SCHEDULER_NAMES = ("ddim", "dpm++", "dpm++_sde", "euler", "euler_a", "pndm", "unipc", "ddpm")  # blend.schedulers
 DEFAULT_BASE_MODEL = "builtin:toy"
 REPO = Path(__file__).resolve().parents[1]
 TOY_WEIGHTS = REPO / "toy" / "weights"
@@ -65,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                         f"[default: the toy world's model, adapters and oracle (see README); {PAPER_BASE_MODEL} "
                         f"with the original flags]")
     g.add_argument("--lora", action="append", default=[], metavar="NAME=PATH",
-                   help="a LoRA adapter (PEFT dir, diffusers .safetensors or legacy attn-procs .bin); repeat; the "
-                        "order fixes the order of the weights")
+                   help="a LoRA adapter (PEFT dir, diffusers or kohya/A1111 .safetensors, legacy attn-procs .bin, "
+                        "hub id owner/repo or owner/repo:file.safetensors); repeat; the order fixes the order of "
+                        "the weights")
+    g.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
+                   help="a full fine-tuned UNet (unet/ or Stable-Diffusion directory) as a blend member, after the "
+                        "--lora members in the weight order; memory: one UNet per member")
     g.add_argument("--oracle", action="append", default=[], metavar="W=PATH",
                    help="a MORL oracle adapter trained on the weighted reward W (e.g. '0.5,0.5=ckpt/'); repeat")
     g.add_argument("--t2i_path", default=None, help="(original) the ImageReward adapter; same as --lora t2i=PATH")
@@ -80,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a weight vector over the adapters (sums to 1); repeat, or separate vectors with ';'")
     g.add_argument("--ir_weight", type=float, default=None,
                    help="(original) weight w of the ImageReward adapter: weights (w, 1-w) over (t2i, vila)")
+    g.add_argument("--weights_end", action="append", default=[], metavar="W1,W2,...",
+                   help="per-step schedule: the weight vector at the last step, one per --weights vector (or one "
+                        "for all); mpa, mpa_ls and kla then blend with w(t) from --weights to it")
+    g.add_argument("--schedule", default="linear", choices=["linear", "cosine"],
+                   help="interpolation of the per-step schedule (with --weights_end)")
     g.add_argument("--lambdas", default="0.5,1.5", help="DB-KLA λ values, comma-separated (λ ≥ 0)")
     g.add_argument("--prompt_file", default=None, help="(original) JSON list of prompts or DPOK {prompt: {...}} dict")
     g.add_argument("--prompts", default=None, help="prompts inline, separated by '|'")
@@ -91,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--guidance", "--guidance_scale", dest="guidance", type=float, default=7.5,
                    help="classifier-free guidance scale, applied per model before blending")
     g.add_argument("--eta", type=float, default=1.0, help="DDIM η (1 = the paper's stochastic sampler)")
+    g.add_argument("--scheduler", default="ddim", choices=list(SCHEDULER_NAMES),
+                   help="diffusers scheduler whose step the blended ε drives (built from the model's scheduler "
+                        "config); ddim with η = 1 is the paper's")
     g.add_argument("--batch_size", type=int, default=8, help="images per UNet batch")
     g.add_argument("--batched", action="store_true",
                    help="evaluate all blended models in one routed UNet call (for GPUs; the same numbers up to float "
@@ -162,16 +177,18 @@ def _reward_scales(items: list[str], reward_names: list[str]) -> tuple[float, ..
 
 
 def list_rewards_text() -> str:
-    from rewards import list_rewards
+    from rewards.catalog import reward_catalog  # read from the source: no torch
 
     lines = []
-    for info in list_rewards():
+    for info in reward_catalog():
         lines.append(f"{info.name:24s} {'differentiable' if info.differentiable else 'black-box':15s} {info.scale}")
         lines.append(f"{'':24s} {info.description}; needs: {info.needs}")
     return "\n".join(lines)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str):
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -213,7 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out_dir = Path(args.out_dir)
     setup_logging(log_file=out_dir / "run.log")
+    import torch
     from accelerate import PartialState
+
+    from blend.experiment import Experiment, Objective, merge_results, run_units, save_config
+    from blend.report import plot_pareto, summarise, write_grids, write_summary
+    from blend.sampler import SamplerConfig
+    from blend.spec import BlendSpec
 
     device = resolve_device(args.device)
     state = PartialState(cpu=device.type == "cpu")
@@ -230,9 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         adapters.append(("t2i", args.t2i_path))
     if args.vila_path:
         adapters.append(("vila", args.vila_path))
+    members = _named_paths(args.model, "--model")
     oracles = _named_paths(args.oracle, "--oracle")
     base_model = args.base_model or (PAPER_BASE_MODEL if original else DEFAULT_BASE_MODEL)
-    builtin_demo = base_model == "builtin:tiny" and not adapters  # random demo adapters for the tiny model
+    builtin_demo = base_model == "builtin:tiny" and not adapters and not members  # random demo adapters
     if toy_default:
         log.info("no model given: running the built-in toy-world default (python run_DB.py --help for flags)")
 
@@ -262,25 +286,35 @@ def main(argv: list[str] | None = None) -> int:
     reward_fns = {name: get_reward(name, device=device, dtype=torch.float32, cache_dir=args.cache_dir,
                                    **reward_opts.get(name, {})) for name in reward_names}
 
+    from blend.schedulers import make_scheduler
     from diffusion.loading import load_bundle
-    from diffusion.lora import load_adapter
+    from diffusion.lora_formats import add_unet_member, load_adapter_any, unet_member_record
 
     bundle = load_bundle(base_model, device=device, dtype=dtype, cache_dir=args.cache_dir)
     if builtin_demo:
         adapters = _write_demo_adapters(bundle, out_dir / "builtin_adapters")
         if not weights:
             weights = [(0.5, 0.5)]
-    loras = {name: load_adapter(bundle.unet, name, path) for name, path in adapters}
+    if args.scheduler != "ddim":
+        bundle.scheduler = make_scheduler(args.scheduler, bundle.scheduler.config)
+    loras = {name: load_adapter_any(bundle, name, path, cache_dir=args.cache_dir) for name, path in adapters}
+    for name, path in members:
+        add_unet_member(bundle, name, path)
+        loras[name] = unet_member_record(path)
+    adapters += members
     oracle_specs, spec_objective = [], {}
     for i, (w_text, path) in enumerate(oracles):
         w = _parse_weights([w_text])[0]
         target = Objective(w, tuple(reward_names)).label
         name = f"oracle{i}_w" + "_".join(f"{x:g}" for x in w).replace(".", "p").replace("-", "m")
-        loras[name] = load_adapter(bundle.unet, name, path)
+        loras[name] = load_adapter_any(bundle, name, path, cache_dir=args.cache_dir)
         oracle_specs.append(BlendSpec("single", (name,), role="oracle", extra={"target": target}))
         spec_objective[oracle_specs[-1].label] = target
 
     specs = build_specs(args.methods, [a for a, _ in adapters], weights, lambdas, oracle_specs, original)
+    specs = _without_impossible_soups(specs, loras, args.methods)
+    if args.weights_end:
+        specs = attach_schedules(specs, weights, _parse_weights(args.weights_end), args.schedule)
     scales = _reward_scales(args.reward_scale, reward_names)
     objectives = []
     if len(reward_names) == len(adapters):
@@ -293,11 +327,11 @@ def main(argv: list[str] | None = None) -> int:
                      sampler=SamplerConfig(steps=steps, guidance=args.guidance, eta=args.eta, batched=args.batched),
                      rewards=reward_names, objectives=objectives, batch_size=args.batch_size,
                      spec_objective=spec_objective)
-    check_resumable(out_dir, exp, loras)
+    check_resumable(out_dir, exp, loras, scheduler=args.scheduler)
     if state.is_main_process:
         save_config(out_dir, exp, {"adapters": {n: {"path": lw.extra.get("file"), "sha256": lw.sha256,
                                                     "format": lw.fmt} for n, lw in loras.items()},
-                                   "argv": argv, "device": str(device), "dtype": args.dtype, **provenance()})
+                                   "scheduler": args.scheduler, "argv": argv, "device": str(device), "dtype": args.dtype, **provenance()})
     state.wait_for_everyone()
     log.info("%d configs × %d prompts × %d seeds = %d images; rewards: %s", len(specs), len(prompts), n_seeds,
              len(specs) * len(prompts) * n_seeds, ", ".join(reward_names))
@@ -319,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
 def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tuple[float, ...]],
                 lambdas: list[float], oracle_specs: list[BlendSpec], original: bool) -> list[BlendSpec]:
     """The method configurations to run, in table order."""
+    from blend.spec import BlendSpec
+
     m = len(adapters)
     if methods_arg:
         methods = [x.strip() for x in methods_arg.split(",") if x.strip()]
@@ -368,12 +404,53 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
     return unique
 
 
-def check_resumable(out_dir: Path, exp: Experiment, loras: dict) -> None:
+def _without_impossible_soups(specs: list[BlendSpec], loras: dict, methods_arg: str | None) -> list[BlendSpec]:
+    """Soups merge UNet LoRA weights: not possible with full-UNet members or text-encoder LoRA parts."""
+    blocked = [n for n, lw in loras.items() if lw.fmt == "full-unet" or lw.extra.get("text_encoder_layers")]
+    soups = [s for s in specs if s.is_soup and set(s.adapters) & set(blocked)]
+    if not soups:
+        return specs
+    if methods_arg and any(m.strip() in ("soup", "soup_factors") for m in methods_arg.split(",")):
+        raise SystemExit(f"error: a soup merges the adapters' UNet LoRA weights, which {blocked} cannot be (a full "
+                         f"UNet, or text-encoder LoRA parts); drop soup/soup_factors from --methods")
+    log.info("soup baselines skipped: %s are full UNets or have text-encoder LoRA parts", blocked)
+    return [s for s in specs if s not in soups]
+
+
+def attach_schedules(specs: list[BlendSpec], starts: list[tuple[float, ...]], ends: list[tuple[float, ...]],
+                     kind: str) -> list[BlendSpec]:
+    """Give every mpa / mpa_ls / kla spec whose weights are a --weights vector the schedule to its --weights_end."""
+    from blend.schedule import WeightSchedule
+    from blend.spec import BlendSpec
+
+    if len(ends) not in (1, len(starts)):
+        raise SystemExit(f"error: {len(ends)} --weights_end vectors for {len(starts)} --weights vectors; give one, "
+                         f"or one per --weights vector")
+    end_of = {tuple(w): ends[0] if len(ends) == 1 else ends[i] for i, w in enumerate(starts)}
+    out = []
+    for s in specs:
+        end = end_of.get(tuple(s.weights)) if s.method in ("mpa", "mpa_ls", "kla") and len(s.adapters) > 1 else None
+        if end is None:
+            out.append(s)
+            continue
+        try:
+            s.with_weights(end)  # the end vector is a valid blend too
+            out.append(BlendSpec(s.method, s.adapters, s.weights, s.lam, s.role,
+                                 {**s.extra, "schedule": WeightSchedule(s.weights, end, kind)}))
+        except ValueError as exc:
+            raise SystemExit(f"error: --weights_end {list(end)}: {exc}") from exc
+    return out
+
+
+def check_resumable(out_dir: Path, exp: Experiment, loras: dict, scheduler: str = "ddim") -> None:
     """Refuse to resume into a directory whose earlier run used different settings (its rows would be wrong)."""
     cfg_path = out_dir / "config.json"
     if not cfg_path.exists():
         return
     old = json.loads(cfg_path.read_text())
+    if old.get("scheduler", "ddim") != scheduler:
+        raise SystemExit(f"error: {out_dir} holds a run with scheduler {old.get('scheduler', 'ddim')!r}, not "
+                         f"{scheduler!r}; results would mix. Use a new --out_dir or delete the old one.")
     checks = {"base_model": exp.base_model, "prompts": exp.prompts, "sampler": exp.sampler.__dict__,
               "rewards": exp.rewards}
     for key, value in checks.items():

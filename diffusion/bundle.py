@@ -6,7 +6,7 @@ Stable Diffusion directory layout. ``diffusion.loading.load_bundle(source)`` acc
 * ``builtin:tiny`` — the seeded, config-built tiny Stable-Diffusion-family model (``diffusion.tiny``);
 * a local directory in the Stable Diffusion (diffusers) layout: ``unet/``, ``text_encoder/``,
   ``tokenizer/``, ``scheduler/`` and, for latent models, ``vae/``;
-* a hub id such as ``runwayml/stable-diffusion-v1-5`` (downloaded into ``cache_dir`` when online).
+* a hub id such as ``stable-diffusion-v1-5/stable-diffusion-v1-5`` (downloaded into ``cache_dir`` when online).
 
 The scheduler is always a ``DDIMScheduler`` built from the model's scheduler config (as the paper's
 code does). Models without a ``vae/`` folder work in pixel space: the UNet's samples are images in

@@ -3,6 +3,10 @@
 * ``builtin:tiny`` / ``builtin:toy`` — see ``diffusion.builtin``;
 * a local directory in the Stable Diffusion (diffusers) layout (``diffusion.bundle.load_local_dir``);
 * a hub id such as ``stable-diffusion-v1-5/stable-diffusion-v1-5`` (downloaded into ``cache_dir`` when online).
+
+Hub ids that were deleted are read as their maintained copies (:data:`HUB_ALIASES`), with a log line:
+``runwayml/stable-diffusion-v1-5`` (the paper's base, removed from the hub in 2024) is
+``stable-diffusion-v1-5/stable-diffusion-v1-5``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,18 @@ from diffusion.bundle import ModelBundle, check_tokenizer, load_local_dir
 from diffusion_blend.logging import get_logger
 
 log = get_logger("diffusion")
+
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+HUB_ALIASES = {"runwayml/stable-diffusion-v1-5": SD15}  # deleted id -> the maintained copy
+
+
+def resolve_hub_alias(source: str) -> str:
+    """``source`` itself, or the maintained copy of a deleted hub id (with a log line); local paths are kept."""
+    new = HUB_ALIASES.get(source)
+    if new is None or Path(source).expanduser().exists():
+        return source
+    log.warning("%s was deleted from the Hugging Face hub; loading its maintained copy %s", source, new)
+    return new
 
 
 def _load_hub(repo_id: str, cache_dir, device, dtype) -> ModelBundle:
@@ -45,7 +61,7 @@ def load_bundle(source: str = "builtin:tiny", *, device: str | torch.device = "c
     elif Path(source).expanduser().exists():
         bundle = load_local_dir(Path(source).expanduser(), device, dtype)
     elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
-        bundle = _load_hub(source, cache_dir, device, dtype)
+        bundle = _load_hub(resolve_hub_alias(source), cache_dir, device, dtype)
     else:
         raise FileNotFoundError(f"base model {source!r} is neither a directory, a hub id (owner/name) nor one of "
                                 f"the built-in models (builtin:tiny, builtin:toy)")

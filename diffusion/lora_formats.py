@@ -286,3 +286,14 @@ def add_unet_member(bundle, name: str, path: str | Path) -> None:
     if name in adapter_names(bundle.unet) or name in bundle.extra.get("unets", {}):
         raise AdapterError(f"a blend member named {name!r} already exists; choose another name")
     bundle.extra.setdefault("unets", {})[name] = load_unet_member(path, bundle.unet)
+
+
+def unet_member_record(path: str | Path) -> LoraWeights:
+    """An empty :class:`LoraWeights` that records a full-UNet member in configs and rows (path, sha256, format)."""
+    path = Path(path).expanduser()
+    unet_dir = path / "unet" if (path / "unet" / "config.json").exists() else path
+    files = sorted(unet_dir.glob("diffusion_pytorch_model*.safetensors")) or sorted(unet_dir.glob("*.bin"))
+    lw = LoraWeights(A={}, B={}, alpha={}, source=str(unet_dir), fmt="full-unet",
+                     sha256=sha256_file(files[0]) if len(files) == 1 else None)
+    lw.extra["file"] = str(unet_dir)
+    return lw

@@ -34,7 +34,7 @@ class TrainConfig:
     """DPOK (and DRaFT-K) LoRA fine-tuning. Defaults are DPOK's (PAPER.md §4), except where noted."""
 
     # --- model and data -----------------------------------------------------------------------
-    base_model: str = _f("runwayml/stable-diffusion-v1-5",
+    base_model: str = _f("stable-diffusion-v1-5/stable-diffusion-v1-5",  # the maintained copy of DPOK's deleted id
                          "base model: a hub id, a local Stable-Diffusion-format directory or builtin:tiny",
                          alias="--pretrained_model_name_or_path")
     cache_dir: str | None = _f(None, "where hub models and reward checkpoints are cached")

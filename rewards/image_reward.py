@@ -1,4 +1,4 @@
-"""ImageReward (Xu et al. 2023, THUDM/ImageReward v1.0) rebuilt on transformers' BLIP models.
+"""ImageReward (Xu et al. 2023, zai-org/ImageReward v1.0, formerly THUDM) rebuilt on transformers' BLIP models.
 
 The ``image-reward`` package cannot be installed beside the pinned stack (shared/docs/ENVIRONMENT.md §2),
 so the scorer is rebuilt from ``BlipVisionModel`` + ``BlipTextModel`` and the official ``ImageReward.pt``
@@ -29,6 +29,7 @@ from rewards.checkpoints import (
     CheckpointMismatchError,
     MissingCheckpointError,
     cache_root,
+    is_offline,
     load_strict,
     load_torch_file,
     require_keys,
@@ -41,7 +42,8 @@ IR_MEAN = 0.16717362830052426
 IR_STD = 1.0333394966054072
 MAX_LENGTH = 35
 TOKENIZER_LEN = 30524
-HUB_REPO = "THUDM/ImageReward"
+HUB_REPO = "zai-org/ImageReward"  # the hub organisation THUDM was renamed zai-org
+HUB_REPO_OLD = "THUDM/ImageReward"  # tried when the new name cannot be fetched
 VENDORED_VOCAB = Path(__file__).parent / "assets" / "bert-base-uncased-vocab.txt"
 INSTALL = "bash install_image_reward.sh --cache_dir <cache_dir>   (or pass checkpoint=/path/to/ImageReward.pt)"
 
@@ -160,6 +162,16 @@ def _configs(sd_vision: dict, sd_text: dict, med_config: dict, vision_heads: int
     return vcfg, tcfg
 
 
+def _resolve_from_hub(what: str, filename: str, **kwargs) -> Path:
+    """``resolve_file`` with the hub repo ``zai-org/ImageReward``, then the old ``THUDM/ImageReward``."""
+    try:
+        return resolve_file(what, hub=(HUB_REPO, filename), **kwargs)
+    except MissingCheckpointError:
+        if not kwargs.get("allow_download", True) or is_offline() or kwargs.get("explicit") is not None:
+            raise
+        return resolve_file(what, hub=(HUB_REPO_OLD, filename), **kwargs)
+
+
 def load_image_reward(checkpoint: str | Path | None = None, med_config: str | Path | None = None,
                       vocab: str | Path | None = None, *, cache_dir: str | Path | None = None,
                       device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
@@ -167,18 +179,19 @@ def load_image_reward(checkpoint: str | Path | None = None, med_config: str | Pa
     """Load ImageReward v1.0 from ``ImageReward.pt`` + ``med_config.json`` (+ bert-base-uncased ``vocab.txt``).
 
     Looked for, in order: the explicit paths; ``<cache_dir>/ImageReward/``; ``~/.cache/ImageReward/`` (where
-    the official package downloads); the hub ``THUDM/ImageReward`` when online. The vocabulary falls back
+    the official package downloads); the hub ``zai-org/ImageReward`` (then the old name ``THUDM/ImageReward``)
+    when online. The vocabulary falls back
     to the copy vendored in ``rewards/assets``. ``vision_heads``: 16 for BLIP ViT-L (head dim 64).
     """
     root = cache_root(cache_dir) / "ImageReward"
     legacy = Path.home() / ".cache" / "ImageReward"
-    ckpt = resolve_file("ImageReward checkpoint ImageReward.pt", explicit=checkpoint,
-                        candidates=[root / "ImageReward.pt", legacy / "ImageReward.pt"], install=INSTALL,
-                        hub=(HUB_REPO, "ImageReward.pt"), download_to=root, allow_download=allow_download)
-    cfg_path = resolve_file("ImageReward config med_config.json", explicit=med_config,
-                            candidates=[ckpt.parent / "med_config.json", root / "med_config.json",
-                                        legacy / "med_config.json"], install=INSTALL,
-                            hub=(HUB_REPO, "med_config.json"), download_to=root, allow_download=allow_download)
+    ckpt = _resolve_from_hub("ImageReward checkpoint ImageReward.pt", "ImageReward.pt", explicit=checkpoint,
+                             candidates=[root / "ImageReward.pt", legacy / "ImageReward.pt"], install=INSTALL,
+                             download_to=root, allow_download=allow_download)
+    cfg_path = _resolve_from_hub("ImageReward config med_config.json", "med_config.json", explicit=med_config,
+                                 candidates=[ckpt.parent / "med_config.json", root / "med_config.json",
+                                             legacy / "med_config.json"], install=INSTALL,
+                                 download_to=root, allow_download=allow_download)
     vocab_path = resolve_file("bert-base-uncased vocab.txt", explicit=vocab,
                               candidates=[root / "vocab.txt", VENDORED_VOCAB], install=INSTALL)
     med = json.loads(Path(cfg_path).read_text())

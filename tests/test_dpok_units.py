@@ -118,7 +118,7 @@ def test_original_command_parses_with_its_meanings():
     assert (cfg.single_flag, cfg.prompt_path, cfg.gradient_accumulation_steps) == (0, "./dataset/test_prompts.json", 12)
     assert (cfg.clip_norm, cfg.g_batch_size, cfg.v_flag, cfg.cache_dir) == (0.1, 6, 1, ".cache/")
     assert cfg.num_iterations() == 100000 // 5  # DPOK: max_train_steps // p_step outer iterations
-    assert cfg.base_model == "runwayml/stable-diffusion-v1-5" and cfg.reward == "image_reward"
+    assert cfg.base_model == "stable-diffusion-v1-5/stable-diffusion-v1-5" and cfg.reward == "image_reward"
     assert (cfg.eta, cfg.guidance_scale, cfg.num_inference_steps, cfg.ratio_clip, cfg.buffer_size) == \
         (1.0, 7.5, 50, 1e-4, 1000)
     validate(cfg)
