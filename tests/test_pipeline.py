@@ -155,3 +155,37 @@ def test_stock_pipeline_state_is_kept(pipes):
     before = _stock(stock, ["b"])
     pipe(PROMPTS, weights={"a": 0.5, "b": 0.5}, generator=gens(), **KW)
     np.testing.assert_array_equal(stock(PROMPTS, generator=gens(), **KW).images, before)
+
+
+def test_ls_constant_schedule_draws_as_fixed_weights_and_batched_routing_agrees(pipes):
+    _, pipe = pipes
+    w = {"a": 0.4, "b": 0.6}
+    fixed = pipe(PROMPTS, weights=w, method="mpa_ls", seeds=[0, 1], **KW).images
+    const = pipe(PROMPTS, weights=lambda p: w, method="mpa_ls", seeds=[0, 1], **KW).images
+    np.testing.assert_array_equal(const, fixed)
+    ws = [{"a": 0.3, "b": 0.7}, {"a": 0.9, "b": 0.1}]
+    looped = pipe(PROMPTS, weights=ws, seeds=[0, 1], **KW).images
+    routed = pipe(PROMPTS, weights=ws, seeds=[0, 1], batched=True, **KW).images
+    np.testing.assert_allclose(routed, looped, atol=1e-5)
+
+
+def test_from_pretrained_builtin_and_sampler_records_specs():
+    from blend.pipeline import DiffusionBlendPipeline
+    from blend.sampler import SamplerConfig, sample
+    from blend.schedule import WeightSchedule
+    from blend.spec import BlendSpec
+    from diffusion.lora import add_lora
+
+    pipe = DiffusionBlendPipeline.from_pretrained("builtin:tiny")
+    assert pipe.members == [] and pipe("a cat", num_inference_steps=2, output_type="np").images.shape == (1, 32, 32, 3)
+    bundle = pipe.bundle()
+    for name, seed in (("a", 1), ("b", 2)):
+        add_lora(bundle.unet, name, random_lora(bundle.unet, seed=seed))
+    cfg = SamplerConfig(steps=3, guidance=5.0)
+    spec = BlendSpec("mpa", ("a", "b"), (0.3, 0.7))
+    ramp = BlendSpec("mpa", ("a", "b"), (0.3, 0.7), extra={"schedule": WeightSchedule((0.3, 0.7), (0.3, 0.7))})
+    fixed = sample(bundle, spec, ["a cat"], [0], cfg)
+    const = sample(bundle, ramp, ["a cat"], [0], cfg)
+    assert torch.equal(fixed.images, const.images) and fixed.specs is None
+    assert const.specs[0]["schedule"] == {"kind": "linear", "start": [0.3, 0.7], "end": [0.3, 0.7]}
+    assert ramp.label == "mpa_a0.3_b0.7_linear-to-0.3_0.7"
