@@ -153,7 +153,9 @@ def parse_lora_state_dict(sd: dict[str, torch.Tensor], config: dict | None = Non
     for raw_key, t in sd.items():
         key = _strip_prefix(raw_key)
         if key.startswith("text_encoder"):
-            continue  # text-encoder LoRAs are not blended; the UNet part is used
+            raise AdapterError(f"{source or 'adapter'} has text-encoder LoRA weights ({raw_key!r}); read it with "
+                               f"diffusion.lora_formats.read_adapter_parts, which applies them per blended model "
+                               f"(run_DB.py and DiffusionBlendPipeline do), instead of dropping them")
         if m := _LEGACY.match(key):
             fmt = fmt or "legacy-attn-procs"
             proj = "to_out.0" if m["proj"] == "to_out" else m["proj"]

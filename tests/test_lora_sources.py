@@ -141,6 +141,10 @@ def test_diffusers_file_with_text_encoder_part_is_applied_per_member(tmp_path):
     emb = encode_for_models(pipe.bundle(), ["a cat"], ["t", "__base__"])
     torch.testing.assert_close(emb["__base__"], make_tiny_sd(seed=0, latent_size=8).encode_prompts(["a cat"]))
     assert not torch.equal(emb["t"], emb["__base__"])
+    from diffusion.lora import read_lora
+
+    with pytest.raises(AdapterError, match="text-encoder LoRA weights"):  # the UNet-only reader no longer drops them
+        read_lora(tmp_path / "te_lora.safetensors")
 
 
 def test_full_unet_member_is_the_fine_tuned_model_and_blends(tmp_path):
