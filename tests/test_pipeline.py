@@ -189,3 +189,30 @@ def test_from_pretrained_builtin_and_sampler_records_specs():
     assert torch.equal(fixed.images, const.images) and fixed.specs is None
     assert const.specs[0]["schedule"] == {"kind": "linear", "start": [0.3, 0.7], "end": [0.3, 0.7]}
     assert ramp.label == "mpa_a0.3_b0.7_linear-to-0.3_0.7"
+
+
+def test_ddim_through_scheduler_step_equals_the_trainers_ddim_step(tiny_with_adapters):
+    """The paper's sampler (DDIM, η = 1, pre-drawn z) is unchanged: the scheduler's own step gives the images of a
+    hand loop over ``diffusion.ddim.ddim_step`` (the trainer's step with log-probability) bit for bit."""
+    from blend.eps import combine
+    from blend.predictor import NoisePredictor
+    from blend.sampler import SamplerConfig, initial_noise, sample
+    from blend.spec import BlendSpec
+    from diffusion.ddim import ddim_step
+
+    bundle, _ = tiny_with_adapters
+    spec, cfg, seeds = BlendSpec("kla", ("a", "b"), (0.3, 0.7), lam=1.5), SamplerConfig(steps=4, guidance=5.0), [0, 1]
+    out = sample(bundle, spec, PROMPTS, seeds, cfg).images
+    sched = bundle.scheduler
+    sched.set_timesteps(cfg.steps)
+    noises = [initial_noise(s, bundle.sample_shape, cfg.steps) for s in seeds]
+    x = torch.stack([n[0] for n in noises]) * sched.init_noise_sigma
+    z = torch.stack([n[1] for n in noises], dim=1)
+    cond, uncond = bundle.encode_prompts(PROMPTS), bundle.encode_prompts([""] * 2)
+    predictor, coeffs = NoisePredictor(bundle, cfg.guidance), spec.coefficients()
+    with torch.no_grad():
+        for i, t in enumerate(sched.timesteps.tolist()):
+            eps = combine(predictor(x, t, cond, uncond, dict.fromkeys(coeffs)), coeffs)
+            x = ddim_step(sched, eps, t, x, cfg.eta, noise=z[i]).prev_sample
+        ref = bundle.decode(x)
+    assert torch.equal(out, ref)
