@@ -22,7 +22,7 @@ log = get_logger("run_DB")
 
 PAPER_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the maintained copy of the deleted runwayml id
 METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors")  # = blend.spec.METHODS (tested)
-SCHEDULER_NAMES = ("ddim", "dpm++", "dpm++_sde", "euler", "euler_a", "pndm", "unipc", "ddpm")  # blend.schedulers
+SCHEDULER_NAMES = ("ddim", "dpm++", "dpm++_sde", "euler", "euler_a", "pndm", "unipc", "ddpm")  # diffusion.schedulers
 DEFAULT_BASE_MODEL = "builtin:toy"
 REPO = Path(__file__).resolve().parents[1]
 TOY_WEIGHTS = REPO / "toy" / "weights"
@@ -286,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     reward_fns = {name: get_reward(name, device=device, dtype=torch.float32, cache_dir=args.cache_dir,
                                    **reward_opts.get(name, {})) for name in reward_names}
 
-    from blend.schedulers import make_scheduler
     from diffusion.loading import load_bundle
     from diffusion.lora_formats import add_unet_member, load_adapter_any, unet_member_record
+    from diffusion.schedulers import make_scheduler
 
     bundle = load_bundle(base_model, device=device, dtype=dtype, cache_dir=args.cache_dir)
     if builtin_demo:

@@ -81,8 +81,8 @@ def test_help_and_list_rewards_import_no_heavy_package():
 
 def test_cli_constants_match_the_modules_they_mirror():
     from blend.cli import METHODS, SCHEDULER_NAMES
-    from blend.schedulers import SCHEDULERS
     from blend.spec import METHODS as SPEC_METHODS
+    from diffusion.schedulers import SCHEDULERS
 
     assert METHODS == SPEC_METHODS and SCHEDULER_NAMES == tuple(SCHEDULERS)
 
