@@ -36,6 +36,9 @@ from blend.spec import BlendSpec
 from diffusion.adapters import activate
 from diffusion.bundle import ModelBundle
 from diffusion.lora import adapter_names
+from diffusion_blend.logging import get_logger
+
+log = get_logger("sampler")
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,8 @@ def denoise(bundle: ModelBundle, specs: Sequence[BlendSpec], x: torch.Tensor, co
     step_kwargs = {}
     if _accepts(scheduler.step, "eta"):
         step_kwargs["eta"] = config.eta
+    elif config.eta != 0:
+        log.info("%s has no η: eta = %g is not used (it applies to DDIM)", type(scheduler).__name__, config.eta)
     takes_noise = _accepts(scheduler.step, "variance_noise") and noise is not None
     if not takes_noise and _accepts(scheduler.step, "generator") and generator is not None:
         step_kwargs["generator"] = generator
