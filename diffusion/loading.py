@@ -1,7 +1,7 @@
 """Load a model bundle from anywhere: ``builtin:NAME``, a local directory or a hub id.
 
 * ``builtin:tiny`` / ``builtin:toy`` — see ``diffusion.builtin``;
-* a local directory in the Stable Diffusion (diffusers) layout (``diffusion.bundle.load_local_dir``);
+* a local directory in the Stable Diffusion (diffusers) layout (``diffusion.families.load_local_dir``);
 * a hub id such as ``stable-diffusion-v1-5/stable-diffusion-v1-5`` (downloaded into ``cache_dir`` when online).
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from diffusion.builtin import BUILTIN_PREFIX, load_builtin
-from diffusion.bundle import ModelBundle, check_tokenizer, load_local_dir
+from diffusion.bundle import ModelBundle, check_tokenizer
+from diffusion.families import load_local_dir
 from diffusion_blend.logging import get_logger
 
 log = get_logger("diffusion")
