@@ -75,9 +75,20 @@ def cat_conditioning(items: Sequence[Cond]) -> Cond:
     return Conditioning(cat("hidden"), cat("pooled"), cat("time_ids"))
 
 
-def run_denoiser(denoiser: torch.nn.Module, family: str, x: torch.Tensor, t: int | float | torch.Tensor,
+def family_of(cond: Cond) -> str:
+    """The family a conditioning was made for: hidden states alone (SD), with time ids (SDXL), pooled only (SD3)."""
+    if isinstance(cond, torch.Tensor):
+        return "sd"
+    return "sdxl" if cond.time_ids is not None else "sd3"
+
+
+def run_denoiser(denoiser: torch.nn.Module, family: str | None, x: torch.Tensor, t: int | float | torch.Tensor,
                  cond: Cond) -> torch.Tensor:
-    """The network's raw prediction at (x (N, C, H, W), t) — ε for ``sd``/``sdxl``, velocity for ``sd3``."""
+    """The network's raw prediction at (x (N, C, H, W), t) — ε for ``sd``/``sdxl``, velocity for ``sd3``.
+
+    ``family`` None infers it from the conditioning (:func:`family_of`).
+    """
+    family = family or family_of(cond)
     if family == "sd":
         hidden = cond.hidden if isinstance(cond, Conditioning) else cond
         return denoiser(x, t, encoder_hidden_states=hidden).sample
