@@ -12,12 +12,16 @@ from pathlib import Path
 
 import torch
 
-from diffusion.builtin import BUILTIN_PREFIX, load_builtin
+from diffusion.builtin import BUILTIN_MODELS, BUILTIN_PREFIX, load_builtin
 from diffusion.bundle import ModelBundle, check_tokenizer
 from diffusion.families import load_local_dir
 from diffusion_blend.logging import get_logger
 
 log = get_logger("diffusion")
+
+HUB_PARTS = tuple(f"{part}/*" for part in ("unet", "transformer", "text_encoder", "tokenizer", "text_encoder_2",
+                                           "tokenizer_2", "text_encoder_3", "tokenizer_3"))
+"""The folders of an SD, SDXL or SD3 hub repository that a bundle needs (``diffusion.families``)."""
 
 
 def _load_hub(repo_id: str, cache_dir, device, dtype) -> ModelBundle:
@@ -26,8 +30,7 @@ def _load_hub(repo_id: str, cache_dir, device, dtype) -> ModelBundle:
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     try:
         local = snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=offline,
-                                  allow_patterns=["model_index.json", "unet/*", "text_encoder/*", "tokenizer/*",
-                                                  "scheduler/*", "vae/*"],
+                                  allow_patterns=["model_index.json", "scheduler/*", "vae/*", *HUB_PARTS],
                                   ignore_patterns=["*.bin", "*.ckpt", "*fp16*", "*.onnx*", "*.msgpack"])
     except Exception as exc:  # noqa: BLE001 - re-raised with the fix
         raise FileNotFoundError(
@@ -49,7 +52,7 @@ def load_bundle(source: str = "builtin:tiny", *, device: str | torch.device = "c
         bundle = _load_hub(source, cache_dir, device, dtype)
     else:
         raise FileNotFoundError(f"base model {source!r} is neither a directory, a hub id (owner/name) nor one of "
-                                f"the built-in models (builtin:tiny, builtin:toy)")
+                                f"the built-in models ({', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)})")
     check_tokenizer(bundle)
     for module in (bundle.unet, bundle.text_encoder, bundle.vae):
         if module is not None:
