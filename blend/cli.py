@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         adapters.append(("vila", args.vila_path))
     oracles = _named_paths(args.oracle, "--oracle")
     base_model = args.base_model or (PAPER_BASE_MODEL if original else DEFAULT_BASE_MODEL)
-    builtin_demo = base_model == "builtin:tiny" and not adapters  # random demo adapters for the tiny model
+    builtin_demo = base_model.startswith("builtin:tiny") and not adapters  # random demo adapters, tiny models
     if toy_default:
         log.info("no model given: running the built-in toy-world default (python run_DB.py --help for flags)")
 

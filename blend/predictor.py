@@ -19,6 +19,7 @@ import torch
 from blend.eps import classifier_free_guidance
 from diffusion.adapters import activate, routed
 from diffusion.bundle import ModelBundle
+from diffusion.conditioning import Cond, cat_conditioning
 
 
 class NoisePredictor:
@@ -34,9 +35,9 @@ class NoisePredictor:
         self.bundle, self.guidance_scale, self.batched = bundle, float(guidance_scale), batched
         self.unet_calls = 0  # UNet forward invocations (a CFG pair, or a whole routed batch, is one call)
 
-    def _unet(self, x: torch.Tensor, t: int | torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _unet(self, x: torch.Tensor, t: int | torch.Tensor, emb: Cond) -> torch.Tensor:
         self.unet_calls += 1
-        return self.bundle.unet(x, t, encoder_hidden_states=emb).sample
+        return self.bundle.denoise(x, t, emb)
 
     def __call__(self, x: torch.Tensor, t: int | torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
                  rows_by_model: Mapping[str, Sequence[int] | None], route: bool = False) -> dict[str, torch.Tensor]:
@@ -56,13 +57,13 @@ class NoisePredictor:
         out = {}
         for model, xs, u, c in plan:
             activate(self.bundle.unet, model)
-            eps_u, eps_c = self._unet(torch.cat([xs, xs]), t, torch.cat([u, c])).chunk(2)
+            eps_u, eps_c = self._unet(torch.cat([xs, xs]), t, cat_conditioning([u, c])).chunk(2)
             out[model] = classifier_free_guidance(eps_u, eps_c, self.guidance_scale)
         return out
 
     def _batched(self, plan, t) -> dict[str, torch.Tensor]:
         xs = torch.cat([torch.cat([p[1], p[1]]) for p in plan])
-        emb = torch.cat([torch.cat([p[2], p[3]]) for p in plan])
+        emb = cat_conditioning([part for p in plan for part in (p[2], p[3])])
         row_adapters = [name for name, rows, _, _ in plan for _ in range(2 * rows.shape[0])]
         with routed(self.bundle.unet, row_adapters):
             eps = self._unet(xs, t, emb)
