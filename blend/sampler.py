@@ -81,7 +81,7 @@ def sample(bundle: ModelBundle, spec: BlendSpec, prompts: Sequence[str], seeds: 
     timesteps = sched.timesteps.tolist()
 
     noises = [initial_noise(s, bundle.sample_shape, len(timesteps)) for s in seeds]
-    x = torch.stack([xt for xt, _ in noises]).to(device, dtype) * sched.init_noise_sigma
+    x = torch.stack([xt for xt, _ in noises]).to(device, dtype) * getattr(sched, "init_noise_sigma", 1.0)
     z = torch.stack([zz for _, zz in noises], dim=1).to(device, dtype)  # (steps, N, C, H, W)
     cond = bundle.encode_prompts(list(prompts))
     uncond = bundle.encode_prompts([""] * n)
@@ -111,7 +111,10 @@ def sample(bundle: ModelBundle, spec: BlendSpec, prompts: Sequence[str], seeds: 
                 for model, idx in rows.items():
                     eps[idx] = eps_by_model[model]
             evals = [e + 1 for e in evals]
-        x = ddim_step(sched, eps, t, x, config.eta, noise=z[i]).prev_sample
+        if bundle.prediction == "flow":  # SD3: the blended velocity through the flow-matching Euler step
+            x = sched.step(eps, t, x).prev_sample
+        else:
+            x = ddim_step(sched, eps, t, x, config.eta, noise=z[i]).prev_sample
 
     images = bundle.decode(x).cpu()
     return SampleResult(images=images, unet_evals=evals, seconds=time.perf_counter() - start, choices=choices)
