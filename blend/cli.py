@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     members = _named_paths(args.model, "--model")
     oracles = _named_paths(args.oracle, "--oracle")
     base_model = args.base_model or (PAPER_BASE_MODEL if original else DEFAULT_BASE_MODEL)
-    builtin_demo = base_model == "builtin:tiny" and not adapters and not members  # random demo adapters
+    builtin_demo = base_model.startswith("builtin:tiny") and not adapters and not members  # random demo adapters
     if toy_default:
         log.info("no model given: running the built-in toy-world default (python run_DB.py --help for flags)")
 

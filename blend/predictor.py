@@ -23,6 +23,7 @@ import torch
 from blend.eps import classifier_free_guidance
 from diffusion.adapters import activate, routed
 from diffusion.bundle import ModelBundle
+from diffusion.conditioning import Cond, cat_conditioning, run_denoiser
 
 
 class NoisePredictor:
@@ -38,10 +39,10 @@ class NoisePredictor:
         self.bundle, self.guidance_scale, self.batched = bundle, float(guidance_scale), batched
         self.unet_calls = 0  # UNet forward invocations (a CFG pair, or a whole routed batch, is one call)
 
-    def _unet(self, x: torch.Tensor, t: int | torch.Tensor, emb: torch.Tensor, model: str | None = None) -> torch.Tensor:
+    def _unet(self, x: torch.Tensor, t: int | torch.Tensor, emb: Cond, model: str | None = None) -> torch.Tensor:
         self.unet_calls += 1
         unet = self.bundle.extra.get("unets", {}).get(model, self.bundle.unet)
-        return unet(x, t, encoder_hidden_states=emb).sample
+        return run_denoiser(unet, self.bundle.family, x, t, emb)
 
     def __call__(self, x: torch.Tensor, t: int | torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
                  rows_by_model: Mapping[str, Sequence[int] | None], route: bool = False) -> dict[str, torch.Tensor]:
@@ -65,13 +66,13 @@ class NoisePredictor:
         for model, xs, u, c in plan:
             if model not in full:
                 activate(self.bundle.unet, model)
-            eps_u, eps_c = self._unet(torch.cat([xs, xs]), t, torch.cat([u, c]), model).chunk(2)
+            eps_u, eps_c = self._unet(torch.cat([xs, xs]), t, cat_conditioning([u, c]), model).chunk(2)
             out[model] = classifier_free_guidance(eps_u, eps_c, self.guidance_scale)
         return out
 
     def _batched(self, plan, t) -> dict[str, torch.Tensor]:
         xs = torch.cat([torch.cat([p[1], p[1]]) for p in plan])
-        emb = torch.cat([torch.cat([p[2], p[3]]) for p in plan])
+        emb = cat_conditioning([part for p in plan for part in (p[2], p[3])])
         row_adapters = [name for name, rows, _, _ in plan for _ in range(2 * rows.shape[0])]
         with routed(self.bundle.unet, row_adapters):
             eps = self._unet(xs, t, emb)

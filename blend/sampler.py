@@ -206,7 +206,7 @@ def denoise(bundle: ModelBundle, specs: Sequence[BlendSpec], x: torch.Tensor, co
         for r, c in enumerate(coeffs):
             for model in c:
                 rows_by_model.setdefault(model, []).append(r)
-        x_in = scheduler.scale_model_input(x, t)
+        x_in = scheduler.scale_model_input(x, t) if hasattr(scheduler, "scale_model_input") else x  # flow: none
         eps_by_model = predictor(x_in, t, cond, uncond, rows_by_model, route=plan.choices is not None)
         if len(groups) == 1:
             eps = combine(eps_by_model, coeffs[0])
@@ -257,7 +257,7 @@ def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: 
     shape = tuple(sample_shape) if sample_shape is not None else bundle.sample_shape
 
     noises = [initial_noise(s, shape, n_steps) for s in seeds]
-    x = torch.stack([xt for xt, _ in noises]).to(device, dtype) * sched.init_noise_sigma
+    x = torch.stack([xt for xt, _ in noises]).to(device, dtype) * getattr(sched, "init_noise_sigma", 1.0)  # flow: 1
     z = torch.stack([zz for _, zz in noises], dim=1).to(device, dtype)  # (steps, N, C, H, W)
     models = _RowPlan(specs, seeds, n_steps).models()
     cond = encode_for_models(bundle, prompts, models)

@@ -1,6 +1,7 @@
 """Built-in models, addressed as ``builtin:NAME`` wherever a base model is expected.
 
-* ``builtin:tiny`` — random weights built from configs (``diffusion.tiny``): exercises code paths.
+* ``builtin:tiny``, ``builtin:tiny-xl``, ``builtin:tiny-sd3`` — random weights built from configs (``diffusion.tiny``)
+  in the SD, SDXL and SD3 families: they exercise code paths.
 * ``builtin:toy`` — the toy world's trained 32×32 pixel-space model, committed in
   ``toy/weights/base`` in the Stable Diffusion directory layout and read by the ordinary local-
   directory loader (``toy/``; rebuilt by ``scripts/build_toy.sh``).
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from diffusion.bundle import ModelBundle, load_local_dir
+from diffusion.bundle import ModelBundle
+from diffusion.families import load_local_dir
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = ("tiny", "toy")
+BUILTIN_MODELS = ("tiny", "tiny-xl", "tiny-sd3", "toy")
 TOY_BASE_DIR = Path(__file__).resolve().parent.parent / "toy" / "weights" / "base"
 
 
@@ -24,6 +26,14 @@ def load_builtin(name: str, device: str | torch.device = "cpu", dtype: torch.dty
         from diffusion.tiny import make_tiny_sd
 
         return make_tiny_sd().to(device, dtype)
+    if name == "tiny-xl":
+        from diffusion.tiny import make_tiny_sdxl
+
+        return make_tiny_sdxl().to(device, dtype)
+    if name == "tiny-sd3":
+        from diffusion.tiny import make_tiny_sd3
+
+        return make_tiny_sd3().to(device, dtype)
     if name == "toy":
         if not (TOY_BASE_DIR / "unet").is_dir():
             raise FileNotFoundError(f"builtin:toy: the toy base model is missing from {TOY_BASE_DIR}; rebuild it with "

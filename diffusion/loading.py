@@ -1,7 +1,7 @@
 """Load a model bundle from anywhere: ``builtin:NAME``, a local directory or a hub id.
 
 * ``builtin:tiny`` / ``builtin:toy`` — see ``diffusion.builtin``;
-* a local directory in the Stable Diffusion (diffusers) layout (``diffusion.bundle.load_local_dir``);
+* a local directory in the Stable Diffusion (diffusers) layout (``diffusion.families.load_local_dir``);
 * a hub id such as ``stable-diffusion-v1-5/stable-diffusion-v1-5`` (downloaded into ``cache_dir`` when online).
 
 Hub ids that were deleted are read as their maintained copies (:data:`HUB_ALIASES`), with a log line:
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from diffusion.builtin import BUILTIN_PREFIX, load_builtin
-from diffusion.bundle import ModelBundle, check_tokenizer, load_local_dir
+from diffusion.builtin import BUILTIN_MODELS, BUILTIN_PREFIX, load_builtin
+from diffusion.bundle import ModelBundle, check_tokenizer
+from diffusion.families import load_local_dir
 from diffusion_blend.logging import get_logger
 
 log = get_logger("diffusion")
@@ -34,6 +35,10 @@ def resolve_hub_alias(source: str) -> str:
     log.warning("%s was deleted from the Hugging Face hub; loading its maintained copy %s", source, new)
     return new
 
+HUB_PARTS = tuple(f"{part}/*" for part in ("unet", "transformer", "text_encoder", "tokenizer", "text_encoder_2",
+                                           "tokenizer_2", "text_encoder_3", "tokenizer_3"))
+"""The folders of an SD, SDXL or SD3 hub repository that a bundle needs (``diffusion.families``)."""
+
 
 def _load_hub(repo_id: str, cache_dir, device, dtype) -> ModelBundle:
     from huggingface_hub import snapshot_download
@@ -41,8 +46,7 @@ def _load_hub(repo_id: str, cache_dir, device, dtype) -> ModelBundle:
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     try:
         local = snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=offline,
-                                  allow_patterns=["model_index.json", "unet/*", "text_encoder/*", "tokenizer/*",
-                                                  "scheduler/*", "vae/*"],
+                                  allow_patterns=["model_index.json", "scheduler/*", "vae/*", *HUB_PARTS],
                                   ignore_patterns=["*.bin", "*.ckpt", "*fp16*", "*.onnx*", "*.msgpack"])
     except Exception as exc:  # noqa: BLE001 - re-raised with the fix
         raise FileNotFoundError(
@@ -64,7 +68,7 @@ def load_bundle(source: str = "builtin:tiny", *, device: str | torch.device = "c
         bundle = _load_hub(resolve_hub_alias(source), cache_dir, device, dtype)
     else:
         raise FileNotFoundError(f"base model {source!r} is neither a directory, a hub id (owner/name) nor one of "
-                                f"the built-in models (builtin:tiny, builtin:toy)")
+                                f"the built-in models ({', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)})")
     check_tokenizer(bundle)
     for module in (bundle.unet, bundle.text_encoder, bundle.vae):
         if module is not None:

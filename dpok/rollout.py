@@ -10,16 +10,18 @@ from dataclasses import dataclass
 import torch
 
 from diffusion.bundle import ModelBundle
+from diffusion.conditioning import Conditioning, cat_conditioning, run_denoiser
 from diffusion.ddim import ddim_step_with_logprob
 from diffusion.guidance import classifier_free_guidance
 
 
 class PromptCache:
-    """Text-encoder outputs per distinct prompt: hidden states (L, D) for the UNet, pooled (D,) for V."""
+    """Text-encoder outputs per distinct prompt: the denoiser's conditioning (hidden states (L, D) for SD, a
+    :class:`~diffusion.conditioning.Conditioning` row for SDXL) and the first encoder's pooled output (D,) for V."""
 
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle
-        self._hidden: dict[str, torch.Tensor] = {}
+        self._hidden: dict[str, torch.Tensor | Conditioning] = {}
         self._pooled: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
@@ -30,13 +32,16 @@ class PromptCache:
         tok = self.bundle.tokenizer(new, padding="max_length", truncation=True,
                                     max_length=self.bundle.tokenizer.model_max_length, return_tensors="pt")
         out = self.bundle.text_encoder(tok.input_ids.to(self.bundle.text_encoder.device))
+        family_cond = self.bundle.encode_prompts(new) if self.bundle.family != "sd" else None
         for i, p in enumerate(new):
-            self._hidden[p] = out[0][i].to(self.bundle.dtype)
+            self._hidden[p] = out[0][i].to(self.bundle.dtype) if family_cond is None else family_cond[[i]]
             self._pooled[p] = out.pooler_output[i].float()
 
-    def hidden(self, prompts: list[str]) -> torch.Tensor:
-        """(N, L, D) on the model's device and dtype."""
+    def hidden(self, prompts: list[str]) -> torch.Tensor | Conditioning:
+        """(N, L, D) on the model's device and dtype (a Conditioning of N rows for SDXL)."""
         self._encode(prompts)
+        if self.bundle.family != "sd":
+            return cat_conditioning([self._hidden[p] for p in prompts])
         return torch.stack([self._hidden[p] for p in prompts])
 
     def pooled(self, prompts: list[str]) -> torch.Tensor:
@@ -49,11 +54,14 @@ class PromptCache:
         return int(self.bundle.text_encoder.config.hidden_size)
 
 
-def guided_eps(unet: torch.nn.Module, x: torch.Tensor, t: int | torch.Tensor, cond: torch.Tensor,
-               uncond: torch.Tensor, guidance: float) -> torch.Tensor:
-    """ε̂ = ε_u + g (ε_c − ε_u), one UNet call on the CFG batch [x, x]. ``t`` may be per row (B,)."""
+def guided_eps(unet: torch.nn.Module, x: torch.Tensor, t: int | torch.Tensor, cond: torch.Tensor | Conditioning,
+               uncond: torch.Tensor | Conditioning, guidance: float) -> torch.Tensor:
+    """ε̂ = ε_u + g (ε_c − ε_u), one UNet call on the CFG batch [x, x]. ``t`` may be per row (B,).
+
+    The model family (SD or SDXL) follows from the conditioning (``diffusion.conditioning.family_of``).
+    """
     tt = torch.cat([t, t]) if isinstance(t, torch.Tensor) and t.ndim > 0 else t
-    eps_u, eps_c = unet(torch.cat([x, x]), tt, encoder_hidden_states=torch.cat([uncond, cond])).sample.chunk(2)
+    eps_u, eps_c = run_denoiser(unet, None, torch.cat([x, x]), tt, cat_conditioning([uncond, cond])).chunk(2)
     return classifier_free_guidance(eps_u, eps_c, guidance)
 
 

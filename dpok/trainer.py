@@ -51,6 +51,14 @@ ADAPTER = "dpok"
 _DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def check_trainable_family(bundle: ModelBundle) -> None:
+    """DPOK and DRaFT-K need a DDIM step with a log-probability, so an ε-predicting model (SD 1.x/2.x, SDXL)."""
+    if bundle.family not in ("sd", "sdxl"):
+        raise ValueError(f"{bundle.source} is a {bundle.family} (flow-matching) model: training is implemented for the "
+                         f"SD 1.x/2.x and SDXL families only (their DDIM step has the log-probability DPOK needs); "
+                         f"blending {bundle.family} adapters trained elsewhere works with run_DB.py")
+
+
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers (seed, rank, iteration, purpose, ...), stable across machines."""
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
@@ -138,6 +146,7 @@ class Trainer:
         cfg, dtype = self.cfg, _DTYPES[self.mixed_precision]
         self.bundle = bundle or load_bundle(cfg.base_model, device=self.acc.device, dtype=dtype,
                                             cache_dir=cfg.cache_dir)
+        check_trainable_family(self.bundle)
         unet = self.bundle.unet
         targets = tuple(t.strip() for t in cfg.lora_targets.split(",") if t.strip())
         modules = attention_modules(unet, targets)

@@ -11,9 +11,14 @@ PACKAGES = ("diffusion", "blend", "dpok", "rewards", "toy", "theory", "diffusion
 
 
 def _imports(path: Path) -> set[str]:
-    """Project modules imported anywhere in the file (also inside functions: lazy imports count)."""
+    """Project modules imported anywhere in the file (also inside functions: lazy imports count; imports for type
+    checkers only, under ``if TYPE_CHECKING:``, do not)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
