@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.image_processor import VaeImageProcessor
-from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from diffusers.loaders import StableDiffusionLoraLoaderMixin, StableDiffusionXLLoraLoaderMixin
 from diffusers.pipelines.stable_diffusion import StableDiffusionPipelineOutput
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
@@ -91,7 +91,26 @@ class DiffusionBlendPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         return cls.from_bundle(bundle)
 
     @classmethod
+    def from_pipe(cls, pipeline, **kwargs) -> "DiffusionBlendPipeline":
+        """Share the modules of an existing pipeline: a ``StableDiffusionPipeline`` gives a
+        ``DiffusionBlendPipeline``, a ``StableDiffusionXLPipeline`` a :class:`DiffusionBlendXLPipeline`."""
+        if cls is DiffusionBlendPipeline and getattr(pipeline, "text_encoder_2", None) is not None:
+            return DiffusionBlendXLPipeline.from_pipe(pipeline, **kwargs)
+        return super().from_pipe(pipeline, **kwargs)
+
+    @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> "DiffusionBlendPipeline":
+        if bundle.family == "sdxl" and cls is DiffusionBlendPipeline:
+            return DiffusionBlendXLPipeline.from_bundle(bundle)
+        if bundle.family not in ("sd", "sdxl"):
+            raise ValueError(f"DiffusionBlendPipeline supports the SD 1.x/2.x and SDXL families, not {bundle.family}; "
+                             f"blend {bundle.family} models with run_DB.py or blend.sampler.sample")
+        if bundle.family == "sdxl":
+            pipe = cls(vae=bundle.vae, text_encoder=bundle.text_encoder, text_encoder_2=bundle.text_encoder_2,
+                       tokenizer=bundle.tokenizer, tokenizer_2=bundle.tokenizer_2, unet=bundle.unet,
+                       scheduler=bundle.scheduler)
+            pipe.blend_models.update(bundle.extra.get("unets", {}))
+            return pipe
         pipe = cls(vae=bundle.vae, text_encoder=bundle.text_encoder, tokenizer=bundle.tokenizer, unet=bundle.unet,
                    scheduler=bundle.scheduler)
         pipe.blend_models.update(bundle.extra.get("unets", {}))
@@ -225,6 +244,7 @@ class DiffusionBlendPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             raise ValueError(f"height and width must be multiples of {self.vae_scale_factor}, got {height}×{width}")
         shape = (self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         bundle = self.bundle()
+        bundle.extra["image_size"] = (height, width)
         clear_cache(self.unet)
         clear_cache(self.text_encoder)
         with _kept_adapter_flags(self.unet, self.text_encoder):
@@ -269,3 +289,25 @@ class DiffusionBlendPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         uncond = encode_for_models(bundle, negs if negs is not None else [""] * n, models)
         x, _, _ = denoise(bundle, specs, x, cond, uncond, self.scheduler, config, seeds=seeds, generator=generator)
         return x
+
+
+class DiffusionBlendXLPipeline(StableDiffusionXLLoraLoaderMixin, DiffusionBlendPipeline):
+    """:class:`DiffusionBlendPipeline` for SDXL: both CLIP encoders, pooled embeddings and the size/crop time ids,
+    encoded as the stock ``StableDiffusionXLPipeline`` encodes them (``diffusion.family_encoders``); an empty
+    negative prompt is zeros when ``force_zeros_for_empty_prompt`` (SDXL base's default)."""
+
+    model_cpu_offload_seq = "text_encoder->text_encoder_2->unet->vae"
+
+    def __init__(self, vae: AutoencoderKL, text_encoder: CLIPTextModel, text_encoder_2, tokenizer: CLIPTokenizer,
+                 tokenizer_2: CLIPTokenizer, unet: UNet2DConditionModel, scheduler: KarrasDiffusionSchedulers,
+                 force_zeros_for_empty_prompt: bool = True) -> None:
+        super().__init__(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        self.register_modules(text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
+        self.register_to_config(force_zeros_for_empty_prompt=force_zeros_for_empty_prompt)
+
+    def bundle(self) -> ModelBundle:
+        return ModelBundle(self.unet, self.text_encoder, self.tokenizer, self.scheduler, self.vae,
+                           source=str(getattr(self.config, "_name_or_path", "") or ""), family="sdxl",
+                           text_encoder_2=self.text_encoder_2, tokenizer_2=self.tokenizer_2,
+                           extra={"unets": self.blend_models,
+                                  "force_zeros_for_empty_prompt": self.config.force_zeros_for_empty_prompt})

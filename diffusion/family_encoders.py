@@ -47,7 +47,10 @@ def stock_pipeline(bundle: ModelBundle):
 
 
 def default_image_size(bundle: ModelBundle) -> tuple[int, int]:
-    """(height, width) in pixels of the denoiser's default sample size."""
+    """(height, width) in pixels: ``bundle.extra["image_size"]`` when a caller set it (a pipeline called with
+    another size), else the denoiser's default sample size."""
+    if "image_size" in bundle.extra:
+        return tuple(bundle.extra["image_size"])
     _, h, w = bundle.sample_shape
     factor = 2 ** (len(bundle.vae.config.block_out_channels) - 1) if bundle.vae is not None else 1
     return h * factor, w * factor

@@ -2,16 +2,16 @@
 
 Importing it is cheap (no torch); the method lives in the design card's top-level packages
 ``diffusion`` (one model), ``blend`` (sampling-time methods), ``dpok`` (training) and ``rewards``.
-The public diffusers pipeline is exported lazily: ``from diffusion_blend import DiffusionBlendPipeline``
+The public diffusers pipeline is exported lazily: ``from diffusion_blend import DiffusionBlendPipeline`` (and ``DiffusionBlendXLPipeline`` for SDXL)
 imports torch and diffusers only then.
 """
 
-__all__ = ["DiffusionBlendPipeline"]
+__all__ = ["DiffusionBlendPipeline", "DiffusionBlendXLPipeline"]
 
 
 def __getattr__(name: str):
-    if name == "DiffusionBlendPipeline":
-        from blend.pipeline import DiffusionBlendPipeline
+    if name in __all__:
+        import blend.pipeline
 
-        return DiffusionBlendPipeline
+        return getattr(blend.pipeline, name)
     raise AttributeError(f"module 'diffusion_blend' has no attribute {name!r}")
