@@ -166,6 +166,7 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
                 "rewards": r, "weighted_reward": {o.label: o(r) for o in exp.objectives},
                 "seconds": result.seconds / len(pairs), "unet_evals": result.unet_evals[j],
                 "steps": exp.sampler.steps, "guidance": exp.sampler.guidance, "eta": exp.sampler.eta,
+                "noise": exp.sampler.noise, "ls_draw": exp.sampler.ls_draw,
                 "base_model": (base_record or {}).get("source", exp.base_model),
                 "choices": result.choices[j] if result.choices else None,
             })
