@@ -50,8 +50,8 @@ METHODS: dict[str, Style] = {
     "soup": Style("#D55E00", "D", ":", "Rewarded soup (ΔW)"),
     "soup_factors": Style("#E69F00", "p", ":", "Rewarded soup (factors)"),
     "kla": Style("#CC79A7", "X", "-.", "DB-KLA"),
-    "oracle": Style("#F0E442", "P", "none", "MORL oracle"),
-    "target": Style("#F0E442", "P", "-", "exact target"),
+    "oracle": Style("#882255", "P", "none", "MORL oracle"),
+    "target": Style("#882255", "P", "-", "exact target"),
 }
 _FALLBACK = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB"]
 _FALLBACK_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
@@ -233,3 +233,52 @@ def image_grid(tiles: Sequence[Sequence[Image.Image | None]], row_labels: Sequen
 
 __all__ = ["METHODS", "Style", "style", "setup", "legend_outside", "label_points", "save", "image_grid",
            "GridLayout", "font_path", "FONT"]
+
+
+# ---- tables ------------------------------------------------------------------------------------------------
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "−": "$-$", "Δ": r"$\Delta$",
+                  "λ": r"$\lambda$", "α": r"$\alpha$", "σ": r"$\sigma$", "μ": r"$\mu$", "ε": r"$\varepsilon$",
+                  "×": r"$\times$", "≤": r"$\leq$", "≥": r"$\geq$", "≈": r"$\approx$", "—": "---", "–": "--",
+                  "Σ": r"$\Sigma$", "√": r"$\surd$", "₁": r"$_1$", "₂": r"$_2$"}
+
+
+def latex_escape(text: str) -> str:
+    """Plain text (with the few Unicode symbols the tables use) as LaTeX; **bold** becomes \\textbf."""
+    out = "".join(_LATEX_ESCAPES.get(ch, _LATEX_SYMBOLS.get(ch, ch)) for ch in text)
+    while out.count("**") >= 2:
+        out = out.replace("**", r"\textbf{", 1).replace("**", "}", 1)
+    return out.replace("`", "")
+
+
+def markdown_to_latex(markdown: str, caption: str = "") -> str:
+    """Every markdown table in ``markdown`` as a LaTeX ``table`` (booktabs); a ``### heading`` just before a
+    table becomes part of its caption, ``caption`` is appended to each."""
+    blocks, heading, cur = [], "", []
+    for line in markdown.splitlines() + [""]:
+        s = line.strip()
+        if s.startswith("|"):
+            cur.append(s)
+            continue
+        if cur:
+            blocks.append((heading, cur))
+            cur = []
+        if s.startswith("#"):
+            heading = s.lstrip("#").strip()
+    out = []
+    for heading, lines in blocks:
+        rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+        rows = [r for r in rows if not all(set(c) <= set("-: ") for c in r)]
+        if not rows:
+            continue
+        n = len(rows[0])
+        cap = " ".join(x for x in (heading + ("." if heading and not heading.endswith(".") else ""), caption) if x)
+        out += [r"\begin{table}[ht]", r"\centering", r"\small", r"\begin{tabular}{l" + "r" * (n - 1) + "}",
+                r"\toprule", " & ".join(latex_escape(c) for c in rows[0]) + r" \\", r"\midrule"]
+        out += [" & ".join(latex_escape(c) for c in r) + r" \\" for r in rows[1:]]
+        out += [r"\bottomrule", r"\end{tabular}"]
+        if cap:
+            out.append(r"\caption{" + latex_escape(cap) + "}")
+        out += [r"\end{table}", ""]
+    return "\n".join(out)
