@@ -1,8 +1,8 @@
 """Summaries of ``results.jsonl``: mean ± standard error per config, paper-style tables, grids, Pareto plots.
 
-Standard errors are cluster-robust, two-way by prompt and by seed (``blend.stats``): every image of a
-prompt shares the prompt, and under ``--noise per_seed`` every image of a seed shares the noise, so the
-images are not independent. Paired differences against DB-MPA (same prompt and seed) come with a 95%
+Standard errors are cluster-robust (``blend.stats``): every image of a prompt shares the prompt, and
+under ``--noise per_seed`` every image of a seed also shares the noise, so the images are not
+independent; the errors cluster by prompt (per-image noise) or two-way by prompt and seed (per-seed). Paired differences against DB-MPA (same prompt and seed) come with a 95%
 interval and a p-value over the same unit. Tables are written as markdown and LaTeX.
 """
 
@@ -39,11 +39,13 @@ def _est(rs: list[dict], value, unit: str) -> list[float]:
     return [e.mean, e.se]
 
 
-def summarise(rows: list[dict], unit: str = "prompt+seed") -> dict[str, dict]:
+def summarise(rows: list[dict], unit: str | None = None) -> dict[str, dict]:
     """{config: {display, method, weights, lam, n, rewards: {name: [mean, se]}, weighted_reward: {obj: [mean, se]},
     paired_vs_mpa: {obj: {mean, se, df, ci95, p, unit}}, se_unit, seconds_per_image, unet_evals_per_image}} in
     first-seen order. Standard errors over ``unit`` (``blend.stats.estimate``); the paired differences are
-    against the DB-MPA config that targets the same objective, image by image."""
+    against the DB-MPA config that targets the same objective, image by image. ``unit`` defaults to the
+    design's (``blend.stats.default_unit``: by prompt for per-image noise, by prompt and seed for per-seed noise)."""
+    unit = unit or stats.default_unit(rows)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["config"]].append(r)
@@ -112,7 +114,7 @@ def markdown_tables(summary: dict[str, dict], reward_names: list[str], objective
 
 
 def write_summary(out_dir: Path, rows: list[dict], reward_names: list[str], objectives: list[str],
-                  unit: str = "prompt+seed") -> str:
+                  unit: str | None = None) -> str:
     """summary.json, summary.md and summary.tex (the same tables in LaTeX, booktabs) in ``out_dir``."""
     summary = summarise(rows, unit)
     write_json_atomic(out_dir / "summary.json", summary)

@@ -213,6 +213,16 @@ def bootstrap_twoway(values: Sequence[float], prompts: Sequence[Hashable], seeds
 
 
 # ---- rows of results.jsonl -------------------------------------------------------------------------------
+def default_unit(rows: Sequence[dict]) -> str:
+    """The unit of independence of a design: with ``--noise per_image`` (the default) images share only their
+    prompt, so the errors cluster by prompt; with the paper's ``--noise per_seed`` (or rows that do not say)
+    images also share the noise of their seed, so the errors are two-way by prompt and seed.
+
+    (DB-MPA-LS with ``--ls_draw per_batch_step`` also correlates the images of one batch; that option is for
+    comparison with the official code only, and its errors are not corrected for it.)"""
+    return "prompt" if rows and all(r.get("noise") == "per_image" for r in rows) else "prompt+seed"
+
+
 def describe_unit(unit: str, rows: Sequence[dict] | None = None) -> str:
     """A caption fragment naming the unit of independence behind a standard error."""
     n_p = len({r["prompt_index"] for r in rows}) if rows else None
@@ -254,4 +264,4 @@ def fmt_p(p: float) -> str:
 
 
 __all__ = ["Estimate", "UNITS", "naive", "clustered", "twoway", "estimate", "bootstrap_twoway", "cluster_var",
-           "paired", "row_estimate", "describe_unit", "t_quantile", "t_sf", "fmt_p"]
+           "paired", "row_estimate", "describe_unit", "default_unit", "t_quantile", "t_sf", "fmt_p"]

@@ -8,10 +8,10 @@ trained with):
     WR_z(w) = w · (r_align − μ_align)/σ_align + (1 − w) · (r_jpeg − μ_jpeg)/σ_jpeg
 
 (w = weight of the alignment adapter; the base model scores ≈ 0). Differences between methods are
-paired (same prompt and seed → same noise). Every standard error is two-way cluster-robust by prompt
-and by seed (``blend.stats``): images of one prompt share the prompt, and under ``--noise per_seed``
-images of one seed share the noise; 95% intervals and p-values use Student's t with (fewest clusters − 1)
-degrees of freedom. Every markdown table is also written as LaTeX (``*.tex``), every plot as PNG and PDF.
+paired (same prompt and seed → same noise). Every standard error is cluster-robust (``blend.stats``):
+images of one prompt share the prompt, and under ``--noise per_seed`` images of one seed also share the
+noise, so the errors cluster by prompt (per-image noise, the default) or two-way by prompt and seed
+(per-seed noise); 95% intervals and p-values use Student's t with (fewest clusters − 1) degrees of freedom. Every markdown table is also written as LaTeX (``*.tex``), every plot as PNG and PDF.
 
     python scripts/toy_report.py --stats toy/weights/reward_stats.json --table1 DIR --pareto DIR \
         --kla DIR --kla_oracles 0.5,2 --out docs/toy
@@ -36,14 +36,15 @@ NAMES = {"base": "Base model", "soup": "Rewarded soup (ΔW)", "soup_factors": "R
          "mpa": "DB-MPA", "mpa_ls": "DB-MPA-LS", "oracle": "MORL oracle"}
 
 
-def load(out_dir: str | Path) -> dict[str, list[dict]]:
+def load(out_dir: str | Path, n_seeds: int | None = None) -> dict[str, list[dict]]:
+    """Rows of ``results.jsonl`` by config, sorted by (prompt, seed); only seeds < ``n_seeds`` when given."""
     groups: dict[str, list[dict]] = defaultdict(list)
     seen = set()
     for line in (Path(out_dir) / "results.jsonl").read_text().splitlines():
         if line.strip():
             r = json.loads(line)
             key = (r["config"], r["prompt_index"], r["seed"])
-            if key not in seen:
+            if key not in seen and (n_seeds is None or r["seed"] < n_seeds):
                 seen.add(key)
                 groups[r["config"]].append(r)
     for rs in groups.values():
@@ -51,11 +52,11 @@ def load(out_dir: str | Path) -> dict[str, list[dict]]:
     return groups
 
 
-UNIT = "prompt+seed"
+UNIT = "prompt+seed"  # set by main() from the design of the rows (blend.stats.default_unit) or --unit
 
 
 def est(rs: list[dict], value) -> stats.Estimate:
-    """Mean of value(row) with its two-way (prompt, seed) cluster-robust standard error."""
+    """Mean of value(row) with its cluster-robust standard error over ``UNIT``."""
     return stats.row_estimate(rs, value, UNIT)
 
 
@@ -222,7 +223,7 @@ def pareto(dirs: list[dict[str, list[dict]]], path: Path) -> dict:
     ax.set_xlabel("toy_alignment (judge log-prob; higher is better)")
     ax.set_ylabel("jpeg_compressibility (−kB; higher is better)")
     ax.set_title("Toy Pareto fronts over w (labels: weight on alignment)")
-    fig.text(0.01, -0.02, "Error bars: ± 1 s.e., two-way cluster-robust by prompt and seed", fontsize=7)
+    fig.text(0.01, -0.02, f"Error bars: ± 1 s.e., {stats.describe_unit(UNIT).split(';')[0]}", fontsize=7)
     figures.legend_outside(ax)
     figures.save(fig, path)
     plt.close(fig)
@@ -257,7 +258,8 @@ def kla(groups: dict[str, list[dict]], oracle_lams: list[float], path: Path) -> 
     axes[0].set_title("(a) alignment")
     axes[1].set_title("(b) JPEG size")
     figures.legend_outside(axes[1])
-    fig.suptitle("DB-KLA on the alignment adapter vs adapters retrained with kl_weight/λ (± s.e., two-way)")
+    fig.suptitle(f"DB-KLA on the alignment adapter vs adapters retrained with kl_weight/λ "
+                 f"(± s.e., {stats.describe_unit(UNIT).split(';')[0]})")
     figures.save(fig, path)
     plt.close(fig)
     lines = ["| λ | DB-KLA toy_alignment | DB-KLA jpeg (−kB) | oracle toy_alignment | oracle jpeg (−kB) | "
@@ -290,13 +292,22 @@ def main() -> None:
     ap.add_argument("--kla", default=None)
     ap.add_argument("--kla_oracles", default="0.5,2")
     ap.add_argument("--out", default="docs/toy")
+    ap.add_argument("--n_seeds", type=int, default=None, help="use only seeds < N of every run")
+    ap.add_argument("--unit", choices=stats.UNITS, default=None,
+                    help="unit of the standard errors [default: the design's: prompt for per-image noise, "
+                         "prompt+seed for per-seed noise]")
     args = ap.parse_args()
+    global UNIT
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     z = Z(json.loads(Path(args.stats).read_text()))
     ws = [float(x) for x in args.weights.split(",")]
+    loaded = {d: load(d, args.n_seeds) for d in [args.table1, *args.pareto, args.kla] if d}
+    every = [r for g in loaded.values() for rs in g.values() for r in rs]
+    UNIT = args.unit or stats.default_unit(every)
+    print(f"standard errors: {stats.describe_unit(UNIT, every)}")
     if args.table1:
-        groups = load(args.table1)
+        groups = loaded[args.table1]
         t = table1(groups, z, ws)
         _write(out, "table1", t, "Toy Table 1")
         c, rec = comparisons(groups, z, ws)
@@ -304,13 +315,13 @@ def main() -> None:
         (out / "comparisons.json").write_text(json.dumps(rec, indent=1) + "\n")
         print(t)
         print(c)
-    dirs = [load(d) for d in ([args.table1] if args.table1 else []) + args.pareto]
+    dirs = [loaded[d] for d in ([args.table1] if args.table1 else []) + args.pareto]
     if dirs:
         data = pareto(dirs, out / "pareto.png")
         (out / "pareto.json").write_text(json.dumps(data, indent=1) + "\n")
         print(f"wrote {out / 'pareto.png'} and .pdf")
     if args.kla:
-        t = kla(load(args.kla), [float(x) for x in args.kla_oracles.split(",")], out / "kla.png")
+        t = kla(loaded[args.kla], [float(x) for x in args.kla_oracles.split(",")], out / "kla.png")
         _write(out, "kla", t, "DB-KLA")
         print(t)
 
