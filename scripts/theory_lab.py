@@ -188,11 +188,11 @@ def write_report(res: dict, cfg: LabConfig, out: Path, runtime_s: float) -> str:
         "*sample* = an independent model draw per sample and step (what `run_DB.py` does by default, "
         "`--ls_draw per_image`; the process of Prop. 2 sampled N times); *batch* = one model draw per step for the "
         f"whole batch (the paper's code, `--ls_draw per_batch_step`), {cfg.ls_batch_repeats} independent draw "
-        "sequences (max in brackets). *floor* = SW2 between two DB-MPA runs with independent noise. Gaps are "
-        "E_LS[r(w)] − E_MPA[r(w)] with their standard errors over the right unit: for *sample* the samples "
-        "(independent noise and draws), for *batch* the draw sequences (all N samples of a batch share one "
-        f"sequence, so its error is the spread of the {cfg.ls_batch_repeats} sequence means, df = "
-        f"{cfg.ls_batch_repeats - 1}).",
+        "sequences on one noise draw (max in brackets). *floor* = SW2 between two DB-MPA runs with independent "
+        "noise. Gaps are E_LS[r(w)] − E_MPA[r(w)] with their standard errors over the right unit: for *sample* "
+        "the samples (independent noise and draws); for *batch* all N samples share one draw sequence, so the "
+        f"unit is the sequence: the spread of the {cfg.ls_batch_repeats} sequence means (*seq SE*, df = "
+        f"{cfg.ls_batch_repeats - 1}) combined with the sampling error of the shared noise.",
         "",
         md_table(res["ls"], [
             a("alpha"), ("steps", "steps", lambda r: str(r["steps"])),
@@ -200,8 +200,9 @@ def write_report(res: dict, cfg: LabConfig, out: Path, runtime_s: float) -> str:
             ("b", "SW2 batch (max)", lambda r: f"{r['ls_batch_sw2_vs_mpa']:.3f} ({r['ls_batch_sw2_max']:.3f})"),
             ("f", "SW2 floor", lambda r: r["floor_sw2"]),
             ("gs", "gap sample ± SE", lambda r: f"{r['ls_sample_gap_vs_mpa']:+.3f} ± {r['ls_sample_gap_se']:.3f}"),
-            ("gb", "gap batch ± SE (max |gap|)", lambda r: f"{r['ls_batch_gap_vs_mpa']:+.3f} ± "
+            ("gb", "gap batch ± SE (max abs gap)", lambda r: f"{r['ls_batch_gap_vs_mpa']:+.3f} ± "
              f"{r.get('ls_batch_gap_se', float('nan')):.3f} ({r['ls_batch_gap_absmax']:.3f})"),
+            ("sq", "seq SE", lambda r: r.get("ls_batch_seq_se", float("nan"))),
             ("tm", "TV MPA", lambda r: r["mpa_tv"]), ("ts", "TV sample", lambda r: r["ls_sample_tv"]),
             ("tb", "TV batch", lambda r: r["ls_batch_tv"])]),
         "",

@@ -204,9 +204,12 @@ def ls_sweep(cfg: LabConfig, world: RewardWorld) -> list[dict]:
                 row[f"{m}_tv"] = sum(mode_weight_tv(target, x) for x in xs) / len(xs)
                 if len(gaps) > 1:  # the batch shares one draw sequence: the unit is the sequence, not the sample
                     mg = sum(gaps) / len(gaps)
-                    row[f"{m}_gap_se"] = math.sqrt(sum((g - mg) ** 2 for g in gaps) / (len(gaps) - 1) / len(gaps))
+                    row[f"{m}_seq_se"] = math.sqrt(sum((g - mg) ** 2 for g in gaps) / (len(gaps) - 1) / len(gaps))
             _, ls_se = mean_se(runs["ls_sample"][0] @ a_w)
             row["ls_sample_gap_se"] = math.sqrt(ls_se**2 + mpa_se**2)  # independent noise, samples independent
+            # the batch runs share one noise draw (noise2): its sampling error is common to all sequences and adds
+            # to the spread between sequences
+            row["ls_batch_gap_se"] = math.sqrt(row["ls_batch_seq_se"] ** 2 + row["ls_sample_gap_se"] ** 2)
             row["gap_se"] = math.sqrt(2) * mpa_se
             rows.append(row)
     return rows
