@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batched", action="store_true",
                    help="evaluate all blended models in one routed UNet call (for GPUs; the same numbers up to float "
                         "rounding; slower on CPUs)")
+    g.add_argument("--noise", choices=("per_image", "per_seed"), default="per_image",
+                   help="x_T and step noise per (prompt, seed) [default], or per seed shared by all prompts (the "
+                        "paper's run_DB.py; images of one seed are then correlated)")
+    g.add_argument("--ls_draw", choices=("per_image", "per_batch_step"), default="per_image",
+                   help="DB-MPA-LS adapter draws: per step and image [default], or one per step for the whole batch "
+                        "(the official pipeline)")
     g = p.add_argument_group("rewards and output")
     g.add_argument("--rewards", default=None,
                    help="comma-separated reward names [default: jpeg_compressibility,colorfulness; "
@@ -324,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                 spec_objective[s.label] = Objective(s.weights, tuple(reward_names)).label
     exp = Experiment(base_model=base_model, specs=specs, prompts=prompts,
                      seeds=list(range(args.seed_offset, args.seed_offset + n_seeds)),
-                     sampler=SamplerConfig(steps=steps, guidance=args.guidance, eta=args.eta, batched=args.batched),
+                     sampler=SamplerConfig(steps=steps, guidance=args.guidance, eta=args.eta, batched=args.batched,
+                                           noise=args.noise, ls_draw=args.ls_draw),
                      rewards=reward_names, objectives=objectives, batch_size=args.batch_size,
                      spec_objective=spec_objective)
     check_resumable(out_dir, exp, loras, scheduler=args.scheduler)

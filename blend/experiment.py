@@ -168,6 +168,7 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
                 "steps": exp.sampler.steps, "guidance": exp.sampler.guidance, "eta": exp.sampler.eta,
                 "scheduler": type(bundle.scheduler).__name__,
                 "schedule": spec.schedule.to_dict() if spec.schedule is not None else None,
+                "noise": exp.sampler.noise, "ls_draw": exp.sampler.ls_draw,
                 "base_model": (base_record or {}).get("source", exp.base_model),
                 "choices": result.choices[j] if result.choices else None,
             })

@@ -1,4 +1,10 @@
-"""Summaries of ``results.jsonl``: mean ± standard error per config, paper-style tables, grids, Pareto plots."""
+"""Summaries of ``results.jsonl``: mean ± standard error per config, paper-style tables, grids, Pareto plots.
+
+Standard errors are cluster-robust (``blend.stats``): every image of a prompt shares the prompt, and
+under ``--noise per_seed`` every image of a seed also shares the noise, so the images are not
+independent; the errors cluster by prompt (per-image noise) or two-way by prompt and seed (per-seed). Paired differences against DB-MPA (same prompt and seed) come with a 95%
+interval and a p-value over the same unit. Tables are written as markdown and LaTeX.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from diffusion_blend.io import atomic_path, write_json_atomic, write_text_atomic
+from blend import stats
+from diffusion_blend import figures
+from diffusion_blend.io import write_json_atomic, write_text_atomic
+from diffusion_blend.logging import get_logger
+
+log = get_logger("report")
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -23,9 +34,18 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def summarise(rows: list[dict]) -> dict[str, dict]:
+def _est(rs: list[dict], value, unit: str) -> list[float]:
+    e = stats.row_estimate(rs, value, unit)
+    return [e.mean, e.se]
+
+
+def summarise(rows: list[dict], unit: str | None = None) -> dict[str, dict]:
     """{config: {display, method, weights, lam, n, rewards: {name: [mean, se]}, weighted_reward: {obj: [mean, se]},
-    seconds_per_image, unet_evals_per_image}} in first-seen order."""
+    paired_vs_mpa: {obj: {mean, se, df, ci95, p, unit}}, se_unit, seconds_per_image, unet_evals_per_image}} in
+    first-seen order. Standard errors over ``unit`` (``blend.stats.estimate``); the paired differences are
+    against the DB-MPA config that targets the same objective, image by image. ``unit`` defaults to the
+    design's (``blend.stats.default_unit``: by prompt for per-image noise, by prompt and seed for per-seed noise)."""
+    unit = unit or stats.default_unit(rows)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["config"]].append(r)
@@ -35,12 +55,22 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
         out[label] = {
             "display": first["display"], "method": first["method"], "role": first.get("role", ""),
             "weights": first["weights"], "lam": first["lam"], "targets": first.get("targets"), "n": len(rs),
-            "rewards": {k: list(mean_se([r["rewards"][k] for r in rs])) for k in first["rewards"]},
-            "weighted_reward": {k: list(mean_se([r["weighted_reward"][k] for r in rs]))
+            "rewards": {k: _est(rs, lambda r, k=k: r["rewards"][k], unit) for k in first["rewards"]},
+            "weighted_reward": {k: _est(rs, lambda r, k=k: r["weighted_reward"][k], unit)
                                 for k in first["weighted_reward"]},
+            "se_unit": stats.describe_unit(unit, rs),
             "seconds_per_image": sum(r["seconds"] for r in rs) / len(rs),
             "unet_evals_per_image": sum(r["unet_evals"] for r in rs) / len(rs),
         }
+    refs = {s["targets"]: groups[label] for label, s in out.items() if s["method"] == "mpa" and s["targets"]}
+    for label, s in out.items():
+        s["paired_vs_mpa"] = {}
+        for obj, ref in refs.items():
+            if ref is groups[label] or s["targets"] not in (None, obj) or obj not in groups[label][0]["weighted_reward"]:
+                continue
+            d = stats.paired(groups[label], ref, lambda r, o=obj: r["weighted_reward"][o], unit=unit)
+            if d is not None:
+                s["paired_vs_mpa"][obj] = d.to_dict()
     return out
 
 
@@ -49,11 +79,26 @@ def _pm(ms: list[float], digits: int = 3) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def _paired_cell(d: dict | None, digits: int = 3) -> str:
+    if not d:
+        return "—"
+    lo, hi = d["ci95"]
+    return f"{d['mean']:+.{digits}f} ± {d['se']:.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}], p {stats.fmt_p(d['p'])}"
+
+
+def caption(summary: dict[str, dict]) -> str:
+    unit = next((s.get("se_unit") for s in summary.values() if s.get("se_unit")), "images")
+    return (f"Mean ± standard error; the error is {unit}. Δ vs DB-MPA is paired (the same prompt and seed, "
+            "image by image), with its 95% interval (Student's t, df = fewest clusters − 1) and two-sided p-value. "
+            "WR = Σ_i w_i r_i. UNet evals count one network evaluation per model and step (a CFG pair counts once).")
+
+
 def markdown_tables(summary: dict[str, dict], reward_names: list[str], objectives: list[str]) -> str:
     """One table per objective w (configs that target another w are left out of it), or one table if none."""
     sections = []
     for obj in objectives or [None]:
-        head = ["method", *reward_names] + ([f"WR {obj}"] if obj else []) + ["s / image", "UNet evals / image", "n"]
+        head = (["method", *reward_names] + ([f"WR {obj}", "Δ WR vs DB-MPA (paired)"] if obj else [])
+                + ["s / image", "UNet evals / image", "n"])
         lines = [f"### Objective {obj}" if obj else "### Results", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in summary.values():
@@ -61,25 +106,27 @@ def markdown_tables(summary: dict[str, dict], reward_names: list[str], objective
                 continue
             cells = [s["display"], *[_pm(s["rewards"][k]) for k in reward_names]]
             if obj:
-                cells.append(_pm(s["weighted_reward"][obj]))
+                cells += [_pm(s["weighted_reward"][obj]), _paired_cell(s.get("paired_vs_mpa", {}).get(obj))]
             cells += [f"{s['seconds_per_image']:.3f}", f"{s['unet_evals_per_image']:.0f}", str(s["n"])]
             lines.append("| " + " | ".join(cells) + " |")
         sections.append("\n".join(lines))
-    note = ("Mean ± standard error over images (prompts × seeds). WR = Σ_i w_i r_i. "
-            "UNet evals count one network evaluation per model and step (a CFG pair counts once).")
-    return "\n\n".join(sections) + "\n\n" + note + "\n"
+    return "\n\n".join(sections) + "\n\n" + caption(summary) + "\n"
 
 
-def write_summary(out_dir: Path, rows: list[dict], reward_names: list[str], objectives: list[str]) -> str:
-    summary = summarise(rows)
+def write_summary(out_dir: Path, rows: list[dict], reward_names: list[str], objectives: list[str],
+                  unit: str | None = None) -> str:
+    """summary.json, summary.md and summary.tex (the same tables in LaTeX, booktabs) in ``out_dir``."""
+    summary = summarise(rows, unit)
     write_json_atomic(out_dir / "summary.json", summary)
     table = markdown_tables(summary, reward_names, objectives)
     write_text_atomic(out_dir / "summary.md", table)
+    write_text_atomic(out_dir / "summary.tex", figures.markdown_to_latex(table, caption(summary)))
     return table
 
 
-def write_grids(out_dir: Path, rows: list[dict], max_images: int = 64) -> list[Path]:
-    """A grid PNG per config: prompts in rows, seeds in columns (at most ``max_images`` tiles)."""
+def write_grids(out_dir: Path, rows: list[dict], max_images: int = 64, tile_px: int = 96) -> list[Path]:
+    """A labelled grid per config (``grids/<config>.png`` and ``.pdf``): the method as title, prompts in rows,
+    seeds in columns; at most ``max_images`` tiles (whole seed columns, then prompt rows; logged when capped)."""
     by_config: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_config[r["config"]].append(r)
@@ -87,69 +134,60 @@ def write_grids(out_dir: Path, rows: list[dict], max_images: int = 64) -> list[P
     for label, rs in by_config.items():
         prompts = sorted({r["prompt_index"] for r in rs})
         seeds = sorted({r["seed"] for r in rs})
-        keep_p = prompts[: max(1, max_images // max(1, len(seeds)))]
+        text = {r["prompt_index"]: r.get("prompt", str(r["prompt_index"])) for r in rs}
         cells = {(r["prompt_index"], r["seed"]): r["image"] for r in rs}
-        tiles = [[cells.get((p, s)) for s in seeds] for p in keep_p]
-        first = next(c for row in tiles for c in row if c)
-        w, h = Image.open(out_dir / first).size
-        scale = max(1, 96 // max(w, h))
-        grid = Image.new("RGB", (len(seeds) * w * scale, len(keep_p) * h * scale), "white")
-        for i, row in enumerate(tiles):
-            for j, rel in enumerate(row):
-                if rel:
-                    tile = Image.open(out_dir / rel).convert("RGB").resize((w * scale, h * scale), Image.NEAREST)
-                    grid.paste(tile, (j * w * scale, i * h * scale))
+        max_cols = max(1, min(len(seeds), max_images))
+        max_rows = max(1, max_images // max_cols)
+        tiles = [[Image.open(out_dir / cells[(p, s)]) if (p, s) in cells else None for s in seeds[:max_cols]]
+                 for p in prompts[:max_rows]]
         path = out_dir / "grids" / f"{label}.png"
-        with atomic_path(path) as tmp:
-            grid.save(tmp, format="PNG")
+        figures.image_grid(tiles, [text[p] for p in prompts[:max_rows]], [f"seed {s}" for s in seeds[:max_cols]],
+                           rs[0].get("display", label), path, tile_px=tile_px, what=f"grid of {label}")
+        if len(prompts) > max_rows or len(seeds) > max_cols:
+            log.info("grid %s capped at %d images: %d of %d prompts, %d of %d seeds (raise max_images for more)",
+                     label, max_images, min(len(prompts), max_rows), len(prompts), max_cols, len(seeds))
         written.append(path)
     return written
 
 
+def _family(s: dict) -> str:
+    if s.get("role") == "oracle":
+        return "oracle"
+    return s["method"] if s["method"] != "kla" else f"kla w={s['weights']}"
+
+
 def plot_pareto(out_dir: Path, summary: dict[str, dict], reward_names: list[str]) -> Path | None:
-    """Mean reward 1 vs reward 2 per config (± s.e.), weight sweeps joined by lines. Needs two rewards."""
+    """Mean reward 1 vs reward 2 per config (± s.e. over the summary's unit), weight sweeps joined by lines,
+    weights labelled without overlap, the legend outside; ``pareto.png`` and ``pareto.pdf``. Needs two rewards."""
     if len(reward_names) < 2:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figures.setup()
     r1, r2 = reward_names[:2]
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     series: dict[str, list[tuple[float, dict]]] = defaultdict(list)
-    markers = {"base": "k*", "single": "s", "mpa": "o-", "mpa_ls": "^--", "soup": "D:", "soup_factors": "v:",
-               "kla": "x-."}
     for s in summary.values():
-        key = s["method"] if s["method"] != "kla" else f"kla w={s['weights']}"
-        if s.get("role") == "oracle":
-            key = "oracle"
-        series[key].append((s["weights"][0] if s["weights"] else 0.0, s))
+        series[_family(s)].append((s["weights"][0] if s["weights"] else 0.0, s))
     for key, pts in series.items():
         pts.sort(key=lambda p: p[0])
         xs = [p[1]["rewards"][r1][0] for p in pts]
         ys = [p[1]["rewards"][r2][0] for p in pts]
-        xe = [p[1]["rewards"][r1][1] for p in pts]
-        ye = [p[1]["rewards"][r2][1] for p in pts]
-        style = markers.get(key.split(" ")[0], "o")
-        name = {"mpa": "DB-MPA", "mpa_ls": "DB-MPA-LS", "soup": "RS (ΔW)", "soup_factors": "RS (factors)",
-                "base": "base", "single": "single adapters", "oracle": "MORL oracle"}.get(key, key)
-        if key == "single" or key == "oracle":
-            style = "s" if key == "single" else "P"
-            ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=style, label=name, capsize=2, ms=7)
-            for x, y, p in zip(xs, ys, pts):
-                ax.annotate(p[1]["display"].split(" ")[-1], (x, y), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-        else:
-            ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=style, label=name, capsize=2, ms=5)
+        st = figures.style(key.split(" ")[0])
+        kw = st.kwargs(line=key not in ("single", "oracle", "base") and len(pts) > 1)
+        if key.startswith("kla "):
+            kw["label"] = f"DB-KLA {key[4:]}"
+        ax.errorbar(xs, ys, xerr=[p[1]["rewards"][r1][1] for p in pts], yerr=[p[1]["rewards"][r2][1] for p in pts],
+                    ms=8 if key in ("oracle", "base") else 5, **kw)
+        if key in ("single", "oracle"):
+            figures.label_points(ax, xs, ys, [p[1]["display"].split(" ")[-1] for p in pts])
+        elif key == "mpa" and len(pts) > 1:
+            figures.label_points(ax, xs, ys, [f"w={p[0]:g}" for p in pts], color=st.color)
     ax.set_xlabel(f"{r1} (higher is better)")
     ax.set_ylabel(f"{r2} (higher is better)")
+    unit = next((s.get("se_unit") for s in summary.values() if s.get("se_unit")), "")
     ax.set_title("Mean rewards per method (± s.e.)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out_dir / "pareto.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    if unit:
+        fig.text(0.01, -0.02, f"s.e.: {unit.split(';')[0]}", fontsize=7, ha="left", va="top")
+    figures.legend_outside(ax)
+    paths = figures.save(fig, out_dir / "pareto.png")
     plt.close(fig)
-    return path
+    return paths[0]

@@ -5,13 +5,28 @@ blended, guided ε and hands it to the scheduler's own ``step`` (DDIM with η = 
 default; DPM-Solver++, Euler, Euler ancestral, PNDM, UniPC … work the same way). The model input
 is scaled with ``scheduler.scale_model_input`` as diffusers' pipelines do.
 
-For each (prompt, seed) the initial sample x_T and the per-step noise z_1..z_T are drawn from a
-generator seeded with ``seed`` alone, before sampling starts, so every method sees the same noise
-for the same seed and images can be compared one by one (the paper's ``run_DB.py`` also reseeds
-with the seed index per prompt). Schedulers that take explicit noise (``variance_noise``: DDIM,
-DPM-Solver SDE) get z_i; those that only take a ``generator`` (Euler ancestral, DDPM …) get one
-generator per image, seeded from its seed, so the pairing holds for them too. DB-MPA-LS draws its
-adapter choices from a separate generator, so the choice never shifts the noise stream.
+Noise design (``SamplerConfig.noise``). The initial sample x_T and the per-step noise z_1..z_T of an
+image are drawn, before sampling starts, from a CPU generator keyed by
+
+* ``"per_image"`` (default): the pair (prompt text, seed). Every image has its own noise, so images of
+  different prompts are independent, while every method still gets the same noise for the same
+  (prompt, seed) and can be compared with the others image by image;
+* ``"per_seed"``: the seed alone, as the paper's ``run_DB.py`` does (it reseeds with the seed index for
+  every prompt). All prompts of one seed then share x_T and every z_t, so their images are correlated
+  and a standard error must treat the seed as the unit (``blend.stats``).
+
+DB-MPA-LS choices (``SamplerConfig.ls_draw``) come from a generator separate from the noise, so a
+choice never shifts the noise stream:
+
+* ``"per_image"`` (default): one adapter per step and image, keyed like the noise by (prompt, seed);
+  the process of the paper's Prop. 2, sampled independently for every image;
+* ``"per_batch_step"``: the official pipeline's behaviour, one draw per step that selects the adapter
+  for the whole batch (keyed by the batch's seeds; run_DB's batch of one image per call makes it
+  depend on the seed alone).
+
+Schedulers that take explicit noise (``variance_noise``: DDIM, DPM-Solver SDE) get z_i; those that only take
+a ``generator`` (Euler ancestral, DDPM …) get one generator per image, keyed like the noise, so the pairing
+holds for them too.
 
 Each image (row) may have its own :class:`BlendSpec` (per-image weights: one batch serves several
 trade-offs), and a spec may carry a per-step weight schedule w(p) (``blend.schedule``).
@@ -19,6 +34,7 @@ trade-offs), and a spec may carry a per-step weight schedule w(p) (``blend.sched
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import time
 import warnings
@@ -40,6 +56,24 @@ from diffusion_blend.logging import get_logger
 
 log = get_logger("sampler")
 
+NOISE_DESIGNS = ("per_image", "per_seed")
+LS_DRAWS = ("per_image", "per_batch_step")
+_LS_TAG = 0x4C53  # "LS": keeps the adapter draws apart from the noise stream
+
+
+def prompt_key(prompt: str) -> tuple[int, int]:
+    """A stable 64-bit key of the prompt text (two 32-bit words; the same on every machine and run)."""
+    h = hashlib.sha256(prompt.encode("utf-8")).digest()
+    return int.from_bytes(h[:4], "little"), int.from_bytes(h[4:8], "little")
+
+
+def noise_seed(seed: int, prompt: str | None = None) -> int:
+    """The generator seed of an image: ``seed`` itself (per-seed design) or a hash of (prompt, seed) (per image)."""
+    if prompt is None:
+        return int(seed)
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *prompt_key(prompt)]).generate_state(2)
+    return int(state[0]) | (int(state[1]) << 32)
+
 
 @dataclass(frozen=True)
 class SamplerConfig:
@@ -49,8 +83,14 @@ class SamplerConfig:
     guidance: float = 7.5
     eta: float = 1.0
     batched: bool = False  # one routed UNet call for all models (see blend.predictor)
+    noise: str = "per_image"  # "per_image": x_T and z keyed by (prompt, seed); "per_seed": by seed (paper)
+    ls_draw: str = "per_image"  # DB-MPA-LS: "per_image" or "per_batch_step" (one draw per step for the batch)
 
     def __post_init__(self) -> None:
+        if self.noise not in NOISE_DESIGNS:
+            raise ValueError(f"noise must be one of {NOISE_DESIGNS}, got {self.noise!r}")
+        if self.ls_draw not in LS_DRAWS:
+            raise ValueError(f"ls_draw must be one of {LS_DRAWS}, got {self.ls_draw!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be ≥ 1, got {self.steps}")
         if self.eta < 0:
@@ -66,26 +106,53 @@ class SampleResult:
     specs: list[dict] | None = None  # per image: its spec (weights, schedule) when images differ or a schedule ran
 
 
-def initial_noise(seed: int, shape: Sequence[int], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_T (C, H, W) and the step noises z (steps, C, H, W), both from one CPU generator seeded by ``seed``."""
-    gen = torch.Generator("cpu").manual_seed(int(seed))
+def initial_noise(seed: int, shape: Sequence[int], steps: int,
+                  prompt: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_T (C, H, W) and the step noises z (steps, C, H, W) from one CPU generator.
+
+    The generator is seeded by ``seed`` alone when ``prompt`` is None (the paper's per-seed sharing) and
+    by (prompt, seed) otherwise (``noise_seed``), so each (prompt, seed) gets its own noise.
+    """
+    gen = torch.Generator("cpu").manual_seed(noise_seed(seed, prompt))
     x_t = torch.randn(tuple(shape), generator=gen)
     z = torch.randn((steps, *shape), generator=gen)
     return x_t, z
 
 
-def draw_adapter_choices(seed: int, adapters: Sequence[str], weights: Sequence[float], steps: int) -> list[str]:
-    """DB-MPA-LS: the adapter used at each step, adapter i with probability w_i, independently per step."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x4C53]))  # "LS"
+def draw_adapter_choices(seed: int | Sequence[int], adapters: Sequence[str], weights: Sequence[float], steps: int,
+                         prompt: str | None = None) -> list[str]:
+    """DB-MPA-LS: the adapter used at each step, adapter i with probability w_i, independently per step.
+
+    The draws are keyed by (prompt, seed) (one sequence per image), or by the seed(s) alone when
+    ``prompt`` is None; a sequence of seeds keys one draw sequence for a whole batch (``per_batch_step``).
+    """
+    seeds = [int(seed)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    words = [s & 0xFFFFFFFF for s in seeds] + ([*prompt_key(prompt)] if prompt is not None else [])
+    rng = np.random.default_rng(np.random.SeedSequence([*words, _LS_TAG]))
     cum = np.cumsum(np.asarray(weights, dtype=np.float64))
     cum /= cum[-1]
     u = rng.random(steps)
-    return [adapters[int(np.searchsorted(cum, ui, side="right"))] for ui in u]
+    return [adapters[min(int(np.searchsorted(cum, ui, side="right")), len(adapters) - 1)] for ui in u]
 
 
-def step_generators(seeds: Sequence[int], device: str | torch.device = "cpu") -> list[torch.Generator]:
-    """One generator per image for schedulers that draw their step noise themselves (seeded from the seed)."""
-    return [torch.Generator(device).manual_seed((int(seed) * 1_000_003 + 0x5354) % (2**63)) for seed in seeds]
+def adapter_choices(spec: BlendSpec, prompts: Sequence[str], seeds: Sequence[int], steps: int,
+                    mode: str = "per_image") -> list[list[str]]:
+    """DB-MPA-LS choices for a batch, one list per image: independent per (prompt, seed), or one per-step
+    sequence shared by the whole batch (``mode="per_batch_step"``, the official pipeline)."""
+    if mode == "per_batch_step":
+        shared = draw_adapter_choices(list(seeds), spec.adapters, spec.weights, steps)
+        return [list(shared) for _ in seeds]
+    if mode != "per_image":
+        raise ValueError(f"ls_draw must be one of {LS_DRAWS}, got {mode!r}")
+    return [draw_adapter_choices(s, spec.adapters, spec.weights, steps, prompt=p) for p, s in zip(prompts, seeds)]
+
+
+def step_generators(seeds: Sequence[int], device: str | torch.device = "cpu",
+                    prompts: Sequence[str] | None = None) -> list[torch.Generator]:
+    """One generator per image for schedulers that draw their step noise themselves, keyed like the noise:
+    by (prompt, seed) when ``prompts`` are given, by the seed alone otherwise."""
+    keys = [noise_seed(s, p) for s, p in zip(seeds, prompts)] if prompts is not None else [int(s) for s in seeds]
+    return [torch.Generator(device).manual_seed((k * 1_000_003 + 0x5354) % (2**63)) for k in keys]
 
 
 def _accepts(fn, name: str) -> bool:
@@ -124,8 +191,13 @@ def encode_for_models(bundle: ModelBundle, prompts: Sequence[str], models: Seque
 class _RowPlan:
     """Per-row blend rules, evaluated per step: coefficients {model: c} for each row at step i."""
 
-    def __init__(self, specs: Sequence[BlendSpec], seeds: Sequence[int] | None, n_steps: int) -> None:
-        self.specs, self.n_steps = list(specs), n_steps
+    def __init__(self, specs: Sequence[BlendSpec], seeds: Sequence[int] | None, n_steps: int,
+                 prompts: Sequence[str] | None = None, ls_draw: str = "per_image") -> None:
+        if ls_draw not in LS_DRAWS:
+            raise ValueError(f"ls_draw must be one of {LS_DRAWS}, got {ls_draw!r}")
+        self.specs, self.n_steps, self.ls_draw = list(specs), n_steps, ls_draw
+        self.prompts = list(prompts) if prompts is not None else [None] * len(self.specs)
+        self.batch_seeds = list(seeds) if seeds is not None else None
         self._cache: dict[tuple[int, int], dict[str, float]] = {}
         self.choices: list[list[str]] | None = None
         if any(s.is_stochastic_choice for s in specs):
@@ -133,17 +205,20 @@ class _RowPlan:
                 raise ValueError("DB-MPA-LS cannot share a batch with other methods; sample it separately")
             if seeds is None:
                 raise ValueError("DB-MPA-LS needs one seed per image to draw its adapter choices")
-            self.choices = [self._draw(spec, seed) for spec, seed in zip(specs, seeds)]
+            self.choices = [self._draw(spec, seed, prompt) for spec, seed, prompt in zip(specs, seeds, self.prompts)]
         for s in specs:
             if s.schedule is not None and s.is_soup:
                 raise ValueError("a weight schedule needs a per-step ε blend; a soup merges the weights once. "
                                  "Use method 'mpa' (or 'kla') with a schedule")
 
-    def _draw(self, spec: BlendSpec, seed: int) -> list[str]:
+    def _draw(self, spec: BlendSpec, seed: int, prompt: str | None) -> list[str]:
+        """Per image: keyed by (prompt, seed) (or the seed alone without prompts); ``per_batch_step``: one
+        sequence keyed by the batch's seeds, shared by every row (the official pipeline)."""
+        key, prompt = (self.batch_seeds, None) if self.ls_draw == "per_batch_step" else (seed, prompt)
         if spec.schedule is None:
-            return draw_adapter_choices(seed, spec.adapters, spec.weights, self.n_steps)
-        # step i uses the i-th uniform of the seed's stream against w(p_i); a constant schedule draws as fixed w
-        return [draw_adapter_choices(seed, spec.adapters, self.spec_at(spec, i).weights, self.n_steps)[i]
+            return draw_adapter_choices(key, spec.adapters, spec.weights, self.n_steps, prompt=prompt)
+        # step i uses the i-th uniform of the stream against w(p_i); a constant schedule draws as fixed w
+        return [draw_adapter_choices(key, spec.adapters, self.spec_at(spec, i).weights, self.n_steps, prompt=prompt)[i]
                 for i in range(self.n_steps)]
 
     def spec_at(self, spec: BlendSpec, i: int) -> BlendSpec:
@@ -173,7 +248,8 @@ class _RowPlan:
 
 def denoise(bundle: ModelBundle, specs: Sequence[BlendSpec], x: torch.Tensor, cond, uncond, scheduler,
             config: SamplerConfig, *, seeds: Sequence[int] | None = None, noise: torch.Tensor | None = None,
-            generator=None, progress: bool = False, label: str = "") -> tuple[torch.Tensor, list[int], list | None]:
+            generator=None, progress: bool = False, label: str = "",
+            prompts: Sequence[str] | None = None) -> tuple[torch.Tensor, list[int], list | None]:
     """Run the blended reverse process from x_T to x_0 with ``scheduler.step``; → (x_0, evals per row, choices).
 
     Args:
@@ -186,7 +262,7 @@ def denoise(bundle: ModelBundle, specs: Sequence[BlendSpec], x: torch.Tensor, co
     """
     timesteps = scheduler.timesteps.tolist()
     n = x.shape[0]
-    plan = _RowPlan(specs, seeds, len(timesteps))
+    plan = _RowPlan(specs, seeds, len(timesteps), prompts if config.noise == "per_image" else None, config.ls_draw)
     predictor = NoisePredictor(bundle, config.guidance, batched=config.batched)
     step_kwargs = {}
     if _accepts(scheduler.step, "eta"):
@@ -256,14 +332,16 @@ def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: 
     n_steps = len(sched.timesteps)
     shape = tuple(sample_shape) if sample_shape is not None else bundle.sample_shape
 
-    noises = [initial_noise(s, shape, n_steps) for s in seeds]
+    per_image = config.noise == "per_image"
+    noises = [initial_noise(s, shape, n_steps, prompt=p if per_image else None) for p, s in zip(prompts, seeds)]
     x = torch.stack([xt for xt, _ in noises]).to(device, dtype) * getattr(sched, "init_noise_sigma", 1.0)  # flow: 1
     z = torch.stack([zz for _, zz in noises], dim=1).to(device, dtype)  # (steps, N, C, H, W)
-    models = _RowPlan(specs, seeds, n_steps).models()
+    models = _RowPlan(specs, seeds, n_steps, prompts, config.ls_draw).models()
     cond = encode_for_models(bundle, prompts, models)
     uncond = encode_for_models(bundle, list(negative_prompts) if negative_prompts is not None else [""] * n, models)
-    x, evals, choices = denoise(bundle, specs, x, cond, uncond, sched, config, seeds=seeds, noise=z,
-                                generator=step_generators(seeds, device), progress=progress, label=specs[0].label)
+    gens = step_generators(seeds, device, prompts if per_image else None)
+    x, evals, choices = denoise(bundle, specs, x, cond, uncond, sched, config, seeds=seeds, noise=z, generator=gens,
+                                progress=progress, label=specs[0].label, prompts=prompts)
     images = bundle.decode(x).cpu() if decode else x
     distinct = len({id(s) for s in specs}) > 1 or specs[0].schedule is not None
     return SampleResult(images=images, unet_evals=evals, seconds=time.perf_counter() - start, choices=choices,

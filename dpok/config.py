@@ -118,7 +118,11 @@ class TrainConfig:
     checkpoints_total_limit: int | None = _f(None, "keep only the newest N checkpoints")
     resume: str | None = _f(None, "continue a run: 'latest' (newest complete checkpoint in --output_dir) or a "
                             "checkpoint directory", alias="--resume_from_checkpoint")
-    report_to: str = _f("tensorboard", "accelerate tracker(s): tensorboard, wandb, all or none")
+    report_to: str = _f("tensorboard", "accelerate tracker(s): tensorboard, wandb, all or none (a tracker that is "
+                        "not installed is an error)")
+    sample_grid_interval: int = _f(10, "log a captioned grid of samples (fixed prompts and noise) to the trackers "
+                                   "every N iterations; 0 = never")
+    sample_grid_prompts: int = _f(4, "prompts (rows) in the sample grid, 2 samples each")
     logging_dir: str = _f("logs", "tracker directory, relative to --output_dir")
     multi_gpu: int = _f(0, "accepted for compatibility; no effect: the processes are set by `accelerate launch` "
                         "(or torchrun) and the UNet is always wrapped by accelerate")
@@ -301,6 +305,10 @@ def validate(cfg: TrainConfig, num_processes: int = 1) -> list[str]:
          or cfg.lora_init.startswith("pissa"), f"--lora_init {cfg.lora_init!r} is not a PEFT init; use gaussian")
     weights = parse_reward_spec(cfg.reward)
     need(all(w == w for w in weights.values()), "--reward weights must be numbers")
+    need(cfg.sample_grid_interval >= 0, f"--sample_grid_interval must be ≥ 0 (0 = off), got {cfg.sample_grid_interval}")
+    from dpok.observe import check_trackers
+
+    check_trackers(cfg.report_to)
     return notes
 
 

@@ -43,6 +43,7 @@ from dpok import checkpoint as ckpt
 from dpok.buffer import ReplayBuffer
 from dpok.config import TrainConfig, validate
 from dpok.losses import dpok_loss, normalise_advantage, value_loss
+from dpok.observe import SampleGridLogger
 from dpok.rollout import PromptCache, draw_noise, guided_eps, sample_trajectories
 from dpok.value import ValueMulti
 
@@ -422,6 +423,9 @@ class Trainer:
 
         if self.acc.is_main_process and cfg.report_to not in ("none", ""):
             self.acc.init_trackers("dpok", config=_scalars(cfg.to_dict()))
+            if cfg.sample_grid_interval > 0:  # a captioned sample grid every N iterations (dpok/observe.py)
+                self.after_iteration.append(SampleGridLogger(self, cfg.sample_grid_interval, cfg.sample_grid_prompts,
+                                                             seed=self.seed))
         self.log_start()
         total = cfg.num_iterations()
         old_handler = None

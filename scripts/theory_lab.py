@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from diffusion_blend.figures import markdown_to_latex  # noqa: E402
 from diffusion_blend.io import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
 from diffusion_blend.logging import get_logger, setup_logging  # noqa: E402
 from diffusion_blend.provenance import provenance  # noqa: E402
@@ -57,11 +58,14 @@ def _sampled_cols() -> list[Col]:
 
 
 def save_fig(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    """PNG (no software stamp, so reruns give the same bytes for the same pixels) and PDF side by side."""
+    for fmt in ("png", "pdf"):
+        buf = io.BytesIO()
+        meta = {"Software": None} if fmt == "png" else {"Creator": None, "Producer": None, "CreationDate": None}
+        fig.savefig(buf, format=fmt, dpi=130, metadata=meta, bbox_inches="tight")
+        with atomic_path(path.with_suffix("." + fmt)) as tmp:
+            tmp.write_bytes(buf.getvalue())
     plots.plt.close(fig)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
 
 
 def jensen_table(rows: Sequence[dict], n_points: int = 5) -> tuple[list[dict], list[Col]]:
@@ -181,18 +185,26 @@ def write_report(res: dict, cfg: LabConfig, out: Path, runtime_s: float) -> str:
         "",
         "![ls](ls.png)",
         "",
-        "*batch* = one model draw per step for the whole batch (the paper's code), averaged over "
-        f"{cfg.ls_batch_repeats} draw sequences (max in brackets); *sample* = an independent draw per sample and step. "
-        "*floor* = SW2 between two DB-MPA runs with independent noise. Gaps are E_LS[r(w)] − E_MPA[r(w)].",
+        "*sample* = an independent model draw per sample and step (what `run_DB.py` does by default, "
+        "`--ls_draw per_image`; the process of Prop. 2 sampled N times); *batch* = one model draw per step for the "
+        f"whole batch (the paper's code, `--ls_draw per_batch_step`), {cfg.ls_batch_repeats} independent draw "
+        "sequences on one noise draw (max in brackets). *floor* = SW2 between two DB-MPA runs with independent "
+        "noise. Gaps are E_LS[r(w)] − E_MPA[r(w)] with their standard errors over the right unit: for *sample* "
+        "the samples (independent noise and draws); for *batch* all N samples share one draw sequence, so the "
+        f"unit is the sequence: the spread of the {cfg.ls_batch_repeats} sequence means (*seq SE*, df = "
+        f"{cfg.ls_batch_repeats - 1}) combined with the sampling error of the shared noise.",
         "",
         md_table(res["ls"], [
             a("alpha"), ("steps", "steps", lambda r: str(r["steps"])),
+            ("s", "SW2 sample", lambda r: r["ls_sample_sw2_vs_mpa"]),
             ("b", "SW2 batch (max)", lambda r: f"{r['ls_batch_sw2_vs_mpa']:.3f} ({r['ls_batch_sw2_max']:.3f})"),
-            ("s", "SW2 sample", lambda r: r["ls_sample_sw2_vs_mpa"]), ("f", "SW2 floor", lambda r: r["floor_sw2"]),
-            ("gb", "gap batch (max |gap|)", lambda r: f"{r['ls_batch_gap_vs_mpa']:+.3f} ({r['ls_batch_gap_absmax']:.3f})"),
-            ("gs", "gap sample", lambda r: f"{r['ls_sample_gap_vs_mpa']:+.3f}"), ("se", "SE of gap", lambda r: r["gap_se"]),
-            ("tm", "TV MPA", lambda r: r["mpa_tv"]), ("tb", "TV batch", lambda r: r["ls_batch_tv"]),
-            ("ts", "TV sample", lambda r: r["ls_sample_tv"])]),
+            ("f", "SW2 floor", lambda r: r["floor_sw2"]),
+            ("gs", "gap sample ± SE", lambda r: f"{r['ls_sample_gap_vs_mpa']:+.3f} ± {r['ls_sample_gap_se']:.3f}"),
+            ("gb", "gap batch ± SE (max abs gap)", lambda r: f"{r['ls_batch_gap_vs_mpa']:+.3f} ± "
+             f"{r.get('ls_batch_gap_se', float('nan')):.3f} ({r['ls_batch_gap_absmax']:.3f})"),
+            ("sq", "seq SE", lambda r: r.get("ls_batch_seq_se", float("nan"))),
+            ("tm", "TV MPA", lambda r: r["mpa_tv"]), ("ts", "TV sample", lambda r: r["ls_sample_tv"]),
+            ("tb", "TV batch", lambda r: r["ls_batch_tv"])]),
         "",
         "## 5. The Jensen gap along DB-MPA trajectories (w = ½)",
         "",
@@ -207,6 +219,9 @@ def write_report(res: dict, cfg: LabConfig, out: Path, runtime_s: float) -> str:
     ]
     text = "\n".join(md)
     write_text_atomic(out / "RESULTS.md", text)
+    write_text_atomic(out / "RESULTS_tables.tex", markdown_to_latex(text, (
+        f"N = {cfg.n_samples} independent samples per distribution (each its own noise); standard errors over "
+        "samples, except DB-MPA-LS per batch, whose unit is the draw sequence.")))
     return text
 
 

@@ -8,7 +8,10 @@ trained with):
     WR_z(w) = w · (r_align − μ_align)/σ_align + (1 − w) · (r_jpeg − μ_jpeg)/σ_jpeg
 
 (w = weight of the alignment adapter; the base model scores ≈ 0). Differences between methods are
-paired (same prompt and seed → same noise), mean ± s.e. over images.
+paired (same prompt and seed → same noise). Every standard error is cluster-robust (``blend.stats``):
+images of one prompt share the prompt, and under ``--noise per_seed`` images of one seed also share the
+noise, so the errors cluster by prompt (per-image noise, the default) or two-way by prompt and seed
+(per-seed noise); 95% intervals and p-values use Student's t with (fewest clusters − 1) degrees of freedom. Every markdown table is also written as LaTeX (``*.tex``), every plot as PNG and PDF.
 
     python scripts/toy_report.py --stats toy/weights/reward_stats.json --table1 DIR --pareto DIR \
         --kla DIR --kla_oracles 0.5,2 --out docs/toy
@@ -18,9 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import sys
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from blend import stats  # noqa: E402
+from diffusion_blend import figures  # noqa: E402
 
 A, J = "toy_alignment", "jpeg_compressibility"
 ORDER = ["base", "single", "soup", "soup_factors", "mpa", "mpa_ls", "oracle"]
@@ -28,14 +36,15 @@ NAMES = {"base": "Base model", "soup": "Rewarded soup (ΔW)", "soup_factors": "R
          "mpa": "DB-MPA", "mpa_ls": "DB-MPA-LS", "oracle": "MORL oracle"}
 
 
-def load(out_dir: str | Path) -> dict[str, list[dict]]:
+def load(out_dir: str | Path, n_seeds: int | None = None) -> dict[str, list[dict]]:
+    """Rows of ``results.jsonl`` by config, sorted by (prompt, seed); only seeds < ``n_seeds`` when given."""
     groups: dict[str, list[dict]] = defaultdict(list)
     seen = set()
     for line in (Path(out_dir) / "results.jsonl").read_text().splitlines():
         if line.strip():
             r = json.loads(line)
             key = (r["config"], r["prompt_index"], r["seed"])
-            if key not in seen:
+            if key not in seen and (n_seeds is None or r["seed"] < n_seeds):
                 seen.add(key)
                 groups[r["config"]].append(r)
     for rs in groups.values():
@@ -43,14 +52,37 @@ def load(out_dir: str | Path) -> dict[str, list[dict]]:
     return groups
 
 
-def mean_se(xs: list[float]) -> tuple[float, float]:
-    n = len(xs)
-    m = sum(xs) / n
-    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1) / n) if n > 1 else 0.0)
+UNIT = "prompt+seed"  # set by main() from the design of the rows (blend.stats.default_unit) or --unit
 
 
-def pm(ms: tuple[float, float], d: int = 3) -> str:
-    return f"{ms[0]:.{d}f} ± {ms[1]:.{d}f}"
+def est(rs: list[dict], value) -> stats.Estimate:
+    """Mean of value(row) with its cluster-robust standard error over ``UNIT``."""
+    return stats.row_estimate(rs, value, UNIT)
+
+
+def mean_se(rs: list[dict], value) -> tuple[float, float]:
+    e = est(rs, value)
+    return e.mean, e.se
+
+
+def pm(ms, d: int = 3) -> str:
+    m, s = (ms.mean, ms.se) if isinstance(ms, stats.Estimate) else ms
+    return f"{m:.{d}f} ± {s:.{d}f}"
+
+
+def pm_p(e: stats.Estimate | None, d: int = 3) -> str:
+    return "—" if e is None else f"{e.mean:+.{d}f} ± {e.se:.{d}f} (p {stats.fmt_p(e.p_value)})"
+
+
+def ci(e: stats.Estimate, d: int = 3) -> str:
+    lo, hi = e.ci()
+    return f"[{lo:+.{d}f}, {hi:+.{d}f}]"
+
+
+def caption(rs: list[dict]) -> str:
+    return (f"Mean ± standard error; the error is {stats.describe_unit(UNIT, rs)}. "
+            "Paired Δ: the same prompt and seed, image by image; p: two-sided, Student's t with "
+            "df = fewest clusters − 1.")
 
 
 class Z:
@@ -84,15 +116,24 @@ def w_of(rs: list[dict]) -> float | None:
     return float(r["weights"][0])
 
 
+def _rows_for(groups: dict[str, list[dict]], w: float) -> list[tuple[int, str, list[dict]]]:
+    rows = []
+    for label, rs in groups.items():
+        k, wk = kind(rs), w_of(rs)
+        if k in ORDER and (k in ("base", "single") or (wk is not None and abs(wk - w) < 1e-9)):
+            rows.append((ORDER.index(k), label, rs))
+    rows.sort(key=lambda t: (t[0], t[1]))
+    return rows
+
+
+def _name(rs: list[dict]) -> str:
+    return NAMES.get(kind(rs), "") or f"Single adapter: {names(rs[0])[0]}"
+
+
 def table1(groups: dict[str, list[dict]], z: Z, weights: list[float]) -> str:
     out = []
     for w in weights:
-        rows = []
-        for label, rs in groups.items():
-            k, wk = kind(rs), w_of(rs)
-            if k in ("base", "single") or (wk is not None and abs(wk - w) < 1e-9):
-                rows.append((ORDER.index(k), label, rs))
-        rows.sort(key=lambda t: (t[0], t[1]))
+        rows = _rows_for(groups, w)
         ref = next((rs for _, _lab, rs in rows if kind(rs) == "mpa"), None)
         orc = next((rs for _, _lab, rs in rows if kind(rs) == "oracle"), None)
         out += [f"### w = {w:g} (weight on alignment; {1 - w:g} on compressibility)", "",
@@ -100,79 +141,101 @@ def table1(groups: dict[str, list[dict]], z: Z, weights: list[float]) -> str:
                 "| Δ WR_z vs MORL oracle (paired) | s / image | UNet evals / image | n |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for _, _lab, rs in rows:
-            k = kind(rs)
-            name = NAMES.get(k, "") or f"Single adapter: {names(rs[0])[0]}"
-            wr = [z(r, w) for r in rs]
-            cells = [name, pm(mean_se([r["rewards"][A] for r in rs])), pm(mean_se([r["rewards"][J] for r in rs])),
-                     pm(mean_se(wr))]
+            cells = [_name(rs), pm(est(rs, lambda r: r["rewards"][A])), pm(est(rs, lambda r: r["rewards"][J])),
+                     pm(est(rs, lambda r, w=w: z(r, w)))]
             for other in (ref, orc):
-                if other is None or other is rs or len(other) != len(rs):
+                if other is None or other is rs:
                     cells.append("—")
                 else:
-                    cells.append(pm(mean_se([a - z(b, w) for a, b in zip(wr, other)])))
+                    cells.append(pm_p(stats.paired(rs, other, lambda r, w=w: z(r, w), unit=UNIT)))
             cells += [f"{sum(r['seconds'] for r in rs) / len(rs):.3f}", f"{sum(r['unet_evals'] for r in rs) / len(rs):.0f}",
                       str(len(rs))]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+    first = next(iter(groups.values()))
+    out += [caption(first), ""]
     return "\n".join(out)
 
 
+COMPARISONS = [("mpa", "soup"), ("mpa", "soup_factors"), ("mpa_ls", "mpa"), ("mpa", "oracle"),
+               ("compressibility", "mpa"), ("alignment", "mpa"), ("mpa_ls", "soup")]
+
+
+def comparisons(groups: dict[str, list[dict]], z: Z, weights: list[float]) -> tuple[str, list[dict]]:
+    """The paired differences the README's conclusions rest on, with 95% intervals, p-values and the naive
+    (every image independent) error for comparison."""
+    lines = ["| w | comparison (paired Δ WR_z) | Δ | s.e. | 95% interval | p | naive s.e. | s.e. / naive |",
+             "|---|---|---|---|---|---|---|---|"]
+    rec = []
+    for w in weights:
+        by = {}
+        for _, _lab, rs in _rows_for(groups, w):
+            k = kind(rs)
+            by[names(rs[0])[0] if k == "single" else k] = rs
+        for a, b in COMPARISONS:
+            if a not in by or b not in by:
+                continue
+            e = stats.paired(by[a], by[b], lambda r, w=w: z(r, w), unit=UNIT)
+            nv = stats.paired(by[a], by[b], lambda r, w=w: z(r, w), unit="image")
+            label = f"{_name(by[a])} − {_name(by[b])}"
+            lines.append(f"| {w:g} | {label} | {e.mean:+.3f} | {e.se:.3f} | {ci(e)} | {stats.fmt_p(e.p_value)} "
+                         f"| {nv.se:.3f} | {e.se / nv.se:.1f} |")
+            rec.append({"w": w, "a": a, "b": b, **e.to_dict(), "naive_se": nv.se})
+    first = next(iter(groups.values()))
+    lines += ["", caption(first) + " Naive s.e.: every image independent (what the earlier tables used).", ""]
+    return "\n".join(lines), rec
+
+
+def _errorbar(ax, key: str, pts: list, label: str | None = None, big: bool = False) -> None:
+    st = figures.style(key)
+    kw = st.kwargs(line=key not in ("single", "oracle", "base"))
+    if label:
+        kw["label"] = label
+    ax.errorbar([p[0][0] for p in pts], [p[1][0] for p in pts], xerr=[p[0][1] for p in pts],
+                yerr=[p[1][1] for p in pts], ms=8 if big else 5, **kw)
+
+
 def pareto(dirs: list[dict[str, list[dict]]], path: Path) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figures.setup()
     series: dict[str, dict[float, tuple]] = defaultdict(dict)
     for groups in dirs:
         for rs in groups.values():
             k, w = kind(rs), w_of(rs)
-            if k in ("kla",):
+            if k not in ORDER:
                 continue
-            pt = (mean_se([r["rewards"][A] for r in rs]), mean_se([r["rewards"][J] for r in rs]), len(rs))
+            pt = (mean_se(rs, lambda r: r["rewards"][A]), mean_se(rs, lambda r: r["rewards"][J]), len(rs))
             if k == "single":  # the endpoints of every blend family
                 for fam in ("mpa", "mpa_ls", "soup", "soup_factors"):
                     series[fam].setdefault(w, pt)
-            key = k if k != "single" else "single"
             if w is None:
                 w = -1.0
-            if w not in series[key] or series[key][w][2] < pt[2]:
-                series[key][w] = pt
-    fig, ax = plt.subplots(figsize=(7, 5))
-    styles = {"mpa": ("o-", "DB-MPA"), "mpa_ls": ("^--", "DB-MPA-LS"), "soup": ("D:", "Rewarded soup (ΔW)"),
-              "soup_factors": ("v:", "Rewarded soup (factors)"), "oracle": ("P", "MORL oracle"),
-              "single": ("s", "single adapters"), "base": ("k*", "base model")}
-    for key, (fmt, name) in styles.items():
+            if w not in series[k] or series[k][w][2] < pt[2]:
+                series[k][w] = pt
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for key in ("soup", "soup_factors", "mpa_ls", "mpa", "single", "oracle", "base"):
         pts = sorted(series.get(key, {}).items())
         if not pts:
             continue
-        xs, ys = [p[1][0][0] for p in pts], [p[1][1][0] for p in pts]
-        ax.errorbar(xs, ys, xerr=[p[1][0][1] for p in pts], yerr=[p[1][1][1] for p in pts], fmt=fmt, label=name,
-                    capsize=2, ms=8 if key in ("oracle", "base") else 5)
+        _errorbar(ax, key, [p for _, p in pts], big=key in ("oracle", "base"))
         if key in ("mpa", "oracle"):
-            for w, p in pts:
-                ax.annotate(f"{w:g}", (p[0][0], p[1][0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            figures.label_points(ax, [p[0][0] for _, p in pts], [p[1][0] for _, p in pts], [f"{w:g}" for w, _ in pts],
+                                 color=figures.style(key).color)
     ax.set_xlabel("toy_alignment (judge log-prob; higher is better)")
     ax.set_ylabel("jpeg_compressibility (−kB; higher is better)")
     ax.set_title("Toy Pareto fronts over w (labels: weight on alignment)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.text(0.01, -0.02, f"Error bars: ± 1 s.e., {stats.describe_unit(UNIT).split(';')[0]}", fontsize=7)
+    figures.legend_outside(ax)
+    figures.save(fig, path)
     plt.close(fig)
     return {k: {f"{w:g}": [p[0][0], p[0][1], p[1][0], p[1][1], p[2]] for w, p in v.items()} for k, v in series.items()}
 
 
 def kla(groups: dict[str, list[dict]], oracle_lams: list[float], path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figures.setup()
     line, oracles = {}, {}
     for rs in groups.values():
         r = rs[0]
-        vals = (mean_se([x["rewards"][A] for x in rs]), mean_se([x["rewards"][J] for x in rs]), rs)
+        vals = (mean_se(rs, lambda x: x["rewards"][A]), mean_se(rs, lambda x: x["rewards"][J]), rs)
         if r.get("role") == "oracle":
             oracles[oracle_lams[int(names(r)[0].split("_")[0].replace("oracle", ""))]] = vals  # "oracle<i>_w…"
         elif r["method"] == "kla":
@@ -181,33 +244,43 @@ def kla(groups: dict[str, list[dict]], oracle_lams: list[float], path: Path) -> 
             line[1.0] = vals
         elif r["method"] == "base":
             line.setdefault(0.0, vals)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, j, name in ((axes[0], 0, "toy_alignment ↑"), (axes[1], 1, "jpeg_compressibility (−kB) ↑")):
         lams = sorted(line)
-        ax.errorbar(lams, [line[x][j][0] for x in lams], yerr=[line[x][j][1] for x in lams], fmt="o-",
-                    label="DB-KLA: (1−λ)ε_pre + λ ε_align", capsize=2)
+        st, so = figures.style("kla"), figures.style("oracle")
+        ax.errorbar(lams, [line[x][j][0] for x in lams], yerr=[line[x][j][1] for x in lams], color=st.color,
+                    marker=st.marker, linestyle=st.linestyle, label="DB-KLA: (1−λ)ε_pre + λ ε_align")
         ol = sorted(oracles)
-        ax.errorbar(ol, [oracles[x][j][0] for x in ol], yerr=[oracles[x][j][1] for x in ol], fmt="P", ms=10,
-                    label="λ-specific oracle (kl_weight/λ)", capsize=2)
+        ax.errorbar(ol, [oracles[x][j][0] for x in ol], yerr=[oracles[x][j][1] for x in ol], color=so.color,
+                    marker=so.marker, linestyle="none", ms=9, label="λ-specific oracle (kl_weight/λ)")
         ax.set_xlabel("λ")
         ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("DB-KLA on the alignment adapter vs adapters retrained with kl_weight/λ")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    axes[0].set_title("(a) alignment")
+    axes[1].set_title("(b) JPEG size")
+    figures.legend_outside(axes[1])
+    fig.suptitle(f"DB-KLA on the alignment adapter vs adapters retrained with kl_weight/λ "
+                 f"(± s.e., {stats.describe_unit(UNIT).split(';')[0]})")
+    figures.save(fig, path)
     plt.close(fig)
     lines = ["| λ | DB-KLA toy_alignment | DB-KLA jpeg (−kB) | oracle toy_alignment | oracle jpeg (−kB) | "
-             "Δ align oracle − DB-KLA (paired) |", "|---|---|---|---|---|---|"]
+             "Δ align oracle − DB-KLA (paired) | 95% interval |", "|---|---|---|---|---|---|---|"]
     for lam in sorted(set(line) | set(oracles)):
         a = line.get(lam)
         o = oracles.get(lam)
-        d = "—"
-        if a and o and len(a[2]) == len(o[2]):
-            d = pm(mean_se([y["rewards"][A] - x["rewards"][A] for x, y in zip(a[2], o[2])]))
+        d, c = "—", "—"
+        if a and o:
+            e = stats.paired(o[2], a[2], lambda y: y["rewards"][A], unit=UNIT)
+            d, c = pm_p(e), ci(e)
         lines.append(f"| {lam:g} | {pm(a[0]) if a else '—'} | {pm(a[1]) if a else '—'} | {pm(o[0]) if o else '—'} "
-                     f"| {pm(o[1]) if o else '—'} | {d} |")
-    return "\n".join(lines) + "\n"
+                     f"| {pm(o[1]) if o else '—'} | {d} | {c} |")
+    first = next(iter(groups.values()))
+    return "\n".join(lines) + "\n\n" + caption(first) + "\n"
+
+
+def _write(out: Path, name: str, md: str, title: str) -> None:
+    (out / f"{name}.md").write_text(md)
+    (out / f"{name}.tex").write_text(figures.markdown_to_latex(md if md.lstrip().startswith("#") else
+                                                               f"### {title}\n\n{md}"))
 
 
 def main() -> None:
@@ -219,22 +292,37 @@ def main() -> None:
     ap.add_argument("--kla", default=None)
     ap.add_argument("--kla_oracles", default="0.5,2")
     ap.add_argument("--out", default="docs/toy")
+    ap.add_argument("--n_seeds", type=int, default=None, help="use only seeds < N of every run")
+    ap.add_argument("--unit", choices=stats.UNITS, default=None,
+                    help="unit of the standard errors [default: the design's: prompt for per-image noise, "
+                         "prompt+seed for per-seed noise]")
     args = ap.parse_args()
+    global UNIT
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     z = Z(json.loads(Path(args.stats).read_text()))
+    ws = [float(x) for x in args.weights.split(",")]
+    loaded = {d: load(d, args.n_seeds) for d in [args.table1, *args.pareto, args.kla] if d}
+    every = [r for g in loaded.values() for rs in g.values() for r in rs]
+    UNIT = args.unit or stats.default_unit(every)
+    print(f"standard errors: {stats.describe_unit(UNIT, every)}")
     if args.table1:
-        t = table1(load(args.table1), z, [float(x) for x in args.weights.split(",")])
-        (out / "table1.md").write_text(t)
+        groups = loaded[args.table1]
+        t = table1(groups, z, ws)
+        _write(out, "table1", t, "Toy Table 1")
+        c, rec = comparisons(groups, z, ws)
+        _write(out, "comparisons", c, "Paired comparisons")
+        (out / "comparisons.json").write_text(json.dumps(rec, indent=1) + "\n")
         print(t)
-    dirs = [load(d) for d in ([args.table1] if args.table1 else []) + args.pareto]
+        print(c)
+    dirs = [loaded[d] for d in ([args.table1] if args.table1 else []) + args.pareto]
     if dirs:
         data = pareto(dirs, out / "pareto.png")
         (out / "pareto.json").write_text(json.dumps(data, indent=1) + "\n")
-        print(f"wrote {out / 'pareto.png'}")
+        print(f"wrote {out / 'pareto.png'} and .pdf")
     if args.kla:
-        t = kla(load(args.kla), [float(x) for x in args.kla_oracles.split(",")], out / "kla.png")
-        (out / "kla.md").write_text(t)
+        t = kla(loaded[args.kla], [float(x) for x in args.kla_oracles.split(",")], out / "kla.png")
+        _write(out, "kla", t, "DB-KLA")
         print(t)
 
 

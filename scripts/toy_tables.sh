@@ -2,7 +2,7 @@
 # The toy versions of the paper's Table 1, Pareto fronts and DB-KLA figure, from the committed toy
 # weights (toy/weights/), all through run_DB.py. Markdown tables and PNG plots go to docs/toy/.
 #
-#   bash scripts/toy_tables.sh [--n_seeds 12] [--out outputs/toy_tables] [--docs docs/toy]
+#   bash scripts/toy_tables.sh [--n_seeds 12] [--out outputs/toy_tables] [--docs docs/toy] [--only table1,pareto,kla]
 #
 # 1 table1: held-out prompts × n_seeds, w ∈ {0.2, 0.5, 0.8}: base, both single adapters, rewarded soup
 #           (ΔW and factors), DB-MPA, DB-MPA-LS, and the MORL oracle for each w.
@@ -10,18 +10,23 @@
 #           come from table1), same prompts and seeds.
 # 3 kla:    (n_seeds/2 seeds per prompt) DB-KLA on the alignment adapter, λ ∈ {0, 0.25, …, 2}, against
 #           the λ-specific oracles (alignment retrained with kl_weight/λ, λ = 0.5 and 2; λ = 1 is the adapter itself).
-# Re-running resumes (run_DB.py skips finished images). Measured: ≈ 35 min on 2 shared CPU cores
-# (table1 ≈ 11 min, pareto ≈ 14 min, kla ≈ 5 min).
+# Re-running resumes (run_DB.py skips finished images). Noise: run_DB.py's default, x_T and step noise
+# per (prompt, seed), DB-MPA-LS draws per image; errors cluster by prompt (blend.stats, scripts/toy_report.py).
+# Each markdown table is also written as LaTeX, each plot as PNG and PDF; comparisons.md holds the paired
+# differences the README's conclusions use (95% intervals, p-values, naive s.e. for comparison).
+# Measured with the old per-seed noise: ≈ 35 min on 2 free CPU cores (table1 ≈ 11, pareto ≈ 14, kla ≈ 5 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_SEEDS=12
 OUT=outputs/toy_tables
 DOCS=docs/toy
+ONLY=table1,pareto,kla
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --n_seeds) N_SEEDS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --docs) DOCS=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -34,19 +39,30 @@ COMMON=(--base_model builtin:toy --rewards toy_alignment,jpeg_compressibility
 ADAPTERS=(--lora alignment=$W/adapters/alignment --lora compressibility=$W/adapters/compressibility)
 T0=$(date +%s)
 
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+REPORT=(--stats $W/reward_stats.json --n_seeds "$N_SEEDS" --out "$DOCS")
+
+if want table1; then
 echo "== table1"
 $PY run_DB.py "${COMMON[@]}" "${ADAPTERS[@]}" --n_seeds "$N_SEEDS" --out_dir "$OUT/table1" \
   --methods base,single,soup,soup_factors,mpa,mpa_ls,oracle \
   --weights "0.2,0.8;0.5,0.5;0.8,0.2" \
   --oracle 0.2,0.8=$W/oracles/w0.2 --oracle 0.5,0.5=$W/oracles/w0.5 --oracle 0.8,0.2=$W/oracles/w0.8 >/dev/null
+REPORT+=(--table1 "$OUT/table1")
+fi
+if want pareto; then
 echo "== pareto"
 $PY run_DB.py "${COMMON[@]}" "${ADAPTERS[@]}" --n_seeds "$N_SEEDS" --out_dir "$OUT/pareto" \
   --methods soup,soup_factors,mpa,mpa_ls \
   --weights "0.1,0.9;0.3,0.7;0.4,0.6;0.6,0.4;0.7,0.3;0.9,0.1" >/dev/null
+REPORT+=(--pareto "$OUT/pareto")
+fi
+if want kla; then
 echo "== kla"
 $PY run_DB.py "${COMMON[@]}" --lora alignment=$W/adapters/alignment --n_seeds $(( (N_SEEDS + 1) / 2 )) \
   --out_dir "$OUT/kla" --methods base,single,kla,oracle --lambdas 0.25,0.5,0.75,1.25,1.5,1.75,2 \
   --oracle 1=$W/oracles_kl/lam0.5 --oracle 1=$W/oracles_kl/lam2 >/dev/null
-$PY scripts/toy_report.py --stats $W/reward_stats.json --table1 "$OUT/table1" --pareto "$OUT/pareto" \
-  --kla "$OUT/kla" --kla_oracles 0.5,2 --out "$DOCS"
+REPORT+=(--kla "$OUT/kla" --kla_oracles 0.5,2)
+fi
+$PY scripts/toy_report.py "${REPORT[@]}"
 echo "toy tables done in $(( $(date +%s) - T0 )) s; tables and plots in $DOCS"

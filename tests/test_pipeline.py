@@ -110,7 +110,7 @@ def test_per_image_weights_equal_separate_calls(pipes):
     both = pipe(PROMPTS, weights=ws, seeds=[0, 1], **KW).images
     for i in range(2):
         one = pipe(PROMPTS[i], weights=ws[i], seeds=[i], **KW).images
-        np.testing.assert_allclose(both[i], one[0], atol=1e-6)
+        np.testing.assert_allclose(both[i], one[0], atol=1e-5)  # batch-size rounding of CPU kernels only
     assert np.abs(both[0] - pipe(PROMPTS[0], weights=ws[1], seeds=[0], **KW).images[0]).max() > 1e-3
 
 
@@ -205,7 +205,7 @@ def test_ddim_through_scheduler_step_equals_the_trainers_ddim_step(tiny_with_ada
     out = sample(bundle, spec, PROMPTS, seeds, cfg).images
     sched = bundle.scheduler
     sched.set_timesteps(cfg.steps)
-    noises = [initial_noise(s, bundle.sample_shape, cfg.steps) for s in seeds]
+    noises = [initial_noise(s, bundle.sample_shape, cfg.steps, prompt=p) for p, s in zip(PROMPTS, seeds)]
     x = torch.stack([n[0] for n in noises]) * sched.init_noise_sigma
     z = torch.stack([n[1] for n in noises], dim=1)
     cond, uncond = bundle.encode_prompts(PROMPTS), bundle.encode_prompts([""] * 2)

@@ -202,6 +202,14 @@ def ls_sweep(cfg: LabConfig, world: RewardWorld) -> list[dict]:
                 row[f"{m}_gap_vs_mpa"] = sum(gaps) / len(gaps)
                 row[f"{m}_gap_absmax"] = max(abs(g) for g in gaps)
                 row[f"{m}_tv"] = sum(mode_weight_tv(target, x) for x in xs) / len(xs)
+                if len(gaps) > 1:  # the batch shares one draw sequence: the unit is the sequence, not the sample
+                    mg = sum(gaps) / len(gaps)
+                    row[f"{m}_seq_se"] = math.sqrt(sum((g - mg) ** 2 for g in gaps) / (len(gaps) - 1) / len(gaps))
+            _, ls_se = mean_se(runs["ls_sample"][0] @ a_w)
+            row["ls_sample_gap_se"] = math.sqrt(ls_se**2 + mpa_se**2)  # independent noise, samples independent
+            # the batch runs share one noise draw (noise2): its sampling error is common to all sequences and adds
+            # to the spread between sequences
+            row["ls_batch_gap_se"] = math.sqrt(row["ls_batch_seq_se"] ** 2 + row["ls_sample_gap_se"] ** 2)
             row["gap_se"] = math.sqrt(2) * mpa_se
             rows.append(row)
     return rows
@@ -312,7 +320,8 @@ def control_sweep(cfg: LabConfig) -> tuple[list[dict], list[dict]]:
 # ---- pictures ------------------------------------------------------------------------------------
 def picture_samples(cfg: LabConfig, w: float = 0.5) -> dict[float, dict[str, torch.Tensor]]:
     """Per α: exact samples of the base, both fine-tuned models and the MORL target, and DB-MPA /
-    DB-MPA-LS (paper-code, one draw per step) samples, in the main square world."""
+    DB-MPA-LS samples (one draw per sample and step, as ``run_DB.py`` now does, and the paper code's one
+    draw per step for the whole batch), in the main square world."""
     world = square_world(cfg.separation, cfg.sigma)
     sched = make_scheduler(cfg.steps)
     noise = SharedNoise.draw(cfg.n_samples, 2, cfg.steps, cfg.seed)
@@ -327,7 +336,9 @@ def picture_samples(cfg: LabConfig, w: float = 0.5) -> dict[float, dict[str, tor
                       "fine-tuned r2": world.finetuned(1, alpha).sample(cfg.n_samples, g),
                       "MORL target": world.target(wv, alpha).sample(cfg.n_samples, g),
                       "DB-MPA": run_ddim(blended(models, mixture_coefficients(coeffs)), sched, noise, cfg.eta),
-                      "DB-MPA-LS": run_ddim(switching(models, coeffs, cfg.seed), sched, noise, cfg.eta)}
+                      "DB-MPA-LS": run_ddim(switching(models, coeffs, cfg.seed, per_sample=True), sched, noise,
+                                            cfg.eta),
+                      "DB-MPA-LS (batch draw)": run_ddim(switching(models, coeffs, cfg.seed), sched, noise, cfg.eta)}
     return out
 
 

@@ -4,6 +4,8 @@ For every configuration (base, one adapter, or a blend) the same (prompt, seed) 
 initial and per-step noise, so differences from the base are paired image by image. Reported per
 configuration: toy_alignment, jpeg_compressibility (−kB), toy_smoothness (−TV), palette colour and
 background accuracy (read from pixels, no learned model), and paired Δ vs the base in s.e. units.
+Standard errors are cluster-robust by prompt (``blend.stats``): each (prompt, seed) has its own noise, so
+the images of one prompt share only the prompt.
 
     python -m toy.evaluate --adapter alignment=toy/weights/adapters/alignment \
         --adapter compressibility=toy/weights/adapters/compressibility --n_seeds 8
@@ -31,8 +33,14 @@ from toy.model import SAMPLE_ETA, SAMPLE_GUIDANCE, SAMPLE_STEPS
 METRICS = ("toy_alignment", "jpeg_compressibility", "toy_smoothness", "colour_acc", "bg_acc")
 
 
-def mean_se(x: torch.Tensor) -> tuple[float, float]:
+def mean_se(x: torch.Tensor, clusters: list[int] | None = None) -> tuple[float, float]:
+    """Mean and standard error: cluster-robust by ``clusters`` (e.g. the prompt of each image) when given."""
     x = x.double()
+    if clusters is not None:
+        from blend.stats import clustered
+
+        e = clustered(x.tolist(), clusters)
+        return e.mean, e.se
     return float(x.mean()), float(x.std(unbiased=True) / math.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
@@ -62,7 +70,7 @@ def evaluate(base: str, adapters: dict[str, str], specs: dict[str, BlendSpec], p
             chunks.append(sample(bundle, spec, list(ps), list(ss), config).images)
         images = torch.cat(chunks)
         results[label] = {"scores": score(images, [p for p, _ in pairs], rewards), "images": images,
-                          "seconds": time.perf_counter() - t0}
+                          "seconds": time.perf_counter() - t0, "clusters": [i // n_seeds for i in range(len(pairs))]}
     return results
 
 
@@ -73,13 +81,13 @@ def report(results: dict, ref: str = "base") -> str:
         s = r["scores"]
         cells = []
         for m in METRICS:
-            mu, se = mean_se(s[m])
+            mu, se = mean_se(s[m], r.get("clusters"))
             cells.append(f"{mu:.3f} ± {se:.3f}")
         deltas = []
         for m in ("toy_alignment", "jpeg_compressibility"):
             if ref in results and label != ref:
                 d = s[m] - results[ref]["scores"][m]
-                mu, se = mean_se(d)
+                mu, se = mean_se(d, r.get("clusters"))
                 deltas.append(f"{mu:+.3f} ± {se:.3f} ({mu / se if se else 0:+.1f})")
             else:
                 deltas.append("—")
@@ -106,16 +114,19 @@ def main() -> None:
     if args.json:
         out = {}
         for label, r in results.items():
-            out[label] = {m: mean_se(r["scores"][m]) for m in METRICS}
+            out[label] = {m: mean_se(r["scores"][m], r["clusters"]) for m in METRICS}
             if label != "base":
-                out[label]["delta_vs_base"] = {m: mean_se(r["scores"][m] - results["base"]["scores"][m])
+                out[label]["delta_vs_base"] = {m: mean_se(r["scores"][m] - results["base"]["scores"][m], r["clusters"])
                                                for m in METRICS}
+            out[label]["se_unit"] = "cluster-robust by prompt"
             out[label]["seconds"] = r["seconds"]
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     if args.grid:
         from toy.grid import save_grid
 
-        save_grid({k: r["images"][:: args.n_seeds][:12] for k, r in results.items()}, args.grid)
+        save_grid({k: r["images"][:: args.n_seeds][:12] for k, r in results.items()}, args.grid,
+                  title=f"seed {args.seed_offset}, one held-out prompt per column",
+                  col_labels=[f"prompt {i}" for i in range(12)])
 
 
 if __name__ == "__main__":

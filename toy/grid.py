@@ -6,24 +6,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 
-def save_grid(rows: dict[str, torch.Tensor], path: str | Path, scale: int = 3, label_width: int = 150) -> Path:
-    """``rows``: label → images (N, 3, 32, 32) in [0, 1]. One row per label, labels on the left."""
+def save_grid(rows: dict[str, torch.Tensor], path: str | Path, scale: int = 3, label_width: int = 150,
+              title: str = "", col_labels: list[str] | None = None) -> Path:
+    """``rows``: label → images (N, 3, 32, 32) in [0, 1]. One row per label (on the left), ``col_labels`` over the
+    columns, ``title`` on top, in DejaVu Sans (``diffusion_blend.figures.image_grid``); PNG and PDF.
+    ``label_width`` is kept for callers; the label column now sizes itself."""
+    from diffusion_blend.figures import image_grid
+
+    del label_width
     n = max(len(v) for v in rows.values())
-    cell = 32 * scale + 2
-    canvas = Image.new("RGB", (label_width + n * cell, len(rows) * cell), (255, 255, 255))
-    d = ImageDraw.Draw(canvas)
-    for r, (label, imgs) in enumerate(rows.items()):
-        d.text((4, r * cell + cell // 2 - 6), label, fill=(0, 0, 0))
+    tiles = []
+    for imgs in rows.values():
         arr = (imgs.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-        for c, a in enumerate(arr):
-            im = Image.fromarray(a).resize((32 * scale, 32 * scale), Image.NEAREST)
-            canvas.paste(im, (label_width + c * cell + 1, r * cell + 1))
+        tiles.append([Image.fromarray(a) for a in arr] + [None] * (n - len(arr)))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    image_grid(tiles, list(rows), col_labels or [str(j) for j in range(n)], title, path, tile_px=32 * scale,
+               what="toy grid")
     return path
 
 
@@ -47,7 +48,8 @@ def base_sample_grid(out: str | Path, base: str = "builtin:toy", n_seeds: int = 
         for p in prompts:
             imgs = sample(bundle, BlendSpec("base"), [p] * n_seeds, list(range(n_seeds)), cfg).images
             rows[f"{tag}: {p.replace(' background', '').replace('a ', '')}"] = imgs
-    return save_grid(rows, out, scale=scale, label_width=230)
+    return save_grid(rows, out, scale=scale, title=f"Toy base model ({base}): prompts × seeds",
+                     col_labels=[f"seed {s}" for s in range(n_seeds)])
 
 
 if __name__ == "__main__":
