@@ -9,10 +9,11 @@ from pathlib import Path
 
 import torch
 
+from blend.baselines.options import add_baseline_args, baseline_specs
 from blend.experiment import Experiment, Objective, merge_results, run_units, save_config
 from blend.report import plot_pareto, summarise, write_grids, write_summary
 from blend.sampler import SamplerConfig
-from blend.spec import METHODS, BlendSpec
+from blend.spec import BASELINE_METHODS, METHODS, BlendSpec
 from diffusion_blend.logging import get_logger, setup_logging
 from diffusion_blend.prompts import load_prompts
 from diffusion_blend.provenance import provenance
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     g.add_argument("--no_grids", action="store_true", help="do not write image grids")
+    add_baseline_args(p)
     return p
 
 
@@ -280,13 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         oracle_specs.append(BlendSpec("single", (name,), role="oracle", extra={"target": target}))
         spec_objective[oracle_specs[-1].label] = target
 
-    specs = build_specs(args.methods, [a for a, _ in adapters], weights, lambdas, oracle_specs, original)
     scales = _reward_scales(args.reward_scale, reward_names)
+    specs = build_specs(args.methods, [a for a, _ in adapters], weights, lambdas, oracle_specs, original,
+                        reward_names, args, steps, dict(zip(reward_names, scales)) if scales else None)
     objectives = []
-    if len(reward_names) == len(adapters):
+    if len(reward_names) == len(adapters) or not adapters and any(s.is_baseline for s in specs):
         objectives = [Objective(w, tuple(reward_names), scales) for w in weights]
         for s in specs:
-            if s.method in ("mpa", "mpa_ls", "soup", "soup_factors") or s.method == "kla" and len(s.adapters) > 1:
+            if s.method in ("mpa", "mpa_ls", "soup", "soup_factors") or s.method == "kla" and len(s.adapters) > 1 \
+                    or s.is_baseline:
                 spec_objective[s.label] = Objective(s.weights, tuple(reward_names)).label
     exp = Experiment(base_model=base_model, specs=specs, prompts=prompts,
                      seeds=list(range(args.seed_offset, args.seed_offset + n_seeds)),
@@ -317,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tuple[float, ...]],
-                lambdas: list[float], oracle_specs: list[BlendSpec], original: bool) -> list[BlendSpec]:
+                lambdas: list[float], oracle_specs: list[BlendSpec], original: bool, reward_names=(),
+                baseline_args: argparse.Namespace | None = None, steps: int = 50,
+                scales: dict[str, float] | None = None) -> list[BlendSpec]:
     """The method configurations to run, in table order."""
     m = len(adapters)
     if methods_arg:
@@ -331,10 +337,14 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
         methods = ["base"] + (["single"] if m else []) + (["soup", "soup_factors", "mpa", "mpa_ls"] if m > 1 else []) \
             + (["kla"] if m else []) + (["oracle"] if oracle_specs else [])
     needs_w = {"mpa", "mpa_ls", "soup", "soup_factors"} & set(methods)
+    if set(BASELINE_METHODS) & set(methods) and not weights and len(reward_names) == 1:
+        weights = [(1.0,)]
+    if set(BASELINE_METHODS) & set(methods) and not weights:
+        raise SystemExit(f"error: the baselines need --weights over the rewards {list(reward_names)}")
     if needs_w and m > 1 and not weights:
         raise SystemExit(f"error: methods {sorted(needs_w)} need --weights (a vector over the {m} adapters "
                          f"{adapters}, e.g. --weights {','.join(['%g' % (1 / m)] * m)})")
-    bad = [w for w in weights if len(w) != m]
+    bad = [w for w in weights if len(w) != (m or len(reward_names))]
     if bad:
         raise SystemExit(f"error: weight vector {bad[0]} has {len(bad[0])} entries but there are {m} adapters "
                          f"{adapters}")
@@ -349,6 +359,9 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
                     specs += [BlendSpec("single", (a,)) for a in adapters]
                 elif method == "oracle":
                     specs += oracle_specs
+                elif method in BASELINE_METHODS:  # blend.baselines
+                    specs += baseline_specs(method, adapters, list(reward_names), weights or [(1.0,)],
+                                            baseline_args or build_parser().parse_args([]), steps, scales)
                 elif method == "kla":
                     vecs = [(1.0,)] if m == 1 else weights
                     names = tuple(adapters) if m > 1 else (adapters[0],)

@@ -40,6 +40,7 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
                                 for k in first["weighted_reward"]},
             "seconds_per_image": sum(r["seconds"] for r in rs) / len(rs),
             "unet_evals_per_image": sum(r["unet_evals"] for r in rs) / len(rs),
+            "costs_per_image": {k: sum(r["costs"][k] for r in rs) / len(rs) for k in (first.get("costs") or {})},
         }
     return out
 
@@ -53,7 +54,8 @@ def markdown_tables(summary: dict[str, dict], reward_names: list[str], objective
     """One table per objective w (configs that target another w are left out of it), or one table if none."""
     sections = []
     for obj in objectives or [None]:
-        head = ["method", *reward_names] + ([f"WR {obj}"] if obj else []) + ["s / image", "UNet evals / image", "n"]
+        head = ["method", *reward_names] + ([f"WR {obj}"] if obj else []) + ["s / image", "UNet evals / image",
+                                                                            "fwd / bwd / dec / rew / ∇r", "n"]
         lines = [f"### Objective {obj}" if obj else "### Results", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in summary.values():
@@ -62,11 +64,16 @@ def markdown_tables(summary: dict[str, dict], reward_names: list[str], objective
             cells = [s["display"], *[_pm(s["rewards"][k]) for k in reward_names]]
             if obj:
                 cells.append(_pm(s["weighted_reward"][obj]))
-            cells += [f"{s['seconds_per_image']:.3f}", f"{s['unet_evals_per_image']:.0f}", str(s["n"])]
+            c = s.get("costs_per_image") or {}
+            cost = " / ".join(f"{c[k]:.0f}" for k in ("unet_forwards", "unet_backwards", "vae_decodes", "reward_evals",
+                                                      "reward_grads") if k in c) or "–"
+            cells += [f"{s['seconds_per_image']:.3f}", f"{s['unet_evals_per_image']:.0f}", cost, str(s["n"])]
             lines.append("| " + " | ".join(cells) + " |")
         sections.append("\n".join(lines))
     note = ("Mean ± standard error over images (prompts × seeds). WR = Σ_i w_i r_i. "
-            "UNet evals count one network evaluation per model and step (a CFG pair counts once).")
+            "UNet evals count one network evaluation per model and step (a CFG pair counts once). Costs per image: UNet "
+            "forwards / UNet backwards / VAE decodes / reward evaluations / reward gradients inside the sampler "
+            "(blend.baselines.costs).")
     return "\n\n".join(sections) + "\n\n" + note + "\n"
 
 

@@ -46,6 +46,7 @@ class SampleResult:
     unet_evals: list[int]  # per image: model evaluations (CFG pair = 1), summed over steps
     seconds: float  # wall time of the whole batch
     choices: list[list[str]] | None = None  # DB-MPA-LS: the model used at each step, per image
+    costs: list[dict[str, int]] | None = None  # per image: blend.baselines.costs.COST_FIELDS (None: plain sampling)
 
 
 def initial_noise(seed: int, shape: Sequence[int], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
