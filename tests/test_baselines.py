@@ -165,3 +165,23 @@ def test_spec_validation():
         BlendSpec("mpa", ("a", "b"), (0.5, 0.5), options={"N": 2})
     s = BlendSpec("code", rewards=("brightness",), weights=(1.0,), options={"N": 20, "B": 5})
     assert s.label == "code_B5_N20_brightness1" and "CoDe" in s.display_name
+
+
+def test_run_db_budget_sizes_every_baseline_to_db_mpa_cost(tmp_path):
+    import json
+
+    from blend.cli import main
+
+    args = ["--base_model", "builtin:tiny", "--prompts", "a cat", "--n_seeds", "1", "--steps", "3",
+            "--rewards", "brightness,colorfulness", "--methods", "base,mpa,bon,code,smc,rgg", "--budget", "auto",
+            "--code_block", "1", "--no_grids", "--out_dir", str(tmp_path)]
+    assert main(args) == 0
+    rows = {r["method"]: r for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
+    budget = rows["mpa"]["costs"]["unet_forwards"]
+    assert budget == 2 * 3  # m·T
+    assert rows["bon"]["options"]["N"] == 2 and rows["smc"]["options"]["K"] == 2
+    assert rows["code"]["options"]["N"] == 1  # T + N·S ≤ 6 with S = 2 branch steps
+    for m in ("bon", "code", "smc", "rgg"):
+        assert rows[m]["costs"]["unet_forwards"] <= budget
+    assert rows["rgg"]["costs"]["unet_backwards"] == 2 * 3  # one per reward per step
+    assert "fwd / bwd / dec / rew / ∇r" in (tmp_path / "summary.md").read_text()
