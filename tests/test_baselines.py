@@ -185,3 +185,13 @@ def test_run_db_budget_sizes_every_baseline_to_db_mpa_cost(tmp_path):
         assert rows[m]["costs"]["unet_forwards"] <= budget
     assert rows["rgg"]["costs"]["unet_backwards"] == 2 * 3  # one per reward per step
     assert "fwd / bwd / dec / rew / ∇r" in (tmp_path / "summary.md").read_text()
+
+
+def test_smc_with_a_deterministic_last_step_stays_finite(tiny_bundle):
+    """set_alpha_to_one (the toy world's scheduler) makes the last step's σ zero; the weights must stay finite."""
+    from diffusers import DDIMScheduler
+
+    tiny_bundle.scheduler = DDIMScheduler.from_config({**tiny_bundle.scheduler.config, "set_alpha_to_one": True})
+    res = sample_any(tiny_bundle, BlendSpec("smc", **BRIGHT, options={"K": 3, "kl": 1e-3, "gamma": 1.0}),
+                     PROMPTS[:2], SEEDS[:2], CFG)
+    assert torch.isfinite(res.images).all()

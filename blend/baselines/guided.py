@@ -132,8 +132,10 @@ def _guided_group(bundle, spec, prompts, seeds, config, objective, k, progress):
             d = (lam * step.std**2 * g).double()
             noise_part = (step.std * z[i]).double()
             var = (step.std.double() if isinstance(step.std, torch.Tensor) else torch.tensor(step.std)) ** 2
-            # log N(x; μ, σ²) − log N(x; μ + d, σ²) with x − μ = σ z + d
-            log_ratio = (-(2 * noise_part * d + d**2) / (2 * var)).flatten(1).sum(1).cpu()
+            # log N(x; μ, σ²) − log N(x; μ + d, σ²) with x − μ = σ z + d; a deterministic step (σ = 0, e.g. the
+            # last step with set_alpha_to_one) has d = 0 and ratio 0
+            ratio = -(2 * noise_part * d + d**2) / (2 * var) if float(var) > 0 else torch.zeros_like(d)
+            log_ratio = ratio.flatten(1).sum(1).cpu()
     images = bundle.decode(x)
     out_idx = torch.arange(n) * k
     reward_evals_final = 0
