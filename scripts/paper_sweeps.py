@@ -298,11 +298,13 @@ def weighted_table(world: World, out: Path, launcher: str, reward_idx: tuple[int
     more = "\n".join(["#### Δ WR against DB-MPA at the same w (paired by prompt and seed; mean ± s.e.)", "",
                       *md_table(["method", *[f"Δ WR w={w[0]:g}" for w in WEIGHTS_T1]], paired)]) if mpa else ""
     head = ["method", *[f"WR w={w[0]:g}" for w in WEIGHTS_T1], *COST_HEAD]
+    used_scales = {r: world.scales[r] for r in rewards if r in world.scales}
     note = (f"World {world.name}: {world.base_model}, prompts {Path(world.prompts).name}, {world.n_seeds} seeds per "
             f"prompt, {world.steps} DDIM steps (η = 1), guidance {world.guidance:g}. WR = w·{rewards[0]}/s + "
-            f"(1 − w)·{rewards[1]}/s (s = 1 unless scaled: {world.scales or 'none'}); mean ± s.e. over images. "
+            f"(1 − w)·{rewards[1]}/s (s = 1 unless scaled: {used_scales or 'none'}); mean ± s.e. over images. "
             "Baselines sized to DB-MPA's UNet evaluations per image (--budget auto); costs per image: UNet forwards, "
-            "UNet backwards, VAE decodes, reward evaluations and reward gradients inside the sampler. "
+            "UNet backwards, VAE decodes, reward evaluations and reward gradients inside the sampler; seconds are wall "
+            "time on the machine as it was (shared machines make them noisy). "
             + ("Best-of-N over DB-MPA (N = 2) and over DB-MPA-LS (N = 4) run at twice DB-MPA's cost. " if extra_bon
                else "") + f"Extra flags: {' '.join(world.extra)}")
     write_tables(out, title, head, table, note, more)
