@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 # Only light imports at module level: `run_DB.py --help` and `--list_rewards` must not import torch,
 # diffusers or peft (seconds); everything heavy is imported inside main() and the helpers that need it.
+from blend.baselines.options import add_baseline_args  # light: no torch
 from diffusion_blend.logging import get_logger, setup_logging
 from diffusion_blend.prompts import load_prompts
 from diffusion_blend.provenance import provenance
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 log = get_logger("run_DB")
 
 PAPER_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the maintained copy of the deleted runwayml id
-METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors")  # = blend.spec.METHODS (tested)
+BASELINE_METHODS = ("bon", "bon_mpa", "bon_ls", "code", "rgg", "smc")  # = blend.spec.BASELINE_METHODS (tested)
+METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors", *BASELINE_METHODS)  # = blend.spec.METHODS
 SCHEDULER_NAMES = ("ddim", "dpm++", "dpm++_sde", "euler", "euler_a", "pndm", "unipc", "ddpm")  # diffusion.schedulers
 DEFAULT_BASE_MODEL = "builtin:toy"
 REPO = Path(__file__).resolve().parents[1]
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     g.add_argument("--no_grids", action="store_true", help="do not write image grids")
+    add_baseline_args(p)
     return p
 
 
@@ -317,16 +320,18 @@ def main(argv: list[str] | None = None) -> int:
         oracle_specs.append(BlendSpec("single", (name,), role="oracle", extra={"target": target}))
         spec_objective[oracle_specs[-1].label] = target
 
-    specs = build_specs(args.methods, [a for a, _ in adapters], weights, lambdas, oracle_specs, original)
+    scales = _reward_scales(args.reward_scale, reward_names)
+    specs = build_specs(args.methods, [a for a, _ in adapters], weights, lambdas, oracle_specs, original,
+                        reward_names, args, steps, dict(zip(reward_names, scales)) if scales else None)
     specs = _without_impossible_soups(specs, loras, args.methods)
     if args.weights_end:
         specs = attach_schedules(specs, weights, _parse_weights(args.weights_end), args.schedule)
-    scales = _reward_scales(args.reward_scale, reward_names)
     objectives = []
-    if len(reward_names) == len(adapters):
+    if len(reward_names) == len(adapters) or not adapters and any(s.is_baseline for s in specs):
         objectives = [Objective(w, tuple(reward_names), scales) for w in weights]
         for s in specs:
-            if s.method in ("mpa", "mpa_ls", "soup", "soup_factors") or s.method == "kla" and len(s.adapters) > 1:
+            if s.method in ("mpa", "mpa_ls", "soup", "soup_factors") or s.method == "kla" and len(s.adapters) > 1 \
+                    or s.is_baseline:
                 spec_objective[s.label] = Objective(s.weights, tuple(reward_names)).label
     exp = Experiment(base_model=base_model, specs=specs, prompts=prompts,
                      seeds=list(range(args.seed_offset, args.seed_offset + n_seeds)),
@@ -358,8 +363,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tuple[float, ...]],
-                lambdas: list[float], oracle_specs: list[BlendSpec], original: bool) -> list[BlendSpec]:
+                lambdas: list[float], oracle_specs: list[BlendSpec], original: bool, reward_names=(),
+                baseline_args: argparse.Namespace | None = None, steps: int = 50,
+                scales: dict[str, float] | None = None) -> list[BlendSpec]:
     """The method configurations to run, in table order."""
+    from blend.baselines.options import baseline_specs
     from blend.spec import BlendSpec
 
     m = len(adapters)
@@ -374,10 +382,14 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
         methods = ["base"] + (["single"] if m else []) + (["soup", "soup_factors", "mpa", "mpa_ls"] if m > 1 else []) \
             + (["kla"] if m else []) + (["oracle"] if oracle_specs else [])
     needs_w = {"mpa", "mpa_ls", "soup", "soup_factors"} & set(methods)
+    if set(BASELINE_METHODS) & set(methods) and not weights and len(reward_names) == 1:
+        weights = [(1.0,)]
+    if set(BASELINE_METHODS) & set(methods) and not weights:
+        raise SystemExit(f"error: the baselines need --weights over the rewards {list(reward_names)}")
     if needs_w and m > 1 and not weights:
         raise SystemExit(f"error: methods {sorted(needs_w)} need --weights (a vector over the {m} adapters "
                          f"{adapters}, e.g. --weights {','.join(['%g' % (1 / m)] * m)})")
-    bad = [w for w in weights if len(w) != m]
+    bad = [w for w in weights if len(w) != (m or len(reward_names))]
     if bad:
         raise SystemExit(f"error: weight vector {bad[0]} has {len(bad[0])} entries but there are {m} adapters "
                          f"{adapters}")
@@ -392,6 +404,9 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
                     specs += [BlendSpec("single", (a,)) for a in adapters]
                 elif method == "oracle":
                     specs += oracle_specs
+                elif method in BASELINE_METHODS:  # blend.baselines
+                    specs += baseline_specs(method, adapters, list(reward_names), weights or [(1.0,)],
+                                            baseline_args or build_parser().parse_args([]), steps, scales)
                 elif method == "kla":
                     vecs = [(1.0,)] if m == 1 else weights
                     names = tuple(adapters) if m > 1 else (adapters[0],)
@@ -443,7 +458,7 @@ def attach_schedules(specs: list[BlendSpec], starts: list[tuple[float, ...]], en
         try:
             s.with_weights(end)  # the end vector is a valid blend too
             out.append(BlendSpec(s.method, s.adapters, s.weights, s.lam, s.role,
-                                 {**s.extra, "schedule": WeightSchedule(s.weights, end, kind)}))
+                                 extra={**s.extra, "schedule": WeightSchedule(s.weights, end, kind)}))
         except ValueError as exc:
             raise SystemExit(f"error: --weights_end {list(end)}: {exc}") from exc
     return out

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from blend.baselines.costs import plain_costs
+from blend.baselines.dispatch import sample_any
 from blend.sampler import SamplerConfig, sample
 from blend.soup import ensure_soup_adapter
 from blend.spec import BlendSpec
@@ -146,7 +148,10 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
             ensure_soup_adapter(bundle.unet, spec, loras)
         prompts = [exp.prompts[p] for p, _ in pairs]
         seeds = [s for _, s in pairs]
-        result = sample(bundle, spec, prompts, seeds, exp.sampler)
+        if spec.is_baseline:  # blend.baselines: best-of-N, CoDe, RGG, SMC; each counts its own costs
+            result = sample_any(bundle, spec, prompts, seeds, exp.sampler, reward_fns)
+        else:
+            result = sample(bundle, spec, prompts, seeds, exp.sampler)
         scores = score_images(reward_fns, result.images, prompts)
         pils = to_pil(result.images)
         rows = []
@@ -171,6 +176,9 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
                 "noise": exp.sampler.noise, "ls_draw": exp.sampler.ls_draw,
                 "base_model": (base_record or {}).get("source", exp.base_model),
                 "choices": result.choices[j] if result.choices else None,
+                "costs": result.costs[j] if result.costs else plain_costs(result.unet_evals[j]),
+                "rewards_objective": list(spec.rewards) or None,
+                "options": dict(spec.options) or None,
             })
         append_jsonl(part, rows)
         n_images += len(rows)

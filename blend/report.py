@@ -61,6 +61,7 @@ def summarise(rows: list[dict], unit: str | None = None) -> dict[str, dict]:
             "se_unit": stats.describe_unit(unit, rs),
             "seconds_per_image": sum(r["seconds"] for r in rs) / len(rs),
             "unet_evals_per_image": sum(r["unet_evals"] for r in rs) / len(rs),
+            "costs_per_image": {k: sum(r["costs"][k] for r in rs) / len(rs) for k in (first.get("costs") or {})},
         }
     refs = {s["targets"]: groups[label] for label, s in out.items() if s["method"] == "mpa" and s["targets"]}
     for label, s in out.items():
@@ -90,7 +91,9 @@ def caption(summary: dict[str, dict]) -> str:
     unit = next((s.get("se_unit") for s in summary.values() if s.get("se_unit")), "images")
     return (f"Mean ± standard error; the error is {unit}. Δ vs DB-MPA is paired (the same prompt and seed, "
             "image by image), with its 95% interval (Student's t, df = fewest clusters − 1) and two-sided p-value. "
-            "WR = Σ_i w_i r_i. UNet evals count one network evaluation per model and step (a CFG pair counts once).")
+            "WR = Σ_i w_i r_i. UNet evals count one network evaluation per model and step (a CFG pair counts once). "
+            "Costs per image: UNet forwards / UNet backwards / VAE decodes / reward evaluations / reward gradients "
+            "inside the sampler (blend.baselines.costs).")
 
 
 def markdown_tables(summary: dict[str, dict], reward_names: list[str], objectives: list[str]) -> str:
@@ -98,7 +101,7 @@ def markdown_tables(summary: dict[str, dict], reward_names: list[str], objective
     sections = []
     for obj in objectives or [None]:
         head = (["method", *reward_names] + ([f"WR {obj}", "Δ WR vs DB-MPA (paired)"] if obj else [])
-                + ["s / image", "UNet evals / image", "n"])
+                + ["s / image", "UNet evals / image", "fwd / bwd / dec / rew / ∇r", "n"])
         lines = [f"### Objective {obj}" if obj else "### Results", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in summary.values():
@@ -107,7 +110,10 @@ def markdown_tables(summary: dict[str, dict], reward_names: list[str], objective
             cells = [s["display"], *[_pm(s["rewards"][k]) for k in reward_names]]
             if obj:
                 cells += [_pm(s["weighted_reward"][obj]), _paired_cell(s.get("paired_vs_mpa", {}).get(obj))]
-            cells += [f"{s['seconds_per_image']:.3f}", f"{s['unet_evals_per_image']:.0f}", str(s["n"])]
+            c = s.get("costs_per_image") or {}
+            cost = " / ".join(f"{c[k]:.0f}" for k in ("unet_forwards", "unet_backwards", "vae_decodes", "reward_evals",
+                                                      "reward_grads") if k in c) or "–"
+            cells += [f"{s['seconds_per_image']:.3f}", f"{s['unet_evals_per_image']:.0f}", cost, str(s["n"])]
             lines.append("| " + " | ".join(cells) + " |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections) + "\n\n" + caption(summary) + "\n"

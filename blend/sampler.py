@@ -104,6 +104,7 @@ class SampleResult:
     seconds: float  # wall time of the whole batch
     choices: list[list[str]] | None = None  # DB-MPA-LS: the model used at each step, per image
     specs: list[dict] | None = None  # per image: its spec (weights, schedule) when images differ or a schedule ran
+    costs: list[dict[str, int]] | None = None  # per image: blend.baselines.costs.COST_FIELDS (None: plain sampling)
 
 
 def initial_noise(seed: int, shape: Sequence[int], steps: int,

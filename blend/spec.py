@@ -11,26 +11,44 @@ mpa_ls    ε_i with i ~ w, drawn per step and image (LS)   1 (one routed UNet ca
 soup      ε of one adapter with ΔW = Σ w_i ΔW_i (RS)       1
 soup_factors  ε of one adapter with A = Σ w_i A_i, B = Σ w_i B_i (RS as the reference code)  1
 ========  ==============================================  =====================================
+
+Inference-time baselines (``blend.baselines``; their cost is counted per image, see ``blend.baselines.costs``):
+``bon`` (best-of-N over base samples), ``bon_mpa`` / ``bon_ls`` (best-of-N with DB-MPA / DB-MPA-LS as the
+proposal), ``code`` (CoDe, blockwise best-of-N), ``rgg`` (reward-gradient guidance) and ``smc`` (DAS-style SMC).
+``bon``, ``code``, ``rgg`` and ``smc`` sample the base model and take their weights over ``rewards``;
+``bon_mpa`` and ``bon_ls`` take them over the adapters and select with the same weights over ``rewards``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 
 from blend.eps import BASE, mixture_coefficients
 
-METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors")
+BASELINE_METHODS = ("bon", "bon_mpa", "bon_ls", "code", "rgg", "smc")
+REWARD_GUIDED = ("bon", "code", "rgg", "smc")  # the base model steered by rewards: weights are over ``rewards``
+METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors", *BASELINE_METHODS)
 WEIGHT_TOL = 1e-6
 KLA_WARN_ABOVE = 2.0
 
 PAPER_NAMES = {"base": "Base model", "single": "Single adapter", "mpa": "DB-MPA", "kla": "DB-KLA",
-               "mpa_ls": "DB-MPA-LS", "soup": "Rewarded soup (ΔW)", "soup_factors": "Rewarded soup (factors)"}
+               "mpa_ls": "DB-MPA-LS", "soup": "Rewarded soup (ΔW)", "soup_factors": "Rewarded soup (factors)",
+               "bon": "Best-of-N", "bon_mpa": "Best-of-N over DB-MPA", "bon_ls": "Best-of-N over DB-MPA-LS",
+               "code": "CoDe", "rgg": "RGG", "smc": "SMC (DAS)"}
 
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
+
+
+def _opt(key: str, value: float | str) -> str:
+    """One baseline option in a label: ``N20``, ``gamma0.024``, ``surrogate-toy_jpeg_z-toy_smoothness``."""
+    if isinstance(value, str):
+        return f"{key}-" + re.sub(r"[^A-Za-z0-9_.]+", "-", value)
+    return f"{key}{_fmt(value)}"
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,8 @@ class BlendSpec:
 
     ``adapters`` names the adapters (in the UNet) the method uses and ``weights`` gives one weight per
     adapter. ``lam`` is DB-KLA's λ. ``role`` is a free label (e.g. ``"oracle"``) used in tables.
+    Baselines only: ``rewards`` names the rewards of the selection/guidance objective Σ w_i r_i (one per
+    weight) and ``options`` holds their sizes and settings as sorted (key, value) pairs (e.g. N, B, K).
     """
 
     method: str
@@ -46,14 +66,23 @@ class BlendSpec:
     weights: tuple[float, ...] = ()
     lam: float = 1.0
     role: str = ""
+    rewards: tuple[str, ...] = ()
+    options: tuple[tuple[str, float | str], ...] = ()
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adapters", tuple(self.adapters))
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        object.__setattr__(self, "rewards", tuple(self.rewards))
+        object.__setattr__(self, "options", tuple(sorted((str(k), v) for k, v in dict(self.options).items())))
         m, n = self.method, len(self.adapters)
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        if m in BASELINE_METHODS:
+            self._check_baseline()
+            return
+        if self.rewards or self.options:
+            raise ValueError(f"rewards and options apply to the baselines {BASELINE_METHODS} only, not {m!r}")
         if BASE in self.adapters:
             raise ValueError(f"{BASE!r} is reserved for the pretrained model; rename the adapter")
         if m == "base":
@@ -89,7 +118,34 @@ class BlendSpec:
         elif self.lam != 1.0:
             raise ValueError(f"λ applies to method 'kla' only, not {m!r}")
 
+    def _check_baseline(self) -> None:
+        m, k = self.method, len(self.rewards)
+        if m in REWARD_GUIDED and self.adapters:
+            raise ValueError(f"{PAPER_NAMES[m]} samples the base model; it takes no adapters (got {list(self.adapters)})")
+        if m not in REWARD_GUIDED and not self.adapters:
+            raise ValueError(f"{PAPER_NAMES[m]} needs the adapters of its proposal (pass --lora NAME=PATH)")
+        if not k:
+            raise ValueError(f"{PAPER_NAMES[m]} needs the rewards of its objective (one per weight)")
+        n_w = k if m in REWARD_GUIDED else len(self.adapters)
+        if len(self.weights) != n_w or (m not in REWARD_GUIDED and k != n_w):
+            raise ValueError(f"{PAPER_NAMES[m]}: {len(self.weights)} weights {list(self.weights)} for rewards "
+                             f"{list(self.rewards)} and adapters {list(self.adapters)}; give one weight per reward "
+                             f"(and, for {m}, one adapter per reward)")
+        if not all(math.isfinite(w) for w in self.weights) or abs(sum(self.weights) - 1.0) > WEIGHT_TOL:
+            raise ValueError(f"{PAPER_NAMES[m]} weights must be finite and sum to 1, got {list(self.weights)}")
+        if m == "bon_ls" and any(w < 0 for w in self.weights):
+            raise ValueError(f"{PAPER_NAMES[m]} draws adapter i with probability w_i, so weights must be ≥ 0")
+        if self.lam != 1.0:
+            raise ValueError(f"λ applies to method 'kla' only, not {m!r}")
+
     # ------------------------------------------------------------------ derived
+
+    def option(self, key: str, default: float | None = None) -> float | None:
+        return dict(self.options).get(key, default)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.method in BASELINE_METHODS
 
     @property
     def is_stochastic_choice(self) -> bool:
@@ -113,13 +169,15 @@ class BlendSpec:
             return {self.adapters[0]: 1.0}
         if self.is_soup:
             return {self.soup_adapter_name: 1.0}
-        if self.method == "mpa_ls":
+        if self.method in REWARD_GUIDED:
+            return {BASE: 1.0}
+        if self.method in ("mpa_ls", "bon_ls"):
             raise ValueError("DB-MPA-LS draws one model per step; it has no fixed coefficients")
         lam = self.lam if self.method == "kla" else 1.0
         return mixture_coefficients(dict(zip(self.adapters, self.weights)), lam)
 
     def unet_evals_per_step(self) -> int:
-        return 1 if self.method == "mpa_ls" else len(self.coefficients())
+        return 1 if self.method in ("mpa_ls", "bon_ls") else len(self.coefficients())
 
     @property
     def label(self) -> str:
@@ -128,6 +186,10 @@ class BlendSpec:
             core = "base"
         elif self.method == "single":
             core = f"{self.role or 'single'}_{self.adapters[0]}"
+        elif self.is_baseline:
+            names = self.rewards if self.method in REWARD_GUIDED else self.adapters
+            core = "_".join([self.method, *(_opt(k, v) for k, v in self.options)])
+            core += "_" + "_".join(f"{a}{_fmt(w)}" for a, w in zip(names, self.weights))
         else:
             core = self.method
             if self.method == "kla":
@@ -145,7 +207,8 @@ class BlendSpec:
     def with_weights(self, weights) -> BlendSpec:
         """The same method with other weights (validated again); the schedule is not carried over."""
         extra = {k: v for k, v in self.extra.items() if k != "schedule"}
-        return BlendSpec(self.method, self.adapters, tuple(weights), self.lam, self.role, extra)
+        return BlendSpec(self.method, self.adapters, tuple(weights), self.lam, self.role, rewards=self.rewards,
+                         options=self.options, extra=extra)
 
     @property
     def display_name(self) -> str:
@@ -154,6 +217,8 @@ class BlendSpec:
                 return f"MORL oracle {self.extra.get('target', self.adapters[0])}"
             return f"Single adapter {self.adapters[0]}"
         name = PAPER_NAMES[self.method]
+        if self.is_baseline and self.options:
+            name += " (" + ", ".join(f"{k}={v if isinstance(v, str) else _fmt(v)}" for k, v in self.options) + ")"
         if self.method == "kla":
             name += f" λ={_fmt(self.lam)}"
         if self.method not in ("base",):
@@ -163,6 +228,8 @@ class BlendSpec:
     def to_dict(self) -> dict:
         out = {"method": self.method, "adapters": list(self.adapters), "weights": list(self.weights),
                "lam": self.lam, "role": self.role, "label": self.label}
+        if self.is_baseline:
+            out.update(rewards=list(self.rewards), options=dict(self.options))
         if self.schedule is not None:
             out["schedule"] = self.schedule.to_dict()
         return out

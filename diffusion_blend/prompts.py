@@ -2,7 +2,8 @@
 
 * a JSON list of strings (the original project's ``dataset/*.json``);
 * DPOK's dict ``{prompt: {"category": ...}, ...}`` (``data_meta.json``), read in file order;
-* a plain-text file, one prompt per line (``.txt``).
+* a plain-text file, one prompt per line (``.txt``);
+* ``db:NAME``: an official set of the paper (``diffusion_blend.official_prompts``), e.g. ``db:test``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ class PromptFileError(ValueError):
 
 def load_prompts(path: str | Path) -> list[str]:
     """The prompts of ``path``; raises :class:`PromptFileError` naming the problem and the accepted formats."""
+    if str(path).startswith("db:"):  # the paper's official sets by name (diffusion_blend.official_prompts)
+        from diffusion_blend.official_prompts import official_prompts
+
+        return official_prompts(str(path))
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"prompt file not found: {path} (pass --prompt_file with a JSON list of strings "

@@ -80,11 +80,12 @@ def test_help_and_list_rewards_import_no_heavy_package():
 
 
 def test_cli_constants_match_the_modules_they_mirror():
-    from blend.cli import METHODS, SCHEDULER_NAMES
+    from blend.cli import BASELINE_METHODS, METHODS, SCHEDULER_NAMES
+    from blend.spec import BASELINE_METHODS as SPEC_BASELINES
     from blend.spec import METHODS as SPEC_METHODS
     from diffusion.schedulers import SCHEDULERS
 
-    assert METHODS == SPEC_METHODS and SCHEDULER_NAMES == tuple(SCHEDULERS)
+    assert METHODS == SPEC_METHODS and SCHEDULER_NAMES == tuple(SCHEDULERS) and BASELINE_METHODS == SPEC_BASELINES
 
 
 def test_reward_catalogue_equals_the_registry():
