@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="run directory")
     ap.add_argument("--minutes", type=float, default=15.0, help="training wall-time budget (evaluation excluded)")
     ap.add_argument("--max_samples", type=int, default=None, help="stop after this many training samples")
+    ap.add_argument("--stop_at_unix", type=float, default=None, help="also stop at this wall-clock time (Unix s)")
     ap.add_argument("--eval_every", type=int, default=5, help="evaluate every N iterations")
     ap.add_argument("--eval_seeds", type=int, default=4, help="seeds per held-out prompt in the curve")
     ap.add_argument("--final_seeds", type=int, default=8, help="seeds per held-out prompt at the end")
@@ -123,8 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     curve_set = HeldOut(test_prompts, args.eval_seeds)
     base = curve_set.score(trainer, None)
     curve_path = out / "curve.jsonl"
-    curve_path.write_text("")
     state = {"train_seconds": 0.0, "split": {}}
+    if trainer.counters.iteration and curve_path.is_file() and curve_path.read_text().strip():
+        last_line = json.loads(curve_path.read_text().strip().splitlines()[-1])  # resumed: continue the curve
+        state["train_seconds"] = last_line["train_seconds"]
+        state["split"] = {k: v * last_line["iteration"] for k, v in last_line["seconds_per_iteration"].items()}
+    else:
+        curve_path.write_text("")
     t_start = time.perf_counter()
 
     def record(tr, metrics: dict) -> None:
@@ -133,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             state["split"][k] = state["split"].get(k, 0.0) + metrics.get(k, 0.0)
         it = tr.counters.iteration
         over = state["train_seconds"] > args.minutes * 60 or (
-            args.max_samples is not None and tr.counters.samples_seen >= args.max_samples)
+            args.max_samples is not None and tr.counters.samples_seen >= args.max_samples) or (
+            args.stop_at_unix is not None and time.time() > args.stop_at_unix)
         if it % args.eval_every and not over:
             return
         line = {"iteration": it, "samples": tr.counters.samples_seen, "train_seconds": state["train_seconds"],
