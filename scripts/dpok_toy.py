@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop_at_unix", type=float, default=None, help="also stop at this wall-clock time (Unix s)")
     ap.add_argument("--eval_every", type=int, default=5, help="evaluate every N iterations")
     ap.add_argument("--eval_seeds", type=int, default=4, help="seeds per held-out prompt in the curve")
-    ap.add_argument("--final_seeds", type=int, default=8, help="seeds per held-out prompt at the end")
+    ap.add_argument("--final_seeds", type=int, default=8, help="seeds per held-out prompt at the end (0: none)")
     ap.add_argument("--test_prompts", default="dataset/toy_test_prompts.json")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--print_preset", action="store_true")
@@ -126,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     curve_path = out / "curve.jsonl"
     state = {"train_seconds": 0.0, "split": {}}
     if trainer.counters.iteration and curve_path.is_file() and curve_path.read_text().strip():
-        last_line = json.loads(curve_path.read_text().strip().splitlines()[-1])  # resumed: continue the curve
-        state["train_seconds"] = last_line["train_seconds"]
-        state["split"] = {k: v * last_line["iteration"] for k, v in last_line["seconds_per_iteration"].items()}
+        # resumed: continue the curve; iterations after its last line are counted at that line's mean cost
+        last_line = json.loads(curve_path.read_text().strip().splitlines()[-1])
+        it0 = trainer.counters.iteration
+        state["train_seconds"] = last_line["train_seconds"] * it0 / last_line["iteration"]
+        state["split"] = {k: v * it0 for k, v in last_line["seconds_per_iteration"].items()}
     else:
         curve_path.write_text("")
     t_start = time.perf_counter()
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         over = state["train_seconds"] > args.minutes * 60 or (
             args.max_samples is not None and tr.counters.samples_seen >= args.max_samples) or (
             args.stop_at_unix is not None and time.time() > args.stop_at_unix)
+        over = over or tr._stop  # Ctrl-C: the trainer stops after this iteration; record it first
         if it % args.eval_every and not over:
             return
         line = {"iteration": it, "samples": tr.counters.samples_seen, "train_seconds": state["train_seconds"],
@@ -162,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         last = trainer.train()
     except KeyboardInterrupt:
         last = None
+    if args.final_seeds == 0:
+        return 0
     final_set = HeldOut(test_prompts, args.final_seeds)
     final = paired(final_set.score(trainer, ADAPTER), final_set.score(trainer, None), len(test_prompts))
     summary = {"trainer_args": TOY_PRESET + rest, "minutes": args.minutes, "iterations": trainer.counters.iteration,
