@@ -55,8 +55,12 @@ class ReplayBuffer:
         if len(self) == 0:
             raise ValueError("the replay buffer is empty")
         idx = rng.choice(len(self), size=min(size, len(self)), replace=False)
+        return self.gather(idx)
+
+    def gather(self, idx) -> Batch:
+        """The transitions at positions ``idx`` (0 = oldest kept; negative counts from the newest)."""
         t = torch.as_tensor(idx, dtype=torch.long)
-        return Batch(**{k: self.data[k][t] for k in FIELDS}, prompts=[self.prompts[i] for i in idx])
+        return Batch(**{k: self.data[k][t] for k in FIELDS}, prompts=[self.prompts[int(i)] for i in idx])
 
     def state_dict(self) -> dict:
         return {"capacity": self.capacity, "data": dict(self.data), "prompts": list(self.prompts)}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 ALGORITHMS = ("dpok", "draft")
-ADVANTAGE_NORMS = ("none", "batch", "prompt")
+ADVANTAGE_NORMS = ("none", "batch", "prompt", "prompt_running")
 REWARD_NORMS = ("none", "base_std", "running_std")
 PRECISIONS = ("no", "fp16", "bf16")
 
@@ -86,10 +86,25 @@ class TrainConfig:
     kl_warmup: int = _f(-1, "the KL term is used only from iteration kl_warmup + 1 on (-1: always)")
     ratio_clip: float = _f(1e-4, "the importance ratio is clamped to [1 - ratio_clip, 1 + ratio_clip]")
     advantage_norm: str = _f("none", "none: advantage = reward - V (DPOK); batch: z-score rewards over the rollout; "
-                             "prompt: z-score within each prompt's --num_samples group", choices=ADVANTAGE_NORMS)
-    train_timesteps: int | None = _f(None, "store only this many random timesteps per trajectory in the buffer "
+                             "prompt: z-score within each prompt's --num_samples group; prompt_running: z-score "
+                             "with a running mean and std per prompt (DDPO's tracker; --stat_buffer_size, "
+                             "--stat_min_count)", choices=ADVANTAGE_NORMS)
+    train_timesteps: int | None = _f(None, "store only this many uniformly random (stochastic) timesteps per "
+                                     "trajectory; the loss is a mean over transitions, so its expectation is kept "
                                      "(default: all --num_inference_steps)")
     buffer_size: int = _f(1000, "replay buffer size, in transitions (the newest are kept)")
+
+    # --- options for small sample budgets (dpok/options.py; the defaults are DPOK's) ------------------
+    stat_buffer_size: int = _f(32, "--advantage_norm prompt_running: the last N rewards of each prompt give its "
+                               "mean and std")
+    stat_min_count: int = _f(16, "--advantage_norm prompt_running: a prompt with fewer rewards than this is "
+                             "normalised with the whole rollout's mean and std")
+    policy_epochs: int | None = _f(None, "None: DPOK's --p_step optimizer steps on uniform draws from the replay "
+                                   "buffer; E: instead, E shuffled passes over this iteration's new transitions "
+                                   "(micro-batches of --p_batch_size, a step every --gradient_accumulation_steps; "
+                                   "DDPO/PPO-style; raise --ratio_clip with E > 1)")
+    v_warmup: int = _f(0, "the first N iterations train only the value function (rollouts + value steps, no "
+                       "policy step), so the advantage R - V starts from a fitted baseline; needs --v_flag 1")
 
     # --- value function ---------------------------------------------------------------------------
     v_flag: int = _f(1, "1: learn a value function V(x_t, c, step) and use reward - V as the advantage; 0: reward")
@@ -294,6 +309,25 @@ def validate(cfg: TrainConfig, num_processes: int = 1) -> list[str]:
                                    "use --num_samples 2 or more (or --advantage_norm batch)")
     if cfg.advantage_norm == "batch":
         need(rollout >= 2, "--advantage_norm batch needs ≥ 2 samples per rollout; raise --g_batch_size")
+    if cfg.advantage_norm == "prompt_running":
+        need(cfg.stat_buffer_size >= 1 and cfg.stat_min_count >= 1,
+             f"--stat_buffer_size ({cfg.stat_buffer_size}) and --stat_min_count ({cfg.stat_min_count}) must be ≥ 1")
+        need(cfg.stat_min_count <= cfg.stat_buffer_size,
+             f"--stat_min_count {cfg.stat_min_count} exceeds --stat_buffer_size {cfg.stat_buffer_size}: no prompt "
+             f"would ever use its own statistics; lower --stat_min_count")
+    if cfg.policy_epochs is not None:
+        need(cfg.policy_epochs >= 1, f"--policy_epochs must be ≥ 1 (or unset for DPOK's buffer draws), "
+                                     f"got {cfg.policy_epochs}")
+        fresh = cfg.g_step * rollout * (cfg.train_timesteps or cfg.num_inference_steps)
+        need(cfg.buffer_size >= fresh,
+             f"--policy_epochs trains on this iteration's {fresh} new transitions per process, but --buffer_size "
+             f"{cfg.buffer_size} keeps fewer; raise --buffer_size to at least {fresh}")
+    need(cfg.v_warmup >= 0, f"--v_warmup must be ≥ 0, got {cfg.v_warmup}")
+    if cfg.v_warmup > 0:
+        need(cfg.v_flag == 1, f"--v_warmup {cfg.v_warmup} warms up the value function, but --v_flag is 0; "
+                              f"use --v_flag 1 or --v_warmup 0")
+        need(cfg.v_warmup < cfg.num_iterations(), f"--v_warmup {cfg.v_warmup} leaves no policy iteration of "
+                                                  f"{cfg.num_iterations()}; lower it or raise --iterations")
     if cfg.train_timesteps is not None:
         need(1 <= cfg.train_timesteps <= cfg.num_inference_steps,
              f"--train_timesteps must be in 1..--num_inference_steps ({cfg.num_inference_steps}), "

@@ -11,7 +11,7 @@ import torch
 
 from diffusion.bundle import ModelBundle
 from diffusion.conditioning import Conditioning, cat_conditioning, run_denoiser
-from diffusion.ddim import ddim_step_with_logprob
+from diffusion.ddim import ddim_step, gaussian_logprob
 from diffusion.guidance import classifier_free_guidance
 
 
@@ -75,7 +75,7 @@ def draw_noise(generator: torch.Generator, n: int, shape: tuple[int, ...], steps
 @dataclass
 class Trajectories:
     latents: torch.Tensor  # (T+1, N, C, H, W): x_T … x_0, float32, CPU
-    log_probs: torch.Tensor  # (T, N) log π(x_{k+1} | x_k) under the sampling policy, CPU
+    log_probs: torch.Tensor  # (T, N) log π(x_{k+1} | x_k) under the sampling policy, CPU; NaN at deterministic steps
     final: torch.Tensor  # (N, C, H, W) x_0 on the model's device (for decoding)
     prompts: list[str]
 
@@ -84,6 +84,9 @@ class Trajectories:
 def sample_trajectories(bundle: ModelBundle, unet: torch.nn.Module, prompts: list[str], cache: PromptCache,
                         x_t: torch.Tensor, z: torch.Tensor, guidance: float, eta: float) -> Trajectories:
     """Sample one image per prompt from x_T with the given step noises, recording every transition.
+
+    A step whose std is 0 (the last one of a scheduler with ``set_alpha_to_one``, as the toy's) has no
+    density: its log-probability is recorded as NaN and the trainer does not train on it.
 
     ``bundle.scheduler.set_timesteps`` must have been called with ``z.shape[0]`` steps.
     """
@@ -96,7 +99,11 @@ def sample_trajectories(bundle: ModelBundle, unet: torch.nn.Module, prompts: lis
     latents, log_probs = [x.float().cpu()], []
     for i, t in enumerate(timesteps):
         eps = guided_eps(unet, x, t, cond, uncond, guidance)
-        step, lp = ddim_step_with_logprob(sched, eps.float(), t, x.float(), eta, noise=z[i].to(device))
+        step = ddim_step(sched, eps.float(), t, x.float(), eta, noise=z[i].to(device))
+        if bool((step.std > 0).all()):
+            lp = gaussian_logprob(step.prev_sample, step.mean, step.std)
+        else:  # a deterministic step (e.g. the last one when set_alpha_to_one): no density, not trained on
+            lp = torch.full((x.shape[0],), float("nan"))
         x = step.prev_sample.to(dtype)
         latents.append(step.prev_sample.float().cpu())
         log_probs.append(lp.float().cpu())

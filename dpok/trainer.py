@@ -44,6 +44,7 @@ from dpok.buffer import ReplayBuffer
 from dpok.config import TrainConfig, validate
 from dpok.losses import dpok_loss, normalise_advantage, value_loss
 from dpok.observe import SampleGridLogger
+from dpok.options import PerPromptStats, epoch_minibatches, subsample_steps
 from dpok.rollout import PromptCache, draw_noise, guided_eps, sample_trajectories
 from dpok.value import ValueMulti
 
@@ -244,34 +245,59 @@ class Trainer:
         x_t, z = draw_noise(self.generator(iteration, 0x5A, rollout), n, shape, cfg.num_inference_steps)
         activate(self.unet, ADAPTER)
         lat, lps, rewards, parts = [], [], [], []
+        reward_seconds = 0.0
         for s in range(0, n, chunk):
             with self.autocast():
                 traj = sample_trajectories(self.bundle, self.unet, prompts[s:s + chunk], self.cache,
                                            x_t[s:s + chunk], z[:, s:s + chunk], cfg.guidance_scale, cfg.eta)
                 images = self.bundle.decode(traj.final)
+            t0 = time.perf_counter()
             total, by_name = self.reward(images, prompts[s:s + chunk])
+            reward_seconds += time.perf_counter() - t0
             lat.append(traj.latents)
             lps.append(traj.log_probs)
             rewards.append(total.cpu())
             parts.append({k: v.cpu() for k, v in by_name.items()})
         return {"prompts": prompts, "latents": torch.cat(lat, 1), "log_probs": torch.cat(lps, 1),
-                "reward": torch.cat(rewards), "parts": {k: torch.cat([p[k] for p in parts]) for k in parts[0]}}
+                "reward": torch.cat(rewards), "parts": {k: torch.cat([p[k] for p in parts]) for k in parts[0]},
+                "reward_seconds": reward_seconds}
 
-    def add_to_buffer(self, ro: dict, iteration: int, rollout: int) -> None:
-        cfg = self.cfg
+    def add_to_buffer(self, ro: dict, iteration: int, rollout: int) -> int:
+        """Normalise the rollout's rewards and store its (stochastic, optionally subsampled) transitions.
+        → the number of transitions added."""
+        cfg, added = self.cfg, 0
         r = ro["reward"].clone()
         if cfg.reward_filter == 1:
             r = r.clamp(min=0)
-        r = normalise_advantage(r, cfg.advantage_norm, cfg.num_samples)
+        if cfg.advantage_norm == "prompt_running":
+            r = self.prompt_running_advantage(ro["prompts"], r)
+        else:
+            r = normalise_advantage(r, cfg.advantage_norm, cfg.num_samples)
         T, n = ro["log_probs"].shape
-        steps = list(range(T))
+        stochastic = [k for k in range(T) if bool(torch.isfinite(ro["log_probs"][k]).all())]
         for i in range(n):
+            steps = stochastic
             if cfg.train_timesteps is not None:
-                rng = self.np_rng(iteration, 0x7135, rollout, i)
-                steps = sorted(rng.choice(T, size=cfg.train_timesteps, replace=False).tolist())
+                steps = subsample_steps(stochastic, cfg.train_timesteps, self.np_rng(iteration, 0x7135, rollout, i))
             k = torch.tensor(steps, dtype=torch.long)
             self.buffer.add(ro["latents"][k, i], ro["latents"][k + 1, i], k, r[i].repeat(len(steps)),
                             ro["log_probs"][k, i], [ro["prompts"][i]] * len(steps))
+            added += len(steps)
+        return added
+
+    def prompt_running_advantage(self, prompts: list[str], rewards: torch.Tensor) -> torch.Tensor:
+        """--advantage_norm prompt_running: DDPO's per-prompt running z-score over all processes' rewards.
+        The statistics live in ``counters.extra`` (so they are checkpointed); → this process's (N,)."""
+        from accelerate.utils import gather_object
+
+        stats = PerPromptStats(self.cfg.stat_buffer_size, self.cfg.stat_min_count,
+                               self.counters.extra.setdefault("prompt_stats", {}))
+        if self.world == 1:
+            return stats.update(prompts, rewards)
+        all_prompts = gather_object(list(prompts))
+        all_r = self.acc.gather(rewards.to(self.acc.device).float().contiguous()).cpu()
+        n = len(prompts)
+        return stats.update(all_prompts, all_r)[self.rank * n:(self.rank + 1) * n]
 
     def value_step(self, iteration: int) -> float:
         cfg, total = self.cfg, 0.0
@@ -312,29 +338,50 @@ class Trainer:
         return dpok_loss(adv, log_prob, batch.log_prob.to(device), eps, eps_pre, ratio_clip=cfg.ratio_clip,
                          reward_weight=cfg.reward_weight, kl_weight=cfg.kl_weight, use_kl=use_kl)
 
-    def policy_steps(self, iteration: int) -> dict:
+    def policy_plan(self, iteration: int, fresh: int):
+        """The policy update's optimizer steps, each a list of micro-batch callables → Batch.
+
+        DPOK (``--policy_epochs`` unset): ``p_step`` steps of ``gradient_accumulation_steps`` uniform draws
+        of ``p_batch_size`` transitions from the buffer. ``--policy_epochs E``: E shuffled passes over the
+        ``fresh`` transitions this iteration added (the newest of the buffer)."""
+        cfg = self.cfg
+        if cfg.policy_epochs is None:
+            for s in range(cfg.p_step):
+                rng = self.np_rng(iteration, 0x9011, s)
+                yield [lambda rng=rng: self.buffer.sample(cfg.p_batch_size, rng)] * cfg.gradient_accumulation_steps
+            return
+        rng = self.np_rng(iteration, 0xE90C5)
+        for step in epoch_minibatches(fresh, cfg.p_batch_size, cfg.gradient_accumulation_steps, cfg.policy_epochs,
+                                      rng):
+            yield [lambda idx=idx: self.buffer.gather(idx - fresh) for idx in step]
+
+    def policy_steps(self, iteration: int, fresh: int | None = None) -> dict:
         cfg = self.cfg
         use_kl = iteration + 1 > cfg.kl_warmup  # DPOK: count > kl_warmup, count counted from 0
         sums = {"policy_loss": 0.0, "kl": 0.0, "loss": 0.0, "grad_norm": 0.0}
-        ratios = []
-        n_micro = cfg.p_step * cfg.gradient_accumulation_steps
-        for s in range(cfg.p_step):
-            rng = self.np_rng(iteration, 0x9011, s)
+        ratios, n_steps, n_micro = [], 0, 0
+        for step in self.policy_plan(iteration, fresh or 0):
             self.optimizer.zero_grad()
-            for a in range(cfg.gradient_accumulation_steps):
-                batch = self.buffer.sample(cfg.p_batch_size, rng)
-                last = a == cfg.gradient_accumulation_steps - 1
+            batches = [draw() for draw in step]
+            total = sum(len(b.prompts) for b in batches)
+            for a, batch in enumerate(batches):
+                last = a == len(batches) - 1
                 with (contextlib.nullcontext() if last else self.acc.no_sync(self.train_unet)):
                     out = self.policy_microbatch(batch, use_kl)
-                    self.acc.backward(out["loss"] / cfg.gradient_accumulation_steps)
+                    self.acc.backward(out["loss"] * (len(batch.prompts) / total))
                 for k in ("policy_loss", "kl", "loss"):
-                    sums[k] += out[k].item() / n_micro
+                    sums[k] += out[k].item()
                 ratios.append(out["ratio"].detach().float().cpu())
+                n_micro += 1
             norm = self.acc.clip_grad_norm_(self.lora_params, cfg.clip_norm)
-            sums["grad_norm"] += float(norm) / cfg.p_step
+            sums["grad_norm"] += float(norm)
             self.optimizer.step()
             self.lr_scheduler.step()
             self.counters.optimizer_steps += 1
+            n_steps += 1
+        for k in ("policy_loss", "kl", "loss"):
+            sums[k] /= max(n_micro, 1)
+        sums["grad_norm"] /= max(n_steps, 1)
         r = torch.cat(ratios)
         sums.update({"ratio_mean": r.mean().item(), "ratio_min": r.min().item(), "ratio_max": r.max().item(),
                      "ratio_clipped_frac": (r.sub(1).abs() >= cfg.ratio_clip * (1 - 1e-6)).float().mean().item()})
@@ -344,19 +391,26 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         rollouts = []
+        fresh = 0
         for g in range(cfg.g_step):
             ro = self.rollout(it, g)
-            self.add_to_buffer(ro, it, g)
+            fresh += self.add_to_buffer(ro, it, g)
             rollouts.append(ro)
-        t_roll = time.perf_counter() - t0
+        t_reward = sum(ro["reward_seconds"] for ro in rollouts)
+        t_roll = time.perf_counter() - t0 - t_reward
         metrics = self.reward_metrics(rollouts)
+        t1 = time.perf_counter()
         if self.value is not None:
             metrics["value_loss"] = self.value_step(it)
-        metrics.update(self.policy_steps(it))
+        t2 = time.perf_counter()
+        if it >= cfg.v_warmup:
+            metrics.update(self.policy_steps(it, fresh))
+        t3 = time.perf_counter()
         n = sum(len(ro["prompts"]) for ro in rollouts) * self.world
         self.counters.samples_seen += n
         dt = time.perf_counter() - t0
-        metrics.update({"samples_per_second": n / dt, "rollout_seconds": t_roll, "iteration_seconds": dt,
+        metrics.update({"samples_per_second": n / dt, "rollout_seconds": t_roll, "reward_seconds": t_reward,
+                        "value_seconds": t2 - t1, "policy_seconds": t3 - t2, "iteration_seconds": dt,
                         "buffer_size": len(self.buffer), "lr": self.lr_scheduler.get_last_lr()[0],
                         "samples_seen": self.counters.samples_seen})
         return metrics
@@ -398,12 +452,17 @@ class Trainer:
             f"{w} process(es) = {cfg.g_step * per_roll * w} images, {cfg.num_inference_steps} DDIM steps each",
         ]
         if cfg.algorithm == "dpok":
+            policy = (f"policy: {cfg.p_step} optimizer steps x {cfg.gradient_accumulation_steps} micro-batches x "
+                      f"{cfg.p_batch_size} transitions x {w} process(es) = "
+                      f"{cfg.gradient_accumulation_steps * cfg.p_batch_size * w} transitions per step")
+            if cfg.policy_epochs is not None:
+                policy = (f"policy: {cfg.policy_epochs} epoch(s) over the iteration's new transitions, micro-batches "
+                          f"of {cfg.p_batch_size}, a step every {cfg.gradient_accumulation_steps}")
             lines += [
-                f"buffer: +{cfg.g_step * per_roll * steps_kept} transitions per process per iteration, "
-                f"keeps {cfg.buffer_size}",
-                f"policy: {cfg.p_step} optimizer steps x {cfg.gradient_accumulation_steps} micro-batches x "
-                f"{cfg.p_batch_size} transitions x {w} process(es) = "
-                f"{cfg.gradient_accumulation_steps * cfg.p_batch_size * w} transitions per step",
+                f"buffer: +{cfg.g_step * per_roll * steps_kept} transitions per process per iteration (at most; "
+                f"deterministic steps are left out), keeps {cfg.buffer_size}",
+                policy + f"; ratio clip {cfg.ratio_clip:g}; advantage norm {cfg.advantage_norm}"
+                + (f"; value warm-up {cfg.v_warmup} iteration(s)" if cfg.v_warmup else ""),
                 f"value: {'on' if self.value is not None else 'off'}"
                 + (f", {cfg.v_step} x {cfg.v_batch_size} transitions per step" if self.value is not None else ""),
             ]

@@ -14,6 +14,10 @@
 #   6 oracles   toy/weights/oracles/w{0.2,0.5,0.8}                 MORL oracles on the weighted reward
 #   7 kla       toy/weights/oracles_kl/lam{0.5,2}                  alignment with kl_weight / λ
 #               (5–7: 40 DRaFT iterations each, ≈ 200 s alone on one core; ≈ 53 min for the whole build)
+#   8 dpok      toy/weights/dpok/{alignment,compressibility,oracle_w0.5}  only with TOY_DPOK=1: DPOK
+#               (policy gradient) on the TRUE rewards, jpeg_compressibility included; TOY_DPOK_ITERS
+#               iterations of 32 samples (default 150, ≈ 10 s each alone on one core). Not part of the
+#               default build: the DRaFT-K set above stays the default (dpok/README.md, "Toy results").
 # TOY_ONLY=REGEX trains only the adapters whose name matches (to run two builds side by side);
 # TOY_ITERS / TOY_KL override the DRaFT iterations / kl_weight (defaults below).
 # Same seed → same weights (CPU, float32, same thread count). Intermediate files go to toy/_work/.
@@ -64,8 +68,10 @@ if [[ $FORCE == 0 && -f $OUT/reward_stats.json ]]; then stamp "stats: exist, ski
 fi
 SA=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['toy_alignment']['std'])")
 SS=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['toy_smoothness']['std'])")
+SJ=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['jpeg_compressibility']['std'])")
 wa() { $PY -c "print(f'{$1/$SA:.6g}')"; }   # weight w on alignment → w/σ_align
 ws() { $PY -c "print(f'{$1/$SS:.6g}')"; }   # weight w on smoothness → w/σ_smooth
+wj() { $PY -c "print(f'{$1/$SJ:.6g}')"; }   # weight w on the true JPEG reward → w/σ_jpeg
 
 # DRaFT-K (train_online_pg.py --algorithm draft; TOY_PROBE.md §9): 16 prompts per iteration, gradient
 # through the last 2 of 10 DDIM steps, guidance 5, KL anchor ||eps - eps_pre||^2 on the guided eps.
@@ -105,6 +111,35 @@ done
 # ---- optional: a random-reward control (not committed; measures optimiser drift, TOY_PROBE.md §9)
 if [[ ${TOY_CONTROL:-0} == 1 ]]; then
   train control "$WORK/control" "toy_random_projection:1.5" "$KL"
+fi
+# ---- 8 (optional) the DPOK set: policy gradient on the true rewards (train_online_pg.py --algorithm dpok)
+# with the small-budget options (dpok/README.md): 8 prompts × 4 samples, per-prompt running normalisation,
+# one on-policy epoch on 3 random timesteps per trajectory, ratio clip 0.2, no value net.
+DPOK_ITERS=${TOY_DPOK_ITERS:-150}
+train_dpok() {  # train_dpok NAME DEST REWARD
+  local name=dpok_$1 dest=$2 reward=$3
+  if done_dir "$dest"; then stamp "$name: exists, skipped"; return; fi
+  if [[ -n ${TOY_ONLY:-} && ! $name =~ $TOY_ONLY ]]; then stamp "$name: not in TOY_ONLY, skipped"; return; fi
+  stamp "train $name: reward $reward, $DPOK_ITERS DPOK iterations"
+  local run=$WORK/runs/$name resume=()
+  ls -d "$run"/checkpoint-* >/dev/null 2>&1 && resume=(--resume latest)
+  $PY train_online_pg.py --base_model "$OUT/base" --algorithm dpok --single_flag 0 \
+    --prompt_path dataset/toy_train_prompts.json --reward "$reward" --num_inference_steps 10 --guidance_scale 5 \
+    --eta 1 --g_batch_size 8 --num_samples 4 --advantage_norm prompt_running --stat_min_count 4 \
+    --policy_epochs 1 --ratio_clip 0.2 --train_timesteps 3 --v_flag 0 --learning_rate 1e-3 --reward_weight 1 \
+    --kl_weight 0.3 --clip_norm 1 --p_batch_size 16 --gradient_accumulation_steps 2 --lora_rank 8 --lora_alpha 8 \
+    --iterations "$DPOK_ITERS" --seed "$SEED" --mixed_precision no --gradient_checkpointing False \
+    --report_to none --save_interval 10 --checkpoints_total_limit 1 --progress True --output_dir "$run" \
+    "${resume[@]}" 2>&1 | tr "\r" "\n" | grep -v "^$" >> "$run.log"
+  local last; last=$(ls -d "$run"/checkpoint-"$DPOK_ITERS")
+  mkdir -p "$dest"
+  cp "$last/pytorch_lora_weights.safetensors" "$last/manifest.json" "$dest/"
+  stamp "$name -> $dest"
+}
+if [[ ${TOY_DPOK:-0} == 1 ]]; then
+  train_dpok alignment "$OUT/dpok/alignment" "toy_alignment"
+  train_dpok compressibility "$OUT/dpok/compressibility" "jpeg_compressibility"
+  train_dpok oracle_w0.5 "$OUT/dpok/oracle_w0.5" "toy_alignment:$(wa 0.5),jpeg_compressibility:$(wj 0.5)"
 fi
 stamp "all stages done in $(( $(date +%s) - T0 )) s"
 du -sh "$OUT"
