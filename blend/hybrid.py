@@ -65,7 +65,7 @@ class HybridSchedule:
 
     def mpa_steps(self, steps: int) -> list[bool]:
         """Per step index i ∈ [0, steps): does it run DB-MPA? (i = 0 is the first, noisiest step)."""
-        lo, hi = round(self.start * steps), round(self.stop * steps)
+        lo, hi = math.floor(self.start * steps + 0.5), math.floor(self.stop * steps + 0.5)  # halves round up
         return [lo <= i < hi for i in range(steps)]
 
     def coefficients_at(self, i: int, steps: int) -> dict[str, float] | None:
