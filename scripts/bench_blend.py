@@ -59,7 +59,7 @@ from diffusion.lora import LoraWeights, add_lora, random_lora, read_lora  # noqa
 
 TOY_ADAPTERS = Path(__file__).resolve().parents[1] / "toy" / "weights" / "adapters"
 PROMPT = "a red circle on a blue background"
-METHODS = ("base", "base_disabled", "single", "mpa2", "mpa3", "mpa4", "mpa2_batched", "mpa4_batched", "mpa_ls",
+METHODS = ("base", "base_disabled", "single", "mpa2", "mpa3", "mpa4", "mpa2_batched", "mpa3_batched", "mpa4_batched", "mpa_ls",
            "kla", "soup", "soup_factors", "hybrid")
 HYBRID = dict(start=0.0, stop=0.5, other="soup")  # DB-MPA on the first half of the steps, the ΔW soup elsewhere
 

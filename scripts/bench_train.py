@@ -91,7 +91,8 @@ class TwoUNetTrainer(Trainer):
 
 
 def make_trainer(args: argparse.Namespace, out_dir: str, two_unets: bool = False) -> Trainer:
-    bundle = build_model(args.model, args.latent, "cpu", torch.float32)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bundle = build_model(args.model, args.latent, device, torch.float32)
     cfg = TrainConfig(base_model=f"<{args.model}>", output_dir=out_dir, reward="brightness", single_flag=1,
                       single_prompt=PROMPT, num_inference_steps=args.steps, g_batch_size=args.g_batch, g_step=1,
                       p_step=args.p_step, p_batch_size=args.p_batch, gradient_accumulation_steps=args.grad_acc,
