@@ -35,6 +35,11 @@ from diffusion.ddim import ddim_step
 
 OTHERS = ("mpa_ls", "soup", "soup_factors")
 
+# The named hybrid (scripts/toy_hybrid.py, toy, m = 2, w = ½, 96 images, 10 steps): DB-MPA on the second half
+# of the steps, the ΔW soup on the first, kept 1.03 ± 0.14 of DB-MPA's gain over the soup at 1.5× the base cost
+# (DB-MPA on the first half kept −0.12 ± 0.16). For the lead to wire into blend.spec / blend.sampler.
+NAMED = {"hybrid_late": dict(start=0.5, stop=1.0, other="soup")}
+
 
 @dataclass(frozen=True)
 class HybridSchedule:

@@ -61,7 +61,7 @@ TOY_ADAPTERS = Path(__file__).resolve().parents[1] / "toy" / "weights" / "adapte
 PROMPT = "a red circle on a blue background"
 METHODS = ("base", "base_disabled", "single", "mpa2", "mpa3", "mpa4", "mpa2_batched", "mpa3_batched", "mpa4_batched", "mpa_ls",
            "kla", "soup", "soup_factors", "hybrid")
-HYBRID = dict(start=0.0, stop=0.5, other="soup")  # DB-MPA on the first half of the steps, the ΔW soup elsewhere
+HYBRID = dict(start=0.5, stop=1.0, other="soup")  # blend.hybrid.NAMED["hybrid_late"]: DB-MPA on the last half
 
 # SD v1.5's UNet configuration (runwayml/stable-diffusion-v1-5, unet/config.json), except sample_size
 SD15_UNET = dict(in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
