@@ -28,7 +28,7 @@ import torch
 
 from blend.eps import combine, mixture_coefficients
 from blend.predictor import NoisePredictor
-from blend.sampler import SampleResult, SamplerConfig, draw_adapter_choices, initial_noise
+from blend.sampler import SamplerConfig, SampleResult, draw_adapter_choices, initial_noise
 from blend.spec import BlendSpec
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step
@@ -105,10 +105,11 @@ class HybridSchedule:
 
 @torch.no_grad()
 def sample_hybrid(bundle: ModelBundle, schedule: HybridSchedule, prompts: Sequence[str], seeds: Sequence[int],
-                  config: SamplerConfig = SamplerConfig()) -> SampleResult:
+                  config: SamplerConfig | None = None) -> SampleResult:
     """Sample one image per (prompt, seed) with a hybrid schedule (noise and LS draws as ``blend.sampler``)."""
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    config = config or SamplerConfig()
     n, device, dtype = len(prompts), bundle.device, bundle.dtype
     start = time.perf_counter()
     sched = bundle.scheduler

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_blend import build_model  # noqa: E402
+
 from diffusion.adapters import activate  # noqa: E402
 from diffusion.lora import add_lora, random_lora  # noqa: E402
 

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_blend import build_model  # noqa: E402
+
 from diffusion.adapters import activate, clear_cache  # noqa: E402
 from diffusion.ddim import ddim_step_with_logprob  # noqa: E402
 from dpok.config import TrainConfig  # noqa: E402
