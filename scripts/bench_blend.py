@@ -313,6 +313,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=2, help="images per sampling call")
     p.add_argument("--repeats", type=int, default=3, help="round-robin repeats; the median is kept")
     p.add_argument("--memory", default="all", help="'all', 'none' or comma-separated methods to measure memory of")
+    p.add_argument("--memory_only", action="store_true", help="skip the timing; measure memory only")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
@@ -332,30 +333,42 @@ def main() -> None:
     result = {"time": {}, "time_min": {}, "memory": {}, "floor": {m: floor(m, args.steps) for m in methods}, "info": {}}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        times, info = time_methods(model, methods, args)
+        if args.memory_only:
+            times, info = {m: [1.0] for m in methods}, {"source": model, "unet_params_M": float("nan")}
+        else:
+            times, info = time_methods(model, methods, args)
         mem = measure_memory(model, mem_methods, args) if mem_methods else {}
         ref, ref_min = statistics.median(times["base"]), min(times["base"])
-        result["time"][model] = {m: round(statistics.median(ts) / ref, 4) for m, ts in times.items()}
-        result["time_min"][model] = {m: round(min(ts) / ref_min, 4) for m, ts in times.items()}
+        if not args.memory_only:
+            result["time"][model] = {m: round(statistics.median(ts) / ref, 4) for m, ts in times.items()}
+            result["time_min"][model] = {m: round(min(ts) / ref_min, 4) for m, ts in times.items()}
         if mem:
-            base_mb = mem["base"]["peak_rss_mb"] if "cuda_peak_mb" not in mem["base"] else mem["base"]["cuda_peak_mb"]
-            key = "cuda_peak_mb" if "cuda_peak_mb" in mem["base"] else "peak_rss_mb"
-            result["memory"][model] = {m: round(v[key] / base_mb, 4) for m, v in mem.items()}
+            # GPU: the allocator's peak; CPU: the peak RSS while sampling (model, adapters and activations resident;
+            # the one-off peak of building the model is excluded: it is the same for every method)
+            key = "cuda_peak_mb" if "cuda_peak_mb" in mem["base"] else \
+                "sampling_peak_rss_mb" if mem["base"].get("sampling_peak_rss_mb") else "peak_rss_mb"
+            result["memory"][model] = {m: round(v[key] / mem["base"][key], 4) for m, v in mem.items()}
+            result["memory_mb"] = {**result.get("memory_mb", {}), model: {m: {k: v[k] for k in v if k.endswith("_mb")}
+                                                                          for m, v in mem.items()}}
+            info["memory_measure"] = key
         info.update(load_1min=load, threads=torch.get_num_threads())
         result["info"][model] = info
         print(f"\n### {model}: {info['source']}, {info['unet_params_M']:.1f} M UNet parameters; device {args.device} "
               f"{args.dtype}, {args.steps} steps, batch {args.batch}, median of {args.repeats} round-robin repeats, "
               f"{torch.get_num_threads()} thread(s), load average {load:.1f}\n")
-        print("| method | s / image | ratio to base (median) | ratio (min) | floor | peak memory | memory ratio |")
+        print("| method | s / image | ratio to base (median) | ratio (min) | floor | peak memory (process / sampling) "
+              "| memory ratio |")
         print("|---|---|---|---|---|---|---|")
         for m in methods:
             mm = mem.get(m)
-            mtxt = f"{mm.get('cuda_peak_mb', mm['peak_rss_mb']):.0f} MB" if mm else "–"
+            mtxt = (f"{mm['cuda_peak_mb']:.0f} MB (CUDA)" if "cuda_peak_mb" in mm else
+                    f"{mm['peak_rss_mb']:.0f} / {mm.get('sampling_peak_rss_mb') or float('nan'):.0f} MB") if mm else "–"
             mr = f"{result['memory'][model][m]:.3f}" if mm else "–"
-            print(f"| {m} | {statistics.median(times[m]) / args.batch:.4f} | {result['time'][model][m]:.3f} | "
-                  f"{result['time_min'][model][m]:.3f} | {result['floor'][m]:g} | {mtxt} | {mr} |")
+            tm = result["time"].get(model, {})
+            print(f"| {m} | {statistics.median(times[m]) / args.batch:.4f} | {tm.get(m, float('nan')):.3f} | "
+                  f"{result['time_min'].get(model, {}).get(m, float('nan')):.3f} | {result['floor'][m]:g} | {mtxt} | {mr} |")
         sw = {k: round(v, 1) for k, v in info.items() if k.endswith("_us")}
-        if sw:
+        if sw and not args.memory_only:
             print(f"\nadapter switch (µs): {sw}; one-off soup merges {info['soup_merge_s']:.2f} s")
     print(json.dumps(result))
 
