@@ -188,7 +188,9 @@ def child(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny", choices=["toy", "tiny", "sd15"])
+    p.add_argument("--model", default="tiny", choices=["tiny", "sd15"],
+                   help="the toy is not offered: its scheduler (set_alpha_to_one) makes the last DDIM step deterministic, "
+                        "whose DPOK log-probability is undefined")
     p.add_argument("--latent", type=int, default=16, help="latent size of the sd15-sized model")
     p.add_argument("--steps", type=int, default=4, help="DDIM steps per rollout")
     p.add_argument("--g_batch", type=int, default=2, help="images per rollout")
