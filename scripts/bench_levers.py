@@ -7,8 +7,9 @@ Variants, run round-robin ``--repeats`` times (median kept), each as a ratio to 
 * ``classic_attn``  — diffusers' ``AttnProcessor`` (explicit softmax(QKᵀ)V): what SDPA buys;
 * ``channels_last`` — UNet weights and input in channels-last memory format;
 * ``compile``       — ``torch.compile(unet)`` (only with ``--compile``; its one-off compile time is printed);
-* ``lora_disabled`` — the same UNet with 4 rank-4 adapters injected and all disabled (PEFT's wrapper cost);
-* ``lora_active``   — one of them active (what a single adapter, a soup step or one DB-MPA term costs).
+
+(The LoRA layers' own cost is ``base_disabled`` and ``single`` in ``scripts/bench_blend.py``.) One UNet is kept
+in memory and put into each variant's state outside the timed call.
 
 Also the cost of encoding the prompts of one sampling call with a CLIP-ViT-L-sized text encoder (12
 layers, width 768, 77 tokens; random weights) against one UNet call: the most that computing
@@ -23,7 +24,6 @@ The last printed line is a JSON object of the ratios.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import statistics
@@ -37,9 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_blend import build_model  # noqa: E402
-
-from diffusion.adapters import activate  # noqa: E402
-from diffusion.lora import add_lora, random_lora  # noqa: E402
 
 
 def main() -> None:
@@ -60,37 +57,40 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2 * args.batch, *shape, generator=g)
     emb = bundle.encode_prompts(["a red circle on a blue background"] * args.batch + [""] * args.batch)
-    classic = copy.deepcopy(unet)
-    classic.set_attn_processor(AttnProcessor())
-    cl = copy.deepcopy(unet).to(memory_format=torch.channels_last)
     xcl = x.contiguous(memory_format=torch.channels_last)
-    lora = copy.deepcopy(unet)
-    for i in range(4):
-        add_lora(lora, f"r{i}", random_lora(lora, seed=i + 1))
-    variants = {
-        "default": lambda: unet(x, 500, encoder_hidden_states=emb),
-        "classic_attn": lambda: classic(x, 500, encoder_hidden_states=emb),
-        "channels_last": lambda: cl(xcl, 500, encoder_hidden_states=emb),
-        "lora_disabled": lambda: (activate(lora, None), lora(x, 500, encoder_hidden_states=emb)),
-        "lora_active": lambda: (activate(lora, "r0"), lora(x, 500, encoder_hidden_states=emb)),
+    sdpa = {k: v for k, v in unet.attn_processors.items()}
+
+    def state(attn: str, fmt: torch.memory_format) -> None:
+        """Put the one UNet in a variant's state (not timed): attention processor and memory format."""
+        unet.set_attn_processor(AttnProcessor() if attn == "classic" else dict(sdpa))
+        unet.to(memory_format=fmt)
+
+    variants = {  # (state, call): one UNet in memory, switched between variants outside the timed call
+        "default": (lambda: state("sdpa", torch.contiguous_format), lambda: unet(x, 500, encoder_hidden_states=emb)),
+        "classic_attn": (lambda: state("classic", torch.contiguous_format),
+                         lambda: unet(x, 500, encoder_hidden_states=emb)),
+        "channels_last": (lambda: state("sdpa", torch.channels_last), lambda: unet(xcl, 500, encoder_hidden_states=emb)),
     }
     info = {}
     if args.compile:
-        compiled = torch.compile(copy.deepcopy(unet))
+        state("sdpa", torch.contiguous_format)
+        compiled = torch.compile(unet)
         t0 = time.perf_counter()
         with torch.no_grad():
             compiled(x, 500, encoder_hidden_states=emb)
         info["compile_s"] = time.perf_counter() - t0
-        variants["compile"] = lambda: compiled(x, 500, encoder_hidden_states=emb)
+        variants["compile"] = (lambda: state("sdpa", torch.contiguous_format),
+                               lambda: compiled(x, 500, encoder_hidden_states=emb))
     with torch.no_grad():
+        state("sdpa", torch.contiguous_format)
         ref = unet(x, 500, encoder_hidden_states=emb).sample
-        info["channels_last_max_abs_diff"] = float((cl(xcl, 500, encoder_hidden_states=emb).sample - ref).abs().max())
-        info["classic_attn_max_abs_diff"] = float((classic(x, 500, encoder_hidden_states=emb).sample - ref).abs().max())
+        for k in ("classic_attn", "channels_last"):
+            variants[k][0]()
+            info[f"{k}_max_abs_diff"] = float((variants[k][1]().sample - ref).abs().max())
         times: dict[str, list[float]] = {k: [] for k in variants}
-        for f in variants.values():
-            f()  # warm-up
         for _ in range(args.repeats):
-            for k, f in variants.items():
+            for k, (prep, f) in variants.items():
+                prep()
                 t0 = time.perf_counter()
                 f()
                 times[k].append(time.perf_counter() - t0)
