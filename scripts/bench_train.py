@@ -26,7 +26,6 @@ variant. The last printed line is a JSON object of the ratios.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import os
@@ -43,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_blend import build_model  # noqa: E402
+from bench_blend import _reset_peak_rss, _vm_hwm_mb, build_model  # noqa: E402
 
 from diffusion.adapters import activate, clear_cache  # noqa: E402
 from diffusion.ddim import ddim_step_with_logprob  # noqa: E402
@@ -179,8 +178,10 @@ def child(args: argparse.Namespace) -> None:
         tr = make_trainer(args, tmp, two_unets=args.child == "two_unet")
         if cuda:
             torch.cuda.reset_peak_memory_stats()
+        reset = _reset_peak_rss()  # the one-off peak of building the model is left out (the same for both variants)
         one_iteration(tr, 0)
-        out = {"variant": args.child, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        out = {"variant": args.child, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "training_peak_rss_mb": _vm_hwm_mb() if reset else None}
         if cuda:
             out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print("CHILD " + json.dumps(out), flush=True)
@@ -201,6 +202,7 @@ def main() -> None:
     p.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"], help="fp16/bf16 need a GPU")
     p.add_argument("--repeats", type=int, default=2, help="iterations timed (after one warm-up); median kept")
     p.add_argument("--memory", default="all", choices=["all", "none"])
+    p.add_argument("--memory_only", action="store_true", help="skip the timing; measure memory only")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--_child", dest="child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -208,6 +210,17 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    result = {"phase_seconds": {}, "floor_seconds": {}, "ratio_to_floor": {}, "memory": {}}
+    load = os.getloadavg()[0]
+    if not args.memory_only:
+        result.update(time_phases(args))
+    if args.memory != "none":
+        result["memory"] = measure_memory(args)
+    result["info"] = {"load_1min": load, "threads": torch.get_num_threads(), "model": args.model}
+    print(json.dumps(result))
+
+
+def time_phases(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tr = make_trainer(args, tmp)
         one_iteration(tr, 0)  # warm-up (also fills the buffer)
@@ -221,8 +234,7 @@ def main() -> None:
                 fl.setdefault(k, []).append(v)
     med = {k: statistics.median(v) for k, v in phases.items()}
     fmed = {k: statistics.median(v) for k, v in fl.items()}
-    result = {"phase_seconds": med, "floor_seconds": fmed,
-              "ratio_to_floor": {k: med[k] / fmed[k] for k in fmed}, "memory": {}}
+    result = {"phase_seconds": med, "floor_seconds": fmed, "ratio_to_floor": {k: med[k] / fmed[k] for k in fmed}}
     load = os.getloadavg()[0]
     print(f"\n### DPOK iteration on {args.model}: {args.steps} DDIM steps, {args.g_batch} images per rollout, "
           f"p_step {args.p_step} × accumulation {args.grad_acc} × batch {args.p_batch}, gradient checkpointing "
@@ -232,24 +244,25 @@ def main() -> None:
     for k, v in med.items():
         f = fmed.get(k)
         print(f"| {k} | {v:.3f} | {f'{f:.3f}' if f else '–'} | {f'{v / f:.3f}' if f else '–'} |")
-    if args.memory == "all":
-        mem = {}
-        for variant in ("one_unet", "two_unet"):
-            cmd = [sys.executable, __file__, "--_child", variant] + [a for a in sys.argv[1:] if a != "--_child"]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CHILD ")]
-            if proc.returncode or not lines:
-                raise RuntimeError(f"memory child {variant} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-            mem[variant] = json.loads(lines[-1][6:])
-        key = "cuda_peak_mb" if "cuda_peak_mb" in mem["one_unet"] else "peak_rss_mb"
-        result["memory"] = {"one_unet_mb": mem["one_unet"][key], "two_unet_mb": mem["two_unet"][key],
-                            "ratio": mem["one_unet"][key] / mem["two_unet"][key], "measure": key}
-        print(f"\npeak training memory ({key}): {mem['one_unet'][key]:.0f} MB (one UNet, adapter disabled for the KL "
-              f"anchor) vs {mem['two_unet'][key]:.0f} MB (a second UNet copy, DPOK's layout): ratio "
-              f"{result['memory']['ratio']:.3f}")
-    with contextlib.suppress(Exception):
-        result["info"] = {"load_1min": load, "threads": torch.get_num_threads(), "model": args.model}
-    print(json.dumps(result))
+    return result
+
+
+def measure_memory(args: argparse.Namespace) -> dict:
+    mem = {}
+    for variant in ("one_unet", "two_unet"):
+        cmd = [sys.executable, __file__, "--_child", variant] + [a for a in sys.argv[1:] if a != "--_child"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CHILD ")]
+        if proc.returncode or not lines:
+            raise RuntimeError(f"memory child {variant} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        mem[variant] = json.loads(lines[-1][6:])
+    key = "cuda_peak_mb" if "cuda_peak_mb" in mem["one_unet"] else \
+        "training_peak_rss_mb" if mem["one_unet"].get("training_peak_rss_mb") else "peak_rss_mb"
+    out = {"one_unet_mb": mem["one_unet"][key], "two_unet_mb": mem["two_unet"][key],
+           "ratio": mem["one_unet"][key] / mem["two_unet"][key], "measure": key}
+    print(f"\npeak training memory ({key}): {out['one_unet_mb']:.0f} MB (one UNet, adapter disabled for the KL "
+          f"anchor) vs {out['two_unet_mb']:.0f} MB (a second UNet copy, DPOK's layout): ratio {out['ratio']:.3f}")
+    return out
 
 
 if __name__ == "__main__":
