@@ -334,7 +334,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         if args.memory_only:
-            times, info = {m: [1.0] for m in methods}, {"source": model, "unet_params_M": float("nan")}
+            times, info = {m: [1.0] for m in methods}, {"source": model, "unet_params_M": 0.0}
         else:
             times, info = time_methods(model, methods, args)
         mem = measure_memory(model, mem_methods, args) if mem_methods else {}
