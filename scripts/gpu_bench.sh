@@ -22,8 +22,10 @@ OUT=${GPU_BENCH_OUT:-outputs/gpu_bench}
 if [ "$DEVICE" = cpu ]; then
   DTYPE=float32; MP=no; STEPS=${GPU_BENCH_STEPS:-1}; BATCH=${GPU_BENCH_BATCH:-1}; REPEATS=${GPU_BENCH_REPEATS:-1}
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+  T_BLEND=1800; T_TRAIN=1800  # a loaded CPU is slow; the limits below are for the GPU run
 else
   DTYPE=float16; MP=fp16
+  T_BLEND=330; T_TRAIN=240    # together under 10 minutes
 fi
 mkdir -p "$OUT"
 {
@@ -31,11 +33,11 @@ mkdir -p "$OUT"
   if [ "$DEVICE" != cpu ]; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true; fi
 } > "$OUT/env.txt" 2>&1
 echo "== blending: $MODEL latent $LATENT $DTYPE on $DEVICE, $STEPS steps, batch $BATCH, $REPEATS repeats"
-timeout 420 "$PY" scripts/bench_blend.py --models "$MODEL" --latent "$LATENT" --device "$DEVICE" --dtype "$DTYPE" \
+timeout "$T_BLEND" "$PY" scripts/bench_blend.py --models "$MODEL" --latent "$LATENT" --device "$DEVICE" --dtype "$DTYPE" \
   --steps "$STEPS" --batch "$BATCH" --repeats "$REPEATS" \
   --methods single,mpa2,mpa3,mpa4,mpa2_batched,mpa3_batched,mpa4_batched,mpa_ls,kla,soup,hybrid \
   --memory mpa4,mpa4_batched,mpa_ls | tee "$OUT/blend.txt"
 echo "== training: one DPOK iteration on $MODEL latent $LATENT (mixed precision $MP)"
-timeout 150 "$PY" scripts/bench_train.py --model "$MODEL" --latent "$LATENT" --steps 4 --g_batch 2 --p_step 2 \
+timeout "$T_TRAIN" "$PY" scripts/bench_train.py --model "$MODEL" --latent "$LATENT" --steps 4 --g_batch 2 --p_step 2 \
   --p_batch 2 --repeats 1 --mixed_precision "$MP" | tee "$OUT/train.txt"
 echo "written: $OUT/{env,blend,train}.txt"
