@@ -5,7 +5,7 @@ DB-MPA on a window of the trajectory, DB-MPA-LS elsewhere (``theory.hybrid``), i
 the theory lab at several KL strengths α, all runs from the same noise. Prints one row per (α, window)
 and, last, a JSON object of the rows.
 
-    python scripts/theory_hybrid.py            # 4000 samples, 50 steps (≈ 1 min on one core)
+    python scripts/theory_hybrid.py            # 4000 samples, 50 steps
     python scripts/theory_hybrid.py --smoke    # seconds
 """
 

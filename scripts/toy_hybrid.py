@@ -11,7 +11,7 @@ share of DB-MPA's gain over the soup it keeps,
 with paired standard errors, and its cost in UNet evaluations relative to the base model. A hybrid
 qualifies as a named method when kept ≥ 0.95 at cost ≤ 1.5 (m = 2).
 
-    python scripts/toy_hybrid.py                       # 12 prompts × 8 seeds, 10 steps (≈ 2 min on one core)
+    python scripts/toy_hybrid.py                       # 12 prompts × 8 seeds, 10 steps
     python scripts/toy_hybrid.py --n_seeds 1 --steps 4  # smoke
 
 The last printed line is a JSON object of the rows.
