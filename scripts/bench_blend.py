@@ -1,22 +1,45 @@
 #!/usr/bin/env python
-"""Side-by-side cost of the sampling methods, measured in one run (ratios, not absolute targets).
+"""Cost of every sampling method as a ratio to the base model, measured in one run, next to its floor.
 
-For each method, sample the same (prompt, seed) batch; methods are run round-robin ``--repeats``
-times and the median wall time is kept, so machine load hits every method alike. Prints seconds
-per image and the ratio to a single adapter (the cost of plain SD sampling), plus the parameter
-memory of one UNet with m adapters against m separate UNets (the reference code's layout).
+For each model (``--models``) and each method, the same (prompt, seed) batch is sampled; the methods
+run round-robin ``--repeats`` times after a warm-up and the median wall time is kept, so machine load
+hits every method alike. The reference is the **base model with no adapters at all** (a separate copy
+of the UNet without LoRA layers); ``base_disabled`` is the same model through the adapter-holding
+UNet with every adapter disabled (PEFT's wrapper overhead). The floor is the number of UNet
+evaluations per step the method needs (CFG pair = 1): base, single, DB-MPA-LS, soups 1; DB-KLA 2;
+DB-MPA m; the hybrid 1 + (m − 1)·(its DB-MPA fraction).
 
-    python scripts/bench_blend.py                       # built-in tiny model, 2 random adapters
-    python scripts/bench_blend.py --base_model DIR --lora a=PATH --lora b=PATH --device cuda --steps 50
+Peak memory is measured, not counted: each configuration runs once more in a fresh subprocess that
+builds the model, loads only the adapters the method needs and samples; its peak RSS (``ru_maxrss``)
+on CPU, or the CUDA allocator's peak on a GPU, is reported as a ratio to the base model's process.
 
-Targets from PEERS.md §3: DB-MPA (m = 2) ≤ 1.9× a single model when batched on a GPU (2.03× in
-the paper); DB-MPA-LS ≤ 1.05×.
+Models:
+
+* ``toy``  — the committed toy world (``builtin:toy``, pixel space 32², its two trained adapters plus
+  random ones for m > 2);
+* ``tiny`` — ``builtin:tiny`` (random, latent 16²);
+* ``sd15`` — a UNet with Stable Diffusion v1.5's exact configuration (859.5 M parameters, every layer
+  shape real) and random weights, at latent ``--latent`` (16 → 128 px instead of SD's 64 → 512 px),
+  with a real-width (768) but 1-layer CLIP text encoder and a tiny VAE: the UNet is real-size, the
+  text encoder and VAE are not (they run once per batch, identically for every method).
+
+Adapters other than the toy's are random rank-4 LoRAs on every attention projection (DPOK's layout).
+
+    python scripts/bench_blend.py --models tiny --steps 4 --repeats 3 --memory none   # a quick run
+    python scripts/bench_blend.py --models toy,tiny,sd15 --repeats 3                  # the README table
+
+The last printed line is a JSON object: ``{"time": {model: {method: ratio}}, "memory": {...}, "floor": {...}}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,69 +48,329 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from blend.hybrid import HybridSchedule, sample_hybrid  # noqa: E402
 from blend.sampler import SamplerConfig, sample  # noqa: E402
+from blend.soup import ensure_soup_adapter  # noqa: E402
 from blend.spec import BlendSpec  # noqa: E402
+from diffusion.adapters import activate, lora_layers  # noqa: E402
+from diffusion.bundle import ModelBundle  # noqa: E402
 from diffusion.loading import load_bundle  # noqa: E402
-from diffusion.lora import add_lora, load_adapter, random_lora  # noqa: E402
+from diffusion.lora import LoraWeights, add_lora, random_lora, read_lora  # noqa: E402
+
+TOY_ADAPTERS = Path(__file__).resolve().parents[1] / "toy" / "weights" / "adapters"
+PROMPT = "a red circle on a blue background"
+METHODS = ("base", "base_disabled", "single", "mpa2", "mpa3", "mpa4", "mpa2_batched", "mpa3_batched", "mpa4_batched", "mpa_ls",
+           "kla", "soup", "soup_factors", "hybrid")
+HYBRID = dict(start=0.5, stop=1.0, other="soup")  # blend.hybrid.NAMED["hybrid_late"]: DB-MPA on the last half
+
+# SD v1.5's UNet configuration (runwayml/stable-diffusion-v1-5, unet/config.json), except sample_size
+SD15_UNET = dict(in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=768,
+                 attention_head_dim=8, norm_num_groups=32)
+
+
+# ------------------------------------------------------------------------------------------ models
+def sd15_sized(latent: int = 16, seed: int = 0, device: str = "cpu", dtype: torch.dtype = torch.float32) -> ModelBundle:
+    """SD v1.5's UNet (real configuration, random N(0, 0.02²) weights, norms at identity) + small text encoder/VAE."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from diffusion.clip_tokenizer import clip_tokenizer
+    from diffusion.tiny import SD15_SCHEDULER
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(sample_size=latent, **SD15_UNET)
+    unet = unet.to_empty(device="cpu")
+    gen = torch.Generator("cpu").manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():  # fast random init (diffusers' own init takes ≈ 20 s on a CPU core)
+            if "norm" in name:
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.normal_(0.0, 0.02, generator=gen)
+        buffers = [name for name, _ in unet.named_buffers()]
+        if buffers:
+            raise RuntimeError(f"unexpected buffers {buffers} in the UNet (left uninitialised by to_empty)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=1, num_attention_heads=12,
+            max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
+        vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(16, 32), latent_channels=4,
+                            layers_per_block=1, down_block_types=("DownEncoderBlock2D",) * 2,
+                            up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=16, sample_size=2 * latent)
+    bundle = ModelBundle(unet, text_encoder, clip_tokenizer(model_max_length=77), DDIMScheduler(**SD15_SCHEDULER), vae,
+                         source=f"sd15-sized UNet (random), latent {latent}")
+    for module in (unet, text_encoder, vae):
+        module.eval().requires_grad_(False)
+    return bundle.to(device, dtype)
+
+
+def build_model(name: str, latent: int, device: str, dtype: torch.dtype) -> ModelBundle:
+    if name == "sd15":
+        return sd15_sized(latent, device=device, dtype=dtype)
+    if name in ("toy", "tiny"):
+        return load_bundle(f"builtin:{name}", device=device, dtype=dtype)
+    raise ValueError(f"unknown --models entry {name!r}; choose from toy, tiny, sd15")
+
+
+def adapter_weights(name: str, bundle: ModelBundle, m: int) -> dict[str, LoraWeights]:
+    """m adapters: the toy's trained ones first (toy), then random rank-4 attention LoRAs."""
+    out: dict[str, LoraWeights] = {}
+    if name == "toy":
+        for sub in sorted(p.name for p in TOY_ADAPTERS.iterdir())[:m]:
+            out[sub[:5]] = read_lora(TOY_ADAPTERS / sub)
+    i = 0
+    while len(out) < m:
+        out[f"r{i}"] = random_lora(bundle.unet, seed=i + 1)
+        i += 1
+    return out
+
+
+# ------------------------------------------------------------------------------------------ methods
+def needs(method: str) -> int:
+    """Adapters a method loads."""
+    if method in ("base", "base_disabled"):
+        return 0
+    if method.startswith("mpa") and method[3:4].isdigit():
+        return int(method[3])
+    return {"single": 1, "kla": 1}.get(method, 2)
+
+
+def floor(method: str, steps: int) -> float:
+    if method.startswith("mpa") and method[3:4].isdigit():
+        return float(method[3])
+    if method == "kla":
+        return 2.0
+    if method == "hybrid":
+        return HybridSchedule(("a", "b"), (0.5, 0.5), **HYBRID).cost_ratio(steps)
+    return 1.0
+
+
+def runner(method: str, names: list[str], base_bundle: ModelBundle, bundle: ModelBundle, loras: dict):
+    """A function (prompts, seeds, SamplerConfig) → SampleResult for ``method``; soups are merged here, once."""
+    m = needs(method)
+    sub = names[:m]
+    w = tuple([1.0 / len(sub)] * len(sub)) if sub else ()
+    batched = method.endswith("_batched")
+    if method == "base":
+        spec, b = BlendSpec("base"), base_bundle
+    elif method == "base_disabled":
+        spec, b = BlendSpec("base"), bundle
+    elif method == "single":
+        spec, b = BlendSpec("single", (sub[0],)), bundle
+    elif method.startswith("mpa") and method[3:4].isdigit():
+        spec, b = BlendSpec("mpa", tuple(sub), w), bundle
+    elif method == "mpa_ls":
+        spec, b = BlendSpec("mpa_ls", tuple(sub), w), bundle
+    elif method == "kla":
+        spec, b = BlendSpec("kla", (sub[0],), (1.0,), lam=0.5), bundle
+    elif method in ("soup", "soup_factors"):
+        spec, b = BlendSpec(method, tuple(sub), w), bundle
+        ensure_soup_adapter(bundle.unet, spec, loras)
+    elif method == "hybrid":
+        sched = HybridSchedule(tuple(sub), w, **HYBRID)
+        ensure_soup_adapter(bundle.unet, sched.other_spec, loras)
+        return lambda prompts, seeds, cfg: sample_hybrid(bundle, sched, prompts, seeds, cfg)
+    else:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return lambda prompts, seeds, cfg: sample(b, spec, prompts, seeds, SamplerConfig(
+        steps=cfg.steps, guidance=cfg.guidance, eta=cfg.eta, batched=batched))
+
+
+def setup(model: str, methods: list[str], latent: int, device: str, dtype: torch.dtype, copy_base: bool = True):
+    """(clean base bundle, adapter-holding bundle, adapter names, LoRA weights) for these methods.
+
+    The clean bundle is a copy made before any adapter is added (``copy_base``), else the same object.
+    """
+    bundle = build_model(model, latent, device, dtype)
+    base_bundle = copy.deepcopy(bundle) if copy_base and "base" in methods and len(methods) > 1 else bundle
+    m = max(needs(x) for x in methods)
+    loras = adapter_weights(model, bundle, m) if m else {}
+    for n, lw in loras.items():
+        add_lora(bundle.unet, n, lw)
+    return base_bundle, bundle, list(loras), loras
+
+
+# ------------------------------------------------------------------------------------------ memory
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def child(args: argparse.Namespace) -> None:
+    """Run one configuration once in this (fresh) process and print its peak memory as JSON."""
+    method, dtype = args.child, getattr(torch, args.dtype)
+    cuda = args.device.startswith("cuda")
+    base_bundle, bundle, names, loras = setup(args.models, [method], args.latent, args.device, dtype, copy_base=False)
+    run = runner(method, names, base_bundle, bundle, loras)
+    setup_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    reset = _reset_peak_rss()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    prompts, seeds = [PROMPT] * args.batch, list(range(args.batch))
+    run(prompts, seeds, SamplerConfig(steps=args.steps))
+    out = {"method": method, "adapters": len(names), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+           / 1024, "setup_rss_mb": setup_mb, "sampling_peak_rss_mb": _vm_hwm_mb() if reset else None}
+    if cuda:
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print("CHILD " + json.dumps(out), flush=True)
+
+
+def measure_memory(model: str, methods: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    out = {}
+    for method in methods:
+        cmd = [sys.executable, __file__, "--_child", method, "--models", model, "--latent", str(args.latent),
+               "--steps", str(args.steps), "--batch", str(args.batch), "--device", args.device, "--dtype", args.dtype]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CHILD ")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"memory child for {model}/{method} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        out[method] = json.loads(lines[-1][len("CHILD "):])
+    return out
+
+
+# ------------------------------------------------------------------------------------------ switching
+def _legacy_activate(unet: torch.nn.Module, name: str) -> None:
+    """The switch as it was before the index (every layer via nn.Module.__setattr__, membership scan)."""
+    layers = lora_layers(unet)
+    if not any(name in layer.lora_A for layer in layers):
+        raise KeyError(name)
+    for layer in layers:
+        layer._disable_adapters = False
+        layer._active_adapter = [name] if name in layer.lora_A else []
+
+
+def switch_cost_us(unet: torch.nn.Module, names: list[str], n: int = 200) -> dict[str, float]:
+    """µs per adapter switch: alternating two adapters (a real switch) and repeating one, old and new code."""
+    a, b = names[0], names[1 % len(names)]
+    out = {}
+    for label, fn in (("legacy", _legacy_activate), ("indexed", activate)):
+        t0 = time.perf_counter()
+        for i in range(n):
+            fn(unet, a if i % 2 else b)
+        out[f"{label}_switch_us"] = (time.perf_counter() - t0) / n * 1e6
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn(unet, a)
+        out[f"{label}_repeat_us"] = (time.perf_counter() - t0) / n * 1e6
+    activate(unet, None)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ timing
+def time_methods(model: str, methods: list[str], args: argparse.Namespace) -> tuple[dict, dict]:
+    dtype, cuda = getattr(torch, args.dtype), args.device.startswith("cuda")
+    t0 = time.perf_counter()
+    base_bundle, bundle, names, loras = setup(model, methods, args.latent, args.device, dtype)
+    info = {"setup_s": time.perf_counter() - t0, "source": bundle.source,
+            "unet_params_M": sum(p.numel() for p in (base_bundle or bundle).unet.parameters()) / 1e6}
+    t0 = time.perf_counter()
+    runs = {x: runner(x, names, base_bundle, bundle, loras) for x in methods}
+    info["soup_merge_s"] = time.perf_counter() - t0
+    if len(names) >= 2:
+        info.update(switch_cost_us(bundle.unet, names))
+    prompts, seeds = [PROMPT] * args.batch, list(range(args.batch))
+    for x in methods:  # warm-up
+        runs[x](prompts, seeds, SamplerConfig(steps=1))
+    times: dict[str, list[float]] = {x: [] for x in methods}
+    for _ in range(args.repeats):
+        for x in methods:
+            if cuda:
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            runs[x](prompts, seeds, SamplerConfig(steps=args.steps))
+            if cuda:
+                torch.cuda.synchronize()
+            times[x].append(time.perf_counter() - t)
+    return times, info
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base_model", default="builtin:tiny")
-    p.add_argument("--lora", action="append", default=[], metavar="NAME=PATH", help="two or more adapters")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--models", default="toy,tiny,sd15", help="comma-separated: toy, tiny, sd15")
+    p.add_argument("--methods", default=",".join(m for m in METHODS if not m.endswith("_batched")),
+                   help=f"comma-separated, from {', '.join(METHODS)} (base is always run: it is the reference)")
+    p.add_argument("--latent", type=int, default=16, help="latent size of the sd15-sized model (64 = SD's 512 px)")
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--batch", type=int, default=2, help="images per sampling call")
+    p.add_argument("--repeats", type=int, default=3, help="round-robin repeats; the median is kept")
+    p.add_argument("--memory", default="all", help="'all', 'none' or comma-separated methods to measure memory of")
+    p.add_argument("--memory_only", action="store_true", help="skip the timing; measure memory only")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    p.add_argument("--_child", dest="child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-
-    bundle = load_bundle(args.base_model, device=args.device)
-    if args.lora:
-        names = [item.split("=", 1)[0] for item in args.lora]
-        for item in args.lora:
-            name, path = item.split("=", 1)
-            load_adapter(bundle.unet, name, path)
-    else:
-        names = ["a", "b"]
-        for i, n in enumerate(names):
-            add_lora(bundle.unet, n, random_lora(bundle.unet, seed=i + 1))
-    m = len(names)
-    w = tuple([1.0 / m] * m)
-    specs = {
-        "single adapter (= plain sampling)": (BlendSpec("single", (names[0],)), False),
-        f"DB-MPA m={m}, looped": (BlendSpec("mpa", tuple(names), w), False),
-        f"DB-MPA m={m}, batched": (BlendSpec("mpa", tuple(names), w), True),
-        f"DB-MPA-LS m={m}": (BlendSpec("mpa_ls", tuple(names), w), False),
-        "DB-KLA λ=0.5 (base + 1 adapter)": (BlendSpec("kla", (names[0],), (1.0,), lam=0.5), False),
-    }
-    prompts, seeds = ["a red circle on a blue background"] * args.batch, list(range(args.batch))
-    times = {k: [] for k in specs}
-    for spec, batched in specs.values():  # warm-up
-        sample(bundle, spec, prompts[:2], seeds[:2], SamplerConfig(steps=2, batched=batched))
-    for _ in range(args.repeats):
-        for key, (spec, batched) in specs.items():
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            sample(bundle, spec, prompts, seeds, SamplerConfig(steps=args.steps, batched=batched))
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            times[key].append(time.perf_counter() - t0)
-    ref = statistics.median(times["single adapter (= plain sampling)"])
-    print(f"\nmodel {bundle.source}, device {args.device}, {args.steps} steps, batch {args.batch}, "
-          f"median of {args.repeats} round-robin repeats, torch threads {torch.get_num_threads()}\n")
-    print("| method | s / image | ratio to single adapter |\n|---|---|---|")
-    for key, ts in times.items():
-        med = statistics.median(ts)
-        print(f"| {key} | {med / args.batch:.4f} | {med / ref:.2f}× |")
-
-    base_params = sum(p.numel() * p.element_size() for n, p in bundle.unet.named_parameters() if "lora_" not in n)
-    lora_params = sum(p.numel() * p.element_size() for n, p in bundle.unet.named_parameters() if "lora_" in n)
-    one_unet_m = base_params + lora_params
-    m_unets = m * base_params + lora_params
-    print(f"\nUNet parameter memory with {m} adapters: {one_unet_m / 1e6:.2f} MB in one UNet vs "
-          f"{m_unets / 1e6:.2f} MB as {m} separate UNets (ratio {one_unet_m / m_unets:.2f}); "
-          f"LoRA share {lora_params / one_unet_m:.1%}")
+    torch.set_num_threads(args.threads)
+    if args.child:
+        child(args)
+        return
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        p.error(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    methods = ["base"] + [m for m in methods if m != "base"]
+    mem_methods = [] if args.memory == "none" else methods if args.memory == "all" else \
+        ["base"] + [m.strip() for m in args.memory.split(",") if m.strip() and m.strip() != "base"]
+    result = {"time": {}, "time_min": {}, "memory": {}, "floor": {m: floor(m, args.steps) for m in methods}, "info": {}}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+        if args.memory_only:
+            times, info = {m: [1.0] for m in methods}, {"source": model, "unet_params_M": 0.0}
+        else:
+            times, info = time_methods(model, methods, args)
+        mem = measure_memory(model, mem_methods, args) if mem_methods else {}
+        ref, ref_min = statistics.median(times["base"]), min(times["base"])
+        if not args.memory_only:
+            result["time"][model] = {m: round(statistics.median(ts) / ref, 4) for m, ts in times.items()}
+            result["time_min"][model] = {m: round(min(ts) / ref_min, 4) for m, ts in times.items()}
+        if mem:
+            # GPU: the allocator's peak; CPU: the peak RSS while sampling (model, adapters and activations resident;
+            # the one-off peak of building the model is excluded: it is the same for every method)
+            key = "cuda_peak_mb" if "cuda_peak_mb" in mem["base"] else \
+                "sampling_peak_rss_mb" if mem["base"].get("sampling_peak_rss_mb") else "peak_rss_mb"
+            result["memory"][model] = {m: round(v[key] / mem["base"][key], 4) for m, v in mem.items()}
+            result["memory_mb"] = {**result.get("memory_mb", {}), model: {m: {k: v[k] for k in v if k.endswith("_mb")}
+                                                                          for m, v in mem.items()}}
+            info["memory_measure"] = key
+        info.update(load_1min=load, threads=torch.get_num_threads())
+        result["info"][model] = info
+        print(f"\n### {model}: {info['source']}, {info['unet_params_M']:.1f} M UNet parameters; device {args.device} "
+              f"{args.dtype}, {args.steps} steps, batch {args.batch}, median of {args.repeats} round-robin repeats, "
+              f"{torch.get_num_threads()} thread(s), load average {load:.1f}\n")
+        print("| method | s / image | ratio to base (median) | ratio (min) | floor | peak memory (process / sampling) "
+              "| memory ratio |")
+        print("|---|---|---|---|---|---|---|")
+        for m in methods:
+            mm = mem.get(m)
+            mtxt = (f"{mm['cuda_peak_mb']:.0f} MB (CUDA)" if "cuda_peak_mb" in mm else
+                    f"{mm['peak_rss_mb']:.0f} / {mm.get('sampling_peak_rss_mb') or float('nan'):.0f} MB") if mm else "–"
+            mr = f"{result['memory'][model][m]:.3f}" if mm else "–"
+            tm = result["time"].get(model, {})
+            print(f"| {m} | {statistics.median(times[m]) / args.batch:.4f} | {tm.get(m, float('nan')):.3f} | "
+                  f"{result['time_min'].get(model, {}).get(m, float('nan')):.3f} | {result['floor'][m]:g} | {mtxt} | {mr} |")
+        sw = {k: round(v, 1) for k, v in info.items() if k.endswith("_us")}
+        if sw and not args.memory_only:
+            print(f"\nadapter switch (µs): {sw}; one-off soup merges {info['soup_merge_s']:.2f} s")
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
