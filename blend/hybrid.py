@@ -116,7 +116,8 @@ def sample_hybrid(bundle: ModelBundle, schedule: HybridSchedule, prompts: Sequen
     sched.set_timesteps(config.steps)
     timesteps = sched.timesteps.tolist()
     steps = len(timesteps)
-    noises = [initial_noise(s, bundle.sample_shape, steps) for s in seeds]
+    keys = list(prompts) if config.noise == "per_image" else [None] * n  # the sampler's noise design
+    noises = [initial_noise(s, bundle.sample_shape, steps, prompt=k) for s, k in zip(seeds, keys)]
     x = torch.stack([xt for xt, _ in noises]).to(device, dtype) * sched.init_noise_sigma
     z = torch.stack([zz for _, zz in noises], dim=1).to(device, dtype)
     cond = bundle.encode_prompts(list(prompts))
@@ -124,7 +125,8 @@ def sample_hybrid(bundle: ModelBundle, schedule: HybridSchedule, prompts: Sequen
     predictor = NoisePredictor(bundle, config.guidance, batched=config.batched)
     choices = None
     if schedule.other == "mpa_ls":
-        choices = [draw_adapter_choices(s, schedule.adapters, schedule.weights, steps) for s in seeds]
+        choices = [draw_adapter_choices(s, schedule.adapters, schedule.weights, steps, prompt=k)
+                   for s, k in zip(seeds, keys)]
     evals = [0] * n
     for i, t in enumerate(timesteps):
         coeffs = schedule.coefficients_at(i, steps)
