@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from pathlib import Path
 
@@ -292,8 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                      seeds=list(range(args.seed_offset, args.seed_offset + n_seeds)),
                      sampler=SamplerConfig(steps=steps, guidance=args.guidance, eta=args.eta, batched=args.batched),
                      rewards=reward_names, objectives=objectives, batch_size=args.batch_size,
-                     spec_objective=spec_objective)
-    check_resumable(out_dir, exp, loras)
+                     spec_objective=spec_objective, dtype=args.dtype, reward_options=reward_opts, scales=scales)
     if state.is_main_process:
         save_config(out_dir, exp, {"adapters": {n: {"path": lw.extra.get("file"), "sha256": lw.sha256,
                                                     "format": lw.fmt} for n, lw in loras.items()},
@@ -305,14 +303,23 @@ def main(argv: list[str] | None = None) -> int:
               base_record={"source": bundle.source})
     state.wait_for_everyone()
     if state.is_main_process:
-        rows = merge_results(out_dir, exp)
-        table = write_summary(out_dir, rows, reward_names, [o.label for o in objectives])
+        rows, total = merge_results(out_dir, exp, loras)
+        wanted = len(specs) * len(prompts) * n_seeds
+        note = (f"Built from the {len(rows)} rows this command asked for ({len(specs)} configs × {len(prompts)} "
+                f"prompts × {n_seeds} seeds; rewards {', '.join(reward_names)}"
+                + (f"; scales {dict(zip(reward_names, scales))}" if scales else "")
+                + f"); results.jsonl holds all {total} rows of {out_dir}.")
+        if len(rows) < wanted:
+            log.warning("only %d of the %d rows this command asked for are stored (another process failed?); "
+                        "re-run the same command to complete them", len(rows), wanted)
+            note += f" {wanted - len(rows)} requested rows are missing: re-run the same command."
+        table = write_summary(out_dir, rows, reward_names, [o.label for o in objectives], note=note)
         if not args.no_grids:
-            write_grids(out_dir, rows)
+            write_grids(out_dir, [r for r in rows if (out_dir / r["image"]).exists()])
         plot_pareto(out_dir, summarise(rows), reward_names)
         print(table)
-        log.info("wrote %d result rows, summary.md, summary.json%s and pareto.png to %s", len(rows),
-                 "" if args.no_grids else ", grids/", out_dir)
+        log.info("wrote %d result rows (of %d in results.jsonl), summary.md, summary.json%s and pareto.png to %s",
+                 len(rows), total, "" if args.no_grids else ", grids/", out_dir)
     return 0
 
 
@@ -366,25 +373,6 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
             seen.add(s.label)
             unique.append(s)
     return unique
-
-
-def check_resumable(out_dir: Path, exp: Experiment, loras: dict) -> None:
-    """Refuse to resume into a directory whose earlier run used different settings (its rows would be wrong)."""
-    cfg_path = out_dir / "config.json"
-    if not cfg_path.exists():
-        return
-    old = json.loads(cfg_path.read_text())
-    checks = {"base_model": exp.base_model, "prompts": exp.prompts, "sampler": exp.sampler.__dict__,
-              "rewards": exp.rewards}
-    for key, value in checks.items():
-        if json.loads(json.dumps(value)) != old.get(key):
-            raise SystemExit(f"error: {out_dir} holds a run with a different {key} ({old.get(key)!r} vs {value!r}); "
-                             f"results would mix. Use a new --out_dir or delete the old one.")
-    for name, lw in loras.items():
-        prev = old.get("adapters", {}).get(name)
-        if prev and prev.get("sha256") != lw.sha256:
-            raise SystemExit(f"error: adapter {name!r} changed since the run in {out_dir} (sha256 differs); "
-                             f"use a new --out_dir")
 
 
 def _write_demo_adapters(bundle, directory: Path) -> list[tuple[str, str]]:

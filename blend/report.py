@@ -23,6 +23,11 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+def _finite(values: list[float | None]) -> list[float]:
+    """The finite values (non-finite scores are stored as None and counted in ``nonfinite``, never averaged)."""
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
 def summarise(rows: list[dict]) -> dict[str, dict]:
     """{config: {display, method, weights, lam, n, rewards: {name: [mean, se]}, weighted_reward: {obj: [mean, se]},
     seconds_per_image, unet_evals_per_image}} in first-seen order."""
@@ -35,9 +40,10 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
         out[label] = {
             "display": first["display"], "method": first["method"], "role": first.get("role", ""),
             "weights": first["weights"], "lam": first["lam"], "targets": first.get("targets"), "n": len(rs),
-            "rewards": {k: list(mean_se([r["rewards"][k] for r in rs])) for k in first["rewards"]},
-            "weighted_reward": {k: list(mean_se([r["weighted_reward"][k] for r in rs]))
+            "rewards": {k: list(mean_se(_finite([r["rewards"][k] for r in rs]))) for k in first["rewards"]},
+            "weighted_reward": {k: list(mean_se(_finite([r["weighted_reward"][k] for r in rs])))
                                 for k in first["weighted_reward"]},
+            "nonfinite": sum(1 for r in rs if r.get("nonfinite")),
             "seconds_per_image": sum(r["seconds"] for r in rs) / len(rs),
             "unet_evals_per_image": sum(r["unet_evals"] for r in rs) / len(rs),
         }
@@ -70,10 +76,18 @@ def markdown_tables(summary: dict[str, dict], reward_names: list[str], objective
     return "\n\n".join(sections) + "\n\n" + note + "\n"
 
 
-def write_summary(out_dir: Path, rows: list[dict], reward_names: list[str], objectives: list[str]) -> str:
+def write_summary(out_dir: Path, rows: list[dict], reward_names: list[str], objectives: list[str],
+                  note: str = "") -> str:
+    """Write summary.json and summary.md of ``rows``; ``note`` (e.g. which rows these are) ends the tables."""
     summary = summarise(rows)
     write_json_atomic(out_dir / "summary.json", summary)
     table = markdown_tables(summary, reward_names, objectives)
+    bad = {label: s["nonfinite"] for label, s in summary.items() if s["nonfinite"]}
+    if bad:
+        table += ("\nNon-finite rewards or images (stored as null, left out of the means): "
+                  + ", ".join(f"{label}: {n}" for label, n in bad.items()) + ".\n")
+    if note:
+        table += "\n" + note + "\n"
     write_text_atomic(out_dir / "summary.md", table)
     return table
 

@@ -18,6 +18,7 @@ the UNet with its adapters disabled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -88,6 +89,20 @@ class LoraWeights:
             sd[f"{m}.lora_A.weight"] = self.A[m]
             sd[f"{m}.lora_B.weight"] = self.B[m]
         return sd
+
+
+def content_sha256(lw: LoraWeights) -> str:
+    """sha256 of what the adapter computes: per module (sorted by name) its name, alpha, and lora_A and lora_B
+    with dtype, shape and bytes. It does not depend on the file format, key order or metadata, so
+    tensor-identical adapters get the same hash in every process (rows, manifests and resume checks use it)."""
+    h = hashlib.sha256()
+    for mod in lw.modules:
+        h.update(f"{mod}|{float(lw.alpha[mod])!r}|".encode())
+        for tag, t in (("A", lw.A[mod]), ("B", lw.B[mod])):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{tag}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- reading files
@@ -208,8 +223,9 @@ def read_lora(path: str | Path) -> LoraWeights:
         lw.fmt = "peft-dir"
     elif weights_file.suffix == ".safetensors" and lw.fmt == "peft":
         lw.fmt = "diffusers-safetensors"
-    lw.sha256 = sha256_file(weights_file)
+    lw.sha256 = content_sha256(lw)
     lw.extra["file"] = str(weights_file)
+    lw.extra["file_sha256"] = sha256_file(weights_file)
     return lw
 
 

@@ -99,9 +99,6 @@ def test_two_processes_split_and_merge(tmp_path, default_run):
     assert rows_without_timing(tmp_path) == rows_without_timing(default_run)
 
 
-def test_changed_settings_refuse_to_resume(default_run):
-    with pytest.raises(SystemExit, match="different sampler"):
-        main(["--out_dir", str(default_run), *SMALL[:-1], "--eta", "0.5"])
 
 
 @pytest.mark.parametrize("argv, match", [
