@@ -129,7 +129,7 @@ class RowKeys:
 def quantize(images: torch.Tensor) -> torch.Tensor:
     """The images as saved (uint8 PNG) and read back, in [0, 1]: rewards score exactly what is on disk, so a
     reward added later (scored from the PNG) gives the number it would have given at sampling time."""
-    return (images.detach().float().clamp(0, 1) * 255).round() / 255
+    return ((images.detach().float().clamp(0, 1) * 255).round() / 255).contiguous()
 
 
 def read_images(out_dir: Path, rels: Sequence[str]) -> torch.Tensor:
