@@ -118,6 +118,11 @@ class TrainConfig:
     checkpoints_total_limit: int | None = _f(None, "keep only the newest N checkpoints")
     resume: str | None = _f(None, "continue a run: 'latest' (newest complete checkpoint in --output_dir) or a "
                             "checkpoint directory", alias="--resume_from_checkpoint")
+    overwrite_output_dir: bool = _f(False, "start fresh even though --output_dir holds checkpoints of another run "
+                                    "(they are deleted); without it such a start is refused")
+    allow_changed_settings: bool = _f(False, "with --resume: accept a changed reward, base model, --kl_weight, "
+                                      "--reward_weight, --algorithm or --learning_rate; the new values take effect "
+                                      "and every manifest records the change")
     report_to: str = _f("tensorboard", "accelerate tracker(s): tensorboard, wandb, all or none")
     logging_dir: str = _f("logs", "tracker directory, relative to --output_dir")
     multi_gpu: int = _f(0, "accepted for compatibility; no effect: the processes are set by `accelerate launch` "
