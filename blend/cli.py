@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -171,9 +175,33 @@ def list_rewards_text() -> str:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device of ``--device``; a clear error when it does not exist or is not available here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"error: --device {name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"error: --device {name}: CUDA is not available on this machine; use --device cpu "
+                             f"(or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SystemExit(f"error: --device {name}: this machine has {torch.cuda.device_count()} GPU(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif device.type != "cpu":
+        raise SystemExit(f"error: --device {name}: only cpu, cuda, cuda:N and auto are supported")
+    return device
+
+
+def typed_flag(parser: argparse.ArgumentParser, argv: list[str] | None, dest: str) -> str:
+    """The option string the user typed for ``dest`` (e.g. --num_inference_steps for --steps), else the first."""
+    action = next(a for a in parser._actions if a.dest == dest and a.option_strings)
+    for item in argv if argv is not None else sys.argv[1:]:
+        flag = item.split("=", 1)[0]
+        if flag in action.option_strings:
+            return flag
+    return action.option_strings[0]
 
 
 def _explicit_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:

@@ -110,12 +110,18 @@ def content_sha256(lw: LoraWeights) -> str:
 
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt") as fh:
-            return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})
+        except Exception as exc:  # noqa: BLE001 - re-raised with the path
+            raise AdapterError(f"cannot read adapter file {path}: it is truncated or not a safetensors file "
+                               f"({type(exc).__name__}); copy or save it again") from exc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the path
-        raise AdapterError(f"cannot read adapter file {path}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - re-raised with the path (not torch's advice to unpickle code)
+        raise AdapterError(f"cannot read adapter file {path}: it is truncated, corrupt, or not a plain dict of "
+                           f"tensors (a pickled model or other object is not a LoRA state dict); save the LoRA "
+                           f"with torch.save(state_dict) or as .safetensors") from exc
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise AdapterError(f"{path} is not a LoRA state dict (expected a dict of tensors)")
     return obj, {}

@@ -277,6 +277,9 @@ def validate(cfg: TrainConfig, num_processes: int = 1) -> list[str]:
     if cfg.single_flag == 0:
         need(cfg.prompt_path is not None, "--single_flag 0 trains on a prompt file: pass --prompt_path FILE "
                                           "(or --single_flag 1 --single_prompt TEXT)")
+    need(cfg.single_flag == 0 or cfg.prompt_path is None,
+         f"--prompt_path {cfg.prompt_path} would be ignored: --single_flag 1 (the default) trains on --single_prompt "
+         f"only; add --single_flag 0 to train on the prompt file (or drop --prompt_path)")
     if cfg.samples_per_iteration is not None:
         per = num_processes * cfg.num_samples
         need(cfg.samples_per_iteration % per == 0,
