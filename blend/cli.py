@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lora", action="append", default=[], metavar="NAME=PATH",
                    help="a LoRA adapter (PEFT dir, diffusers .safetensors or legacy attn-procs .bin); repeat; the "
                         "order fixes the order of the weights")
+    g.add_argument("--allow_other_base", action="store_true",
+                   help="use a trainer checkpoint whose manifest names another base model (a warning, not an error)")
     g.add_argument("--oracle", action="append", default=[], metavar="W=PATH",
                    help="a MORL oracle adapter trained on the weighted reward W (e.g. '0.5,0.5=ckpt/'); repeat")
     g.add_argument("--t2i_path", default=None, help="(original) the ImageReward adapter; same as --lora t2i=PATH")
@@ -197,7 +199,7 @@ def resolve_device(name: str) -> torch.device:
 def typed_flag(parser: argparse.ArgumentParser, argv: list[str] | None, dest: str) -> str:
     """The option string the user typed for ``dest`` (e.g. --num_inference_steps for --steps), else the first."""
     action = next(a for a in parser._actions if a.dest == dest and a.option_strings)
-    for item in argv if argv is not None else sys.argv[1:]:
+    for item in reversed(argv if argv is not None else sys.argv[1:]):  # the last one given wins
         flag = item.split("=", 1)[0]
         if flag in action.option_strings:
             return flag
@@ -232,7 +234,20 @@ def apply_builtin_default(args: argparse.Namespace, explicit: set[str]) -> bool:
     return True
 
 
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, TimeoutError)
+
+
+def _to_run_log(out_dir: Path, message: str) -> None:
+    """Write ``message`` to this run's run.log only (the console gets it from SystemExit)."""
+    target = str((out_dir / "run.log").resolve())
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in get_logger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == target:
+            handler.handle(record)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; user errors exit with one ``error:`` line (also in run.log), Ctrl-C with one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_rewards:
@@ -240,77 +255,191 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out_dir = Path(args.out_dir)
     setup_logging(log_file=out_dir / "run.log")
+    try:
+        return _run(parser, args, argv, out_dir)
+    except KeyboardInterrupt:
+        log.error("interrupted; re-run the same command to resume")
+        return 130
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            _to_run_log(out_dir, exc.code)
+        raise
+    except USER_ERRORS as exc:
+        message = f"error: {exc}"
+        _to_run_log(out_dir, message)
+        raise SystemExit(message) from None
+
+
+def check_checkpoint(path: str, flag: str, base_model: str, allow_other_base: bool) -> None:
+    """Refuse a trainer checkpoint without its COMPLETE marker; refuse (or, with --allow_other_base, warn about)
+    one whose manifest names another base model."""
+    p = Path(path).expanduser()
+    d = p if p.is_dir() else p.parent
+    looks = re.fullmatch(r"\.?(tmp-)?checkpoint-\d+", d.name) or (d / "manifest.json").exists() \
+        or (d / "training_state.pt").exists()
+    if not looks:
+        return
+    if not (d / "COMPLETE").is_file():
+        raise SystemExit(f"error: {flag} {path}: {d} is a half-written trainer checkpoint (no COMPLETE marker: the "
+                         f"trainer was stopped while saving it); pass a complete checkpoint-<N>/ of {d.parent}")
+    manifest = d / "manifest.json"
+    trained = json.loads(manifest.read_text()).get("base_model") if manifest.exists() else None
+
+    def norm(m: str) -> str:
+        return str(Path(m).expanduser().resolve()) if Path(m).expanduser().exists() else m
+
+    if trained and norm(trained) != norm(base_model):
+        msg = f"{flag} {path} was trained on base model {trained!r}, not on --base_model {base_model!r}"
+        if not allow_other_base:
+            raise SystemExit(f"error: {msg}; pass the base it was trained on, or --allow_other_base to use it anyway")
+        log.warning("%s; using it anyway (--allow_other_base)", msg)
+
+
+def _check_weight_labels(weights: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+    """Distinct weight vectors must get distinct labels (one would be dropped); exact repeats are dropped."""
+    seen: dict[str, tuple[float, ...]] = {}
+    out = []
+    for w in weights:
+        label = Objective(w, ()).label
+        if label in seen:
+            if seen[label] != w:
+                raise SystemExit(f"error: --weights {seen[label]} and {w} both print as {label} (6 significant "
+                                 f"digits), so their rows and tables would collide; round them or make them differ")
+            log.warning("--weights %s given twice; using it once", w)
+            continue
+        seen[label] = w
+        out.append(w)
+    return out
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str] | None, out_dir: Path) -> int:
     from accelerate import PartialState
 
     device = resolve_device(args.device)
-    state = PartialState(cpu=device.type == "cpu")
-    if device.type == "cuda" and state.num_processes > 1:
-        device = state.device
     dtype = getattr(torch, args.dtype)
     if device.type == "cpu" and dtype != torch.float32:
         raise SystemExit("error: use --dtype float32 on the CPU (half precision is for GPUs)")
 
+    # ---- every flag is checked here, before any model is loaded
     toy_default = apply_builtin_default(args, _explicit_flags(parser, argv))
     original = bool(args.t2i_path or args.vila_path or args.ir_weight is not None)
-    adapters = _named_paths(args.lora, "--lora")
+    adapters = [(n, p, "--lora") for n, p in _named_paths(args.lora, "--lora")]
     if args.t2i_path:
-        adapters.append(("t2i", args.t2i_path))
+        adapters.append(("t2i", args.t2i_path, "--t2i_path"))
     if args.vila_path:
-        adapters.append(("vila", args.vila_path))
+        adapters.append(("vila", args.vila_path, "--vila_path"))
     oracles = _named_paths(args.oracle, "--oracle")
     base_model = args.base_model or (PAPER_BASE_MODEL if original else DEFAULT_BASE_MODEL)
     builtin_demo = base_model == "builtin:tiny" and not adapters  # random demo adapters for the tiny model
     if toy_default:
         log.info("no model given: running the built-in toy-world default (python run_DB.py --help for flags)")
+    if args.batch_size < 1:
+        raise SystemExit(f"error: --batch_size must be ≥ 1, got {args.batch_size}")
+    if args.steps is not None and args.steps < 1:
+        raise SystemExit(f"error: {typed_flag(parser, argv, 'steps')} must be ≥ 1, got {args.steps}")
+    if args.eta < 0:
+        raise SystemExit(f"error: --eta must be ≥ 0, got {args.eta}")
 
     weights = _parse_weights(args.weights)
     if args.ir_weight is not None:
         weights.append((args.ir_weight, 1.0 - args.ir_weight))
-    reward_names = [r for r in (args.rewards or ("image_reward,vila" if original else
-                                                  "jpeg_compressibility,colorfulness")).split(",") if r]
+    if builtin_demo and not weights:
+        weights = [(0.5, 0.5)]
+    weights = _check_weight_labels(weights)
+    if args.rewards is not None and not [r for r in args.rewards.split(",") if r.strip()]:
+        raise SystemExit("error: --rewards is empty; name at least one reward (python run_DB.py --list_rewards)")
+    reward_names = [r.strip() for r in (args.rewards or ("image_reward,vila" if original else
+                                                          "jpeg_compressibility,colorfulness")).split(",")]
+    if "" in reward_names:
+        raise SystemExit(f"error: --rewards {args.rewards!r} has an empty name; separate reward names with one ','")
+    if len(set(reward_names)) != len(reward_names):
+        raise SystemExit(f"error: --rewards {args.rewards!r} names a reward twice")
     if args.prompt_file:
         prompts = load_prompts(args.prompt_file)
-    elif args.prompts:
-        prompts = [p.strip() for p in args.prompts.split("|") if p.strip()]
+    elif args.prompts is not None:
+        prompts = [p.strip() for p in args.prompts.split("|")]
+        if not any(prompts):
+            raise SystemExit("error: --prompts is empty; pass prompts separated by '|' (or --prompt_file FILE)")
+        if not all(prompts):
+            raise SystemExit(f"error: --prompts {args.prompts!r}: prompt #{prompts.index('')} is blank; remove the "
+                             f"extra '|'")
     else:
         prompts = DEFAULT_PROMPTS
     n_seeds = args.n_seeds if args.n_seeds is not None else (2 if builtin_demo else 5)
     if n_seeds < 1:
         raise SystemExit("error: --n_seeds must be ≥ 1")
-    steps = args.steps or (10 if base_model.startswith("builtin:") else 50)
+    steps = args.steps if args.steps is not None else (10 if base_model.startswith("builtin:") else 50)
     try:
         lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
     except ValueError as exc:
         raise SystemExit(f"error: --lambdas {args.lambdas!r} must be comma-separated numbers, e.g. 0.5,1.5") from exc
+    if not lambdas:
+        raise SystemExit("error: --lambdas is empty; give DB-KLA's λ values, e.g. --lambdas 0.5,1.5")
 
-    from rewards import get_reward
+    from rewards.registry import check_reward_options
 
     reward_opts = _reward_options(args.reward_option)
+    for name in reward_opts:
+        if name not in reward_names:
+            raise SystemExit(f"error: --reward_option names reward {name!r}, which is not in --rewards "
+                             f"{','.join(reward_names)}")
+    try:
+        reward_opts = {name: check_reward_options(name, reward_opts.get(name, {})) for name in reward_names}
+    except KeyError as exc:
+        raise SystemExit(f"error: {exc.args[0]}") from None
+    reward_opts = {k: v for k, v in reward_opts.items() if v}
+
+    from diffusion.lora import read_lora
+
+    adapter_names = ["demo_a", "demo_b"] if builtin_demo else [n for n, _, _ in adapters]
+    read = {}
+    for name, path, flag in adapters:
+        check_checkpoint(path, flag, base_model, args.allow_other_base)
+        read[name] = read_lora(path)
+    oracle_specs, spec_objective, oracle_read = [], {}, {}
+    if "oracle" in (args.methods or "").split(",") and not oracles:
+        raise SystemExit("error: --methods oracle needs --oracle W=PATH (a MORL adapter trained on weights W)")
+    for i, (w_text, path) in enumerate(oracles):
+        w = _parse_weights([w_text])[0]
+        if adapter_names and len(w) != len(adapter_names):
+            raise SystemExit(f"error: --oracle {w_text}={path}: its weights have {len(w)} entries but there are "
+                             f"{len(adapter_names)} adapters {adapter_names}")
+        target = Objective(w, tuple(reward_names)).label
+        name = f"oracle{i}_w" + "_".join(f"{x:g}" for x in w).replace(".", "p").replace("-", "m")
+        check_checkpoint(path, "--oracle", base_model, args.allow_other_base)
+        oracle_read[name] = read_lora(path)
+        oracle_specs.append(BlendSpec("single", (name,), role="oracle", extra={"target": target}))
+        spec_objective[oracle_specs[-1].label] = target
+    specs = build_specs(args.methods, adapter_names, weights, lambdas, oracle_specs, original)
+    scales = _reward_scales(args.reward_scale, reward_names)
+
+    # ---- load
+    from rewards import get_reward
+
+    state = PartialState(cpu=device.type == "cpu")
+    if device.type == "cuda" and state.num_processes > 1:
+        device = state.device
     reward_fns = {name: get_reward(name, device=device, dtype=torch.float32, cache_dir=args.cache_dir,
                                    **reward_opts.get(name, {})) for name in reward_names}
 
     from diffusion.loading import load_bundle
-    from diffusion.lora import load_adapter
+    from diffusion.lora import add_lora, load_adapter
 
     bundle = load_bundle(base_model, device=device, dtype=dtype, cache_dir=args.cache_dir)
     if builtin_demo:
-        adapters = _write_demo_adapters(bundle, out_dir / "builtin_adapters")
-        if not weights:
-            weights = [(0.5, 0.5)]
-    loras = {name: load_adapter(bundle.unet, name, path) for name, path in adapters}
-    oracle_specs, spec_objective = [], {}
-    for i, (w_text, path) in enumerate(oracles):
-        w = _parse_weights([w_text])[0]
-        target = Objective(w, tuple(reward_names)).label
-        name = f"oracle{i}_w" + "_".join(f"{x:g}" for x in w).replace(".", "p").replace("-", "m")
-        loras[name] = load_adapter(bundle.unet, name, path)
-        oracle_specs.append(BlendSpec("single", (name,), role="oracle", extra={"target": target}))
-        spec_objective[oracle_specs[-1].label] = target
-
-    specs = build_specs(args.methods, [a for a, _ in adapters], weights, lambdas, oracle_specs, original)
-    scales = _reward_scales(args.reward_scale, reward_names)
+        loras = {name: load_adapter(bundle.unet, name, path)
+                 for name, path in _write_demo_adapters(bundle, out_dir / "builtin_adapters")}
+    else:
+        loras = {}
+        for name, lw in {**read, **oracle_read}.items():
+            add_lora(bundle.unet, name, lw)
+            loras[name] = lw
+    for name, lw in oracle_read.items():
+        if name not in loras:
+            add_lora(bundle.unet, name, lw)
+            loras[name] = lw
     objectives = []
-    if len(reward_names) == len(adapters):
+    if len(reward_names) == len(adapter_names):
         objectives = [Objective(w, tuple(reward_names), scales) for w in weights]
         for s in specs:
             if s.method in ("mpa", "mpa_ls", "soup", "soup_factors") or s.method == "kla" and len(s.adapters) > 1:
