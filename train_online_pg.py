@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         last = trainer.train()
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        log.error("%s", exc)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+        log.error("error: %s", exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
         return 2
     if trainer.acc.is_main_process:
         log.info("done; last checkpoint: %s", last)

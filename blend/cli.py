@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import re
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +19,6 @@ from diffusion_blend.prompts import load_prompts
 from diffusion_blend.provenance import provenance
 
 if TYPE_CHECKING:
-    from blend.experiment import Experiment
     from blend.spec import BlendSpec
 
 log = get_logger("run_DB")
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
                    help="a full fine-tuned UNet (unet/ or Stable-Diffusion directory) as a blend member, after the "
                         "--lora members in the weight order; memory: one UNet per member")
+    g.add_argument("--allow_other_base", action="store_true",
+                   help="use a trainer checkpoint whose manifest names another base model (a warning, not an error)")
     g.add_argument("--oracle", action="append", default=[], metavar="W=PATH",
                    help="a MORL oracle adapter trained on the weighted reward W (e.g. '0.5,0.5=ckpt/'); repeat")
     g.add_argument("--t2i_path", default=None, help="(original) the ImageReward adapter; same as --lora t2i=PATH")
@@ -196,11 +200,35 @@ def list_rewards_text() -> str:
 
 
 def resolve_device(name: str):
+    """The torch device of ``--device``; a clear error when it does not exist or is not available here."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"error: --device {name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"error: --device {name}: CUDA is not available on this machine; use --device cpu "
+                             f"(or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SystemExit(f"error: --device {name}: this machine has {torch.cuda.device_count()} GPU(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif device.type != "cpu":
+        raise SystemExit(f"error: --device {name}: only cpu, cuda, cuda:N and auto are supported")
+    return device
+
+
+def typed_flag(parser: argparse.ArgumentParser, argv: list[str] | None, dest: str) -> str:
+    """The option string the user typed for ``dest`` (e.g. --num_inference_steps for --steps), else the first."""
+    action = next(a for a in parser._actions if a.dest == dest and a.option_strings)
+    for item in reversed(argv if argv is not None else sys.argv[1:]):  # the last one given wins
+        flag = item.split("=", 1)[0]
+        if flag in action.option_strings:
+            return flag
+    return action.option_strings[0]
 
 
 def _explicit_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
@@ -231,7 +259,20 @@ def apply_builtin_default(args: argparse.Namespace, explicit: set[str]) -> bool:
     return True
 
 
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, TimeoutError)
+
+
+def _to_run_log(out_dir: Path, message: str) -> None:
+    """Write ``message`` to this run's run.log only (the console gets it from SystemExit)."""
+    target = str((out_dir / "run.log").resolve())
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in get_logger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == target:
+            handler.handle(record)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; user errors exit with one ``error:`` line (also in run.log), Ctrl-C with one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_rewards:
@@ -239,6 +280,78 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out_dir = Path(args.out_dir)
     setup_logging(log_file=out_dir / "run.log")
+    try:
+        return _run(parser, args, argv, out_dir)
+    except KeyboardInterrupt:
+        log.error("interrupted; re-run the same command to resume")
+        return 130
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            _to_run_log(out_dir, exc.code)
+        raise
+    except USER_ERRORS as exc:
+        message = f"error: {exc}"
+        _to_run_log(out_dir, message)
+        raise SystemExit(message) from None
+
+
+def _check_adapter_source(path: str, flag: str) -> None:
+    """A local adapter path must exist (hub ids ``owner/repo[:file]`` are resolved when loading)."""
+    p = Path(path).expanduser()
+    if p.exists():
+        return
+    repo = path.split(":", 1)[0]
+    if repo.count("/") == 1 and not path.startswith((".", "/", "~")):
+        return
+    raise SystemExit(f"error: {flag} {path}: adapter not found (no such file or directory); pass a LoRA file or "
+                     f"directory, or a hub id owner/repo[:file]")
+
+
+def check_checkpoint(path: str, flag: str, base_model: str, allow_other_base: bool) -> None:
+    """Refuse a trainer checkpoint without its COMPLETE marker; refuse (or, with --allow_other_base, warn about)
+    one whose manifest names another base model."""
+    p = Path(path).expanduser()
+    d = p if p.is_dir() else p.parent
+    looks = re.fullmatch(r"\.?(tmp-)?checkpoint-\d+", d.name) or (d / "manifest.json").exists() \
+        or (d / "training_state.pt").exists()
+    if not looks:
+        return
+    if not (d / "COMPLETE").is_file():
+        raise SystemExit(f"error: {flag} {path}: {d} is a half-written trainer checkpoint (no COMPLETE marker: the "
+                         f"trainer was stopped while saving it); pass a complete checkpoint-<N>/ of {d.parent}")
+    manifest = d / "manifest.json"
+    trained = json.loads(manifest.read_text()).get("base_model") if manifest.exists() else None
+
+    def norm(m: str) -> str:
+        return str(Path(m).expanduser().resolve()) if Path(m).expanduser().exists() else m
+
+    if trained and norm(trained) != norm(base_model):
+        msg = f"{flag} {path} was trained on base model {trained!r}, not on --base_model {base_model!r}"
+        if not allow_other_base:
+            raise SystemExit(f"error: {msg}; pass the base it was trained on, or --allow_other_base to use it anyway")
+        log.warning("%s; using it anyway (--allow_other_base)", msg)
+
+
+def _check_weight_labels(weights: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+    """Distinct weight vectors must get distinct labels (one would be dropped); exact repeats are dropped."""
+    from blend.experiment import Objective
+
+    seen: dict[str, tuple[float, ...]] = {}
+    out = []
+    for w in weights:
+        label = Objective(w, ()).label
+        if label in seen:
+            if seen[label] != w:
+                raise SystemExit(f"error: --weights {seen[label]} and {w} both print as {label} (6 significant "
+                                 f"digits), so their rows and tables would collide; round them or make them differ")
+            log.warning("--weights %s given twice; using it once", w)
+            continue
+        seen[label] = w
+        out.append(w)
+    return out
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str] | None, out_dir: Path) -> int:
     import torch
     from accelerate import PartialState
 
@@ -248,50 +361,114 @@ def main(argv: list[str] | None = None) -> int:
     from blend.spec import BlendSpec
 
     device = resolve_device(args.device)
-    state = PartialState(cpu=device.type == "cpu")
-    if device.type == "cuda" and state.num_processes > 1:
-        device = state.device
     dtype = getattr(torch, args.dtype)
     if device.type == "cpu" and dtype != torch.float32:
         raise SystemExit("error: use --dtype float32 on the CPU (half precision is for GPUs)")
 
+    # ---- every flag is checked here, before any model is loaded
     toy_default = apply_builtin_default(args, _explicit_flags(parser, argv))
     original = bool(args.t2i_path or args.vila_path or args.ir_weight is not None)
-    adapters = _named_paths(args.lora, "--lora")
+    adapters = [(n, p, "--lora") for n, p in _named_paths(args.lora, "--lora")]
     if args.t2i_path:
-        adapters.append(("t2i", args.t2i_path))
+        adapters.append(("t2i", args.t2i_path, "--t2i_path"))
     if args.vila_path:
-        adapters.append(("vila", args.vila_path))
+        adapters.append(("vila", args.vila_path, "--vila_path"))
     members = _named_paths(args.model, "--model")
     oracles = _named_paths(args.oracle, "--oracle")
     base_model = args.base_model or (PAPER_BASE_MODEL if original else DEFAULT_BASE_MODEL)
     builtin_demo = base_model.startswith("builtin:tiny") and not adapters and not members  # random demo adapters
     if toy_default:
         log.info("no model given: running the built-in toy-world default (python run_DB.py --help for flags)")
+    if args.batch_size < 1:
+        raise SystemExit(f"error: --batch_size must be ≥ 1, got {args.batch_size}")
+    if args.steps is not None and args.steps < 1:
+        raise SystemExit(f"error: {typed_flag(parser, argv, 'steps')} must be ≥ 1, got {args.steps}")
+    if args.eta < 0:
+        raise SystemExit(f"error: --eta must be ≥ 0, got {args.eta}")
 
     weights = _parse_weights(args.weights)
     if args.ir_weight is not None:
         weights.append((args.ir_weight, 1.0 - args.ir_weight))
-    reward_names = [r for r in (args.rewards or ("image_reward,vila" if original else
-                                                  "jpeg_compressibility,colorfulness")).split(",") if r]
+    if builtin_demo and not weights:
+        weights = [(0.5, 0.5)]
+    weights = _check_weight_labels(weights)
+    if args.rewards is not None and not [r for r in args.rewards.split(",") if r.strip()]:
+        raise SystemExit("error: --rewards is empty; name at least one reward (python run_DB.py --list_rewards)")
+    reward_names = [r.strip() for r in (args.rewards or ("image_reward,vila" if original else
+                                                          "jpeg_compressibility,colorfulness")).split(",")]
+    if "" in reward_names:
+        raise SystemExit(f"error: --rewards {args.rewards!r} has an empty name; separate reward names with one ','")
+    if len(set(reward_names)) != len(reward_names):
+        raise SystemExit(f"error: --rewards {args.rewards!r} names a reward twice")
     if args.prompt_file:
         prompts = load_prompts(args.prompt_file)
-    elif args.prompts:
-        prompts = [p.strip() for p in args.prompts.split("|") if p.strip()]
+    elif args.prompts is not None:
+        prompts = [p.strip() for p in args.prompts.split("|")]
+        if not any(prompts):
+            raise SystemExit("error: --prompts is empty; pass prompts separated by '|' (or --prompt_file FILE)")
+        if not all(prompts):
+            raise SystemExit(f"error: --prompts {args.prompts!r}: prompt #{prompts.index('')} is blank; remove the "
+                             f"extra '|'")
     else:
         prompts = DEFAULT_PROMPTS
     n_seeds = args.n_seeds if args.n_seeds is not None else (2 if builtin_demo else 5)
     if n_seeds < 1:
         raise SystemExit("error: --n_seeds must be ≥ 1")
-    steps = args.steps or (10 if base_model.startswith("builtin:") else 50)
+    steps = args.steps if args.steps is not None else (10 if base_model.startswith("builtin:") else 50)
     try:
         lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
     except ValueError as exc:
         raise SystemExit(f"error: --lambdas {args.lambdas!r} must be comma-separated numbers, e.g. 0.5,1.5") from exc
+    if not lambdas:
+        raise SystemExit("error: --lambdas is empty; give DB-KLA's λ values, e.g. --lambdas 0.5,1.5")
 
-    from rewards import get_reward
+    from rewards import load_all
+    from rewards.registry import check_reward_options
+
+    load_all()  # registers every reward (cheap: no model is loaded)
 
     reward_opts = _reward_options(args.reward_option)
+    for name in reward_opts:
+        if name not in reward_names:
+            raise SystemExit(f"error: --reward_option names reward {name!r}, which is not in --rewards "
+                             f"{','.join(reward_names)}")
+    try:
+        reward_opts = {name: check_reward_options(name, reward_opts.get(name, {})) for name in reward_names}
+    except KeyError as exc:
+        raise SystemExit(f"error: {exc.args[0]}") from None
+    reward_opts = {k: v for k, v in reward_opts.items() if v}
+
+    adapter_names = ["demo_a", "demo_b"] if builtin_demo else [n for n, _, _ in adapters] + [n for n, _ in members]
+    for _name, path, flag in adapters:
+        _check_adapter_source(path, flag)
+        check_checkpoint(path, flag, base_model, args.allow_other_base)
+    for _name, path in members:
+        _check_adapter_source(path, "--model")
+    oracle_specs, spec_objective, oracle_paths = [], {}, {}
+    if "oracle" in (args.methods or "").split(",") and not oracles:
+        raise SystemExit("error: --methods oracle needs --oracle W=PATH (a MORL adapter trained on weights W)")
+    for i, (w_text, path) in enumerate(oracles):
+        w = _parse_weights([w_text])[0]
+        if adapter_names and len(w) != len(adapter_names):
+            raise SystemExit(f"error: --oracle {w_text}={path}: its weights have {len(w)} entries but there are "
+                             f"{len(adapter_names)} adapters {adapter_names}")
+        target = Objective(w, tuple(reward_names)).label
+        name = f"oracle{i}_w" + "_".join(f"{x:g}" for x in w).replace(".", "p").replace("-", "m")
+        check_checkpoint(path, "--oracle", base_model, args.allow_other_base)
+        oracle_paths[name] = path
+        oracle_specs.append(BlendSpec("single", (name,), role="oracle", extra={"target": target}))
+        spec_objective[oracle_specs[-1].label] = target
+    scales = _reward_scales(args.reward_scale, reward_names)
+    scale_map = dict(zip(reward_names, scales)) if scales else None
+    specs = build_specs(args.methods, adapter_names, weights, lambdas, oracle_specs, original, reward_names, args,
+                        steps, scale_map)  # validated now; soups/schedules are settled once the adapters are read
+
+    # ---- load
+    from rewards import get_reward
+
+    state = PartialState(cpu=device.type == "cpu")
+    if device.type == "cuda" and state.num_processes > 1:
+        device = state.device
     reward_fns = {name: get_reward(name, device=device, dtype=torch.float32, cache_dir=args.cache_dir,
                                    **reward_opts.get(name, {})) for name in reward_names}
 
@@ -301,33 +478,20 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = load_bundle(base_model, device=device, dtype=dtype, cache_dir=args.cache_dir)
     if builtin_demo:
-        adapters = _write_demo_adapters(bundle, out_dir / "builtin_adapters")
-        if not weights:
-            weights = [(0.5, 0.5)]
+        adapters = [(n, p, "--lora") for n, p in _write_demo_adapters(bundle, out_dir / "builtin_adapters")]
     if args.scheduler != "ddim":
         bundle.scheduler = make_scheduler(args.scheduler, bundle.scheduler.config)
-    loras = {name: load_adapter_any(bundle, name, path, cache_dir=args.cache_dir) for name, path in adapters}
+    loras = {name: load_adapter_any(bundle, name, path, cache_dir=args.cache_dir) for name, path, _ in adapters}
     for name, path in members:
         add_unet_member(bundle, name, path)
         loras[name] = unet_member_record(path)
-    adapters += members
-    oracle_specs, spec_objective = [], {}
-    for i, (w_text, path) in enumerate(oracles):
-        w = _parse_weights([w_text])[0]
-        target = Objective(w, tuple(reward_names)).label
-        name = f"oracle{i}_w" + "_".join(f"{x:g}" for x in w).replace(".", "p").replace("-", "m")
+    for name, path in oracle_paths.items():
         loras[name] = load_adapter_any(bundle, name, path, cache_dir=args.cache_dir)
-        oracle_specs.append(BlendSpec("single", (name,), role="oracle", extra={"target": target}))
-        spec_objective[oracle_specs[-1].label] = target
-
-    scales = _reward_scales(args.reward_scale, reward_names)
-    specs = build_specs(args.methods, [a for a, _ in adapters], weights, lambdas, oracle_specs, original,
-                        reward_names, args, steps, dict(zip(reward_names, scales)) if scales else None)
     specs = _without_impossible_soups(specs, loras, args.methods)
     if args.weights_end:
         specs = attach_schedules(specs, weights, _parse_weights(args.weights_end), args.schedule)
     objectives = []
-    if len(reward_names) == len(adapters) or not adapters and any(s.is_baseline for s in specs):
+    if len(reward_names) == len(adapter_names) or not adapter_names and any(s.is_baseline for s in specs):
         objectives = [Objective(w, tuple(reward_names), scales) for w in weights]
         for s in specs:
             if s.method in ("mpa", "mpa_ls", "soup", "soup_factors") or s.method == "kla" and len(s.adapters) > 1 \
@@ -338,12 +502,13 @@ def main(argv: list[str] | None = None) -> int:
                      sampler=SamplerConfig(steps=steps, guidance=args.guidance, eta=args.eta, batched=args.batched,
                                            noise=args.noise, ls_draw=args.ls_draw),
                      rewards=reward_names, objectives=objectives, batch_size=args.batch_size,
-                     spec_objective=spec_objective)
-    check_resumable(out_dir, exp, loras, scheduler=args.scheduler)
+                     spec_objective=spec_objective, dtype=args.dtype, reward_options=reward_opts, scales=scales,
+                     scheduler=args.scheduler)
     if state.is_main_process:
         save_config(out_dir, exp, {"adapters": {n: {"path": lw.extra.get("file"), "sha256": lw.sha256,
                                                     "format": lw.fmt} for n, lw in loras.items()},
-                                   "scheduler": args.scheduler, "argv": argv, "device": str(device), "dtype": args.dtype, **provenance()})
+                                   "scheduler": args.scheduler, "argv": argv, "device": str(device),
+                                   "dtype": args.dtype, **provenance()})
     state.wait_for_everyone()
     log.info("%d configs × %d prompts × %d seeds = %d images; rewards: %s", len(specs), len(prompts), n_seeds,
              len(specs) * len(prompts) * n_seeds, ", ".join(reward_names))
@@ -351,14 +516,23 @@ def main(argv: list[str] | None = None) -> int:
               base_record={"source": bundle.source})
     state.wait_for_everyone()
     if state.is_main_process:
-        rows = merge_results(out_dir, exp)
-        table = write_summary(out_dir, rows, reward_names, [o.label for o in objectives])
+        rows, total = merge_results(out_dir, exp, loras)
+        wanted = len(specs) * len(prompts) * n_seeds
+        note = (f"Built from the {len(rows)} rows this command asked for ({len(specs)} configs × {len(prompts)} "
+                f"prompts × {n_seeds} seeds; rewards {', '.join(reward_names)}"
+                + (f"; scales {dict(zip(reward_names, scales))}" if scales else "")
+                + f"); results.jsonl holds all {total} rows of {out_dir}.")
+        if len(rows) < wanted:
+            log.warning("only %d of the %d rows this command asked for are stored (another process failed?); "
+                        "re-run the same command to complete them", len(rows), wanted)
+            note += f" {wanted - len(rows)} requested rows are missing: re-run the same command."
+        table = write_summary(out_dir, rows, reward_names, [o.label for o in objectives], note=note)
         if not args.no_grids:
-            write_grids(out_dir, rows)
+            write_grids(out_dir, [r for r in rows if (out_dir / r["image"]).exists()])
         plot_pareto(out_dir, summarise(rows), reward_names)
         print(table)
-        log.info("wrote %d result rows, summary.md, summary.json%s and pareto.png to %s", len(rows),
-                 "" if args.no_grids else ", grids/", out_dir)
+        log.info("wrote %d result rows (of %d in results.jsonl), summary.md, summary.json%s and pareto.png to %s",
+                 len(rows), total, "" if args.no_grids else ", grids/", out_dir)
     return 0
 
 
@@ -462,28 +636,6 @@ def attach_schedules(specs: list[BlendSpec], starts: list[tuple[float, ...]], en
         except ValueError as exc:
             raise SystemExit(f"error: --weights_end {list(end)}: {exc}") from exc
     return out
-
-
-def check_resumable(out_dir: Path, exp: Experiment, loras: dict, scheduler: str = "ddim") -> None:
-    """Refuse to resume into a directory whose earlier run used different settings (its rows would be wrong)."""
-    cfg_path = out_dir / "config.json"
-    if not cfg_path.exists():
-        return
-    old = json.loads(cfg_path.read_text())
-    if old.get("scheduler", "ddim") != scheduler:
-        raise SystemExit(f"error: {out_dir} holds a run with scheduler {old.get('scheduler', 'ddim')!r}, not "
-                         f"{scheduler!r}; results would mix. Use a new --out_dir or delete the old one.")
-    checks = {"base_model": exp.base_model, "prompts": exp.prompts, "sampler": exp.sampler.__dict__,
-              "rewards": exp.rewards}
-    for key, value in checks.items():
-        if json.loads(json.dumps(value)) != old.get(key):
-            raise SystemExit(f"error: {out_dir} holds a run with a different {key} ({old.get(key)!r} vs {value!r}); "
-                             f"results would mix. Use a new --out_dir or delete the old one.")
-    for name, lw in loras.items():
-        prev = old.get("adapters", {}).get(name)
-        if prev and prev.get("sha256") != lw.sha256:
-            raise SystemExit(f"error: adapter {name!r} changed since the run in {out_dir} (sha256 differs); "
-                             f"use a new --out_dir")
 
 
 def _write_demo_adapters(bundle, directory: Path) -> list[tuple[str, str]]:

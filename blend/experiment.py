@@ -1,22 +1,24 @@
-"""Run a grid of sampling methods over (prompt, seed) pairs, score every image, write resumable results.
+"""Run a grid of sampling methods over (prompt, seed) pairs, score every image, keep every result row.
 
 Work is split into fixed units: for each method configuration, the (prompt, seed) pairs in
-prompt-major order cut into batches of ``batch_size``. A unit is skipped when all of its images
-already have result rows, so re-running a command resumes it; a unit is always recomputed whole,
-so batch composition, and therefore every number, does not depend on where a run stopped. Each
-process appends its rows to ``parts/results.rank{r}.jsonl`` (one fsync'd write per unit); the main
-process merges them into ``results.jsonl`` (atomically) at the end. Images are written atomically.
+prompt-major order cut into batches of ``batch_size``. A unit is skipped when all of its rows (keyed by
+everything that determines their numbers, :mod:`blend.store`) are stored and their images are on disk,
+so re-running a command resumes it; a unit is always sampled whole, so batch composition does not depend
+on where a run stopped. Rewards score the images as saved (uint8), so a reward added later is scored
+from the PNGs without resampling. Each process appends its rows to its own part file; at the end
+``results.jsonl`` is exported from all of them. Images are written atomically.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from blend.baselines.costs import plain_costs
@@ -24,16 +26,14 @@ from blend.baselines.dispatch import sample_any
 from blend.sampler import SamplerConfig, sample
 from blend.soup import ensure_soup_adapter
 from blend.spec import BlendSpec
+from blend.store import ResultStore, digest, finite_or_none, reward_key
 from diffusion.bundle import ModelBundle
 from diffusion.lora import LoraWeights
 from diffusion_blend.images import to_pil
-from diffusion_blend.io import append_jsonl, atomic_path, read_jsonl, write_json_atomic
+from diffusion_blend.io import append_jsonl, atomic_path, write_json_atomic
 from diffusion_blend.logging import get_logger
 
 log = get_logger("experiment")
-
-RESULTS = "results.jsonl"
-PARTS_DIR = "parts"
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,13 @@ class Objective:
     def label(self) -> str:
         return "w=(" + ",".join(f"{w:g}" for w in self.weights) + ")"
 
-    def __call__(self, scores: dict[str, float]) -> float:
+    def __call__(self, scores: dict[str, float | None]) -> float | None:
+        """The weighted reward; None when a score is missing or non-finite (never averaged in)."""
         scales = self.scales or (1.0,) * len(self.rewards)
-        return float(sum(w * scores[r] / s for w, r, s in zip(self.weights, self.rewards, scales)))
+        if any(scores.get(r) is None for r in self.rewards):
+            return None
+        value, _ = finite_or_none(sum(w * scores[r] / s for w, r, s in zip(self.weights, self.rewards, scales)))
+        return value
 
 
 @dataclass
@@ -82,6 +86,10 @@ class Experiment:
     objectives: list[Objective] = field(default_factory=list)
     batch_size: int = 8
     spec_objective: dict[str, str] = field(default_factory=dict)  # config label -> objective label it targets
+    dtype: str = "float32"
+    reward_options: dict[str, dict[str, str]] = field(default_factory=dict)  # reward -> its loader options
+    scales: tuple[float, ...] | None = None  # per reward, as in Objective.scales
+    scheduler: str = "ddim"  # diffusion.schedulers name of the scheduler whose step the blended ε drives
 
     def units(self) -> list[tuple[BlendSpec, list[tuple[int, int]]]]:
         pairs = [(p, s) for p in range(len(self.prompts)) for s in self.seeds]
@@ -93,34 +101,55 @@ def slug(text: str, n: int = 40) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:n] or "prompt"
 
 
-def image_relpath(spec: BlendSpec, prompt_index: int, prompt: str, seed: int) -> str:
-    return f"images/{spec.label}/{prompt_index:04d}_{slug(prompt)}/seed{seed}.png"
+def image_relpath(spec: BlendSpec, prompt: str, seed: int, sample_key: str) -> str:
+    """Where the image of a sample lives; the sample key in the name keeps samples of other settings apart."""
+    return f"images/{spec.label}/{slug(prompt)}_{digest(prompt)[:8]}/seed{seed}_{sample_key[:12]}.png"
 
 
-def row_key(row: dict) -> tuple[str, int, int]:
-    return (row["config"], int(row["prompt_index"]), int(row["seed"]))
+class RowKeys:
+    """The sample key and row key of every (config, prompt, seed) of an experiment (see :mod:`blend.store`)."""
+
+    def __init__(self, exp: Experiment, loras: dict[str, LoraWeights]) -> None:
+        self.exp = exp
+        self.adapter_ids = {name: lw.sha256 for name, lw in loras.items()}
+        base = exp.base_model
+        if not base.startswith("builtin:") and Path(base).expanduser().exists():
+            base = str(Path(base).expanduser().resolve())
+        self.base = base
+        self.evaluation = {"rewards": {name: exp.reward_options.get(name, {}) for name in exp.rewards},
+                           "scales": dict(zip(exp.rewards, exp.scales or (1.0,) * len(exp.rewards)))}
+
+    def sample(self, spec: BlendSpec, prompt: str, seed: int) -> str:
+        return digest({"base_model": self.base, "method": spec.method, "role": spec.role,
+                       "adapters": [[a, self.adapter_ids[a]] for a in spec.adapters], "weights": list(spec.weights),
+                       "lam": spec.lam if spec.method == "kla" else None, "prompt": prompt, "seed": seed,
+                       "sampler": asdict(self.exp.sampler), "dtype": self.exp.dtype, "scheduler": self.exp.scheduler,
+                       **_spec_extras(spec)})
+
+    def row(self, sample_key: str) -> str:
+        return digest({"sample": sample_key, "evaluation": self.evaluation})
 
 
-def load_rows(out_dir: Path) -> dict[tuple[str, int, int], dict]:
-    """Every result row already written (merged file and per-process parts), keyed by (config, prompt, seed)."""
-    rows = {}
-    for path in [out_dir / RESULTS, *sorted((out_dir / PARTS_DIR).glob("results.rank*.jsonl"))]:
-        for row in read_jsonl(path):
-            rows[row_key(row)] = row
-    return rows
+def _spec_extras(spec: BlendSpec) -> dict:
+    """What else determines a spec's numbers: a weight schedule, a baseline's rewards and options (only when
+    present, so that the keys of plain methods are those of earlier runs)."""
+    out = {}
+    if spec.schedule is not None:
+        out["schedule"] = spec.schedule.to_dict()
+    if spec.is_baseline:
+        out.update(objective_rewards=list(spec.rewards), options=dict(spec.options))
+    return out
 
 
-def merge_results(out_dir: Path, exp: Experiment) -> list[dict]:
-    """Write ``results.jsonl`` with the rows of this experiment in a fixed order; return them."""
-    rows = load_rows(out_dir)
-    order = {spec.label: i for i, spec in enumerate(exp.specs)}
-    merged = sorted((r for r in rows.values() if r["config"] in order),
-                    key=lambda r: (order[r["config"]], r["prompt_index"], r["seed"]))
-    with atomic_path(out_dir / RESULTS) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in merged))
-    for part in (out_dir / PARTS_DIR).glob("results.rank*.jsonl"):
-        part.unlink()
-    return merged
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """The images as saved (uint8 PNG) and read back, in [0, 1]: rewards score exactly what is on disk, so a
+    reward added later (scored from the PNG) gives the number it would have given at sampling time."""
+    return ((images.detach().float().clamp(0, 1) * 255).round() / 255).contiguous()
+
+
+def read_images(out_dir: Path, rels: Sequence[str]) -> torch.Tensor:
+    arrays = [np.asarray(Image.open(out_dir / rel).convert("RGB"), dtype=np.float32) / 255 for rel in rels]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 def score_images(reward_fns: dict, images: torch.Tensor, prompts: Sequence[str]) -> dict[str, list[float]]:
@@ -131,64 +160,164 @@ def score_images(reward_fns: dict, images: torch.Tensor, prompts: Sequence[str])
     return out
 
 
+def _cached_scores(rows: dict[str, dict]) -> tuple[dict[tuple[str, str], float], dict[str, dict]]:
+    """({(sample key, reward key): score}, {sample key: a row of it}) from stored rows."""
+    scores, samples = {}, {}
+    for row in rows.values():
+        sk = row.get("sample_key")
+        if sk is None:
+            continue
+        samples.setdefault(sk, row)
+        for name, value in row["rewards"].items():
+            if value is not None:  # a non-finite score is computed again
+                scores[(sk, reward_key(name, row.get("reward_options", {}).get(name, {})))] = value
+    return scores, samples
+
+
+def _make_row(exp: Experiment, spec: BlendSpec, p: int, s: int, keys: RowKeys, sk: str, rel: str,
+              scores: dict[str, float], info: dict, records: dict, image_flag: str | None,
+              base_source: str) -> dict:
+    rewards, flags = {}, {}
+    for name in exp.rewards:
+        value, flag = finite_or_none(scores[name]) if image_flag is None else (None, "image " + image_flag)
+        rewards[name] = value
+        if flag:
+            flags[name] = flag
+    if flags:
+        log.warning("non-finite %s for config %s, prompt %d, seed %d: stored as null, left out of the means",
+                    ", ".join(f"{k}={v}" for k, v in flags.items()), spec.label, p, s)
+    row = {
+        "config": spec.label, "method": spec.method, "display": spec.display_name, "role": spec.role,
+        "weights": list(spec.weights), "lam": spec.lam if spec.method == "kla" else None,
+        "adapters": [records[a] for a in spec.adapters],
+        "targets": exp.spec_objective.get(spec.label),
+        "prompt_index": p, "prompt": exp.prompts[p], "seed": s, "image": rel,
+        "rewards": rewards, "weighted_reward": {o.label: o(rewards) for o in exp.objectives},
+        "seconds": info["seconds"], "unet_evals": info["unet_evals"],
+        "steps": exp.sampler.steps, "guidance": exp.sampler.guidance, "eta": exp.sampler.eta,
+        "batched": exp.sampler.batched, "dtype": exp.dtype, "base_model": base_source,
+        "choices": info["choices"], "reward_options": {n: exp.reward_options.get(n, {}) for n in exp.rewards},
+        "scheduler": exp.scheduler, "schedule": spec.schedule.to_dict() if spec.schedule is not None else None,
+        "noise": exp.sampler.noise, "ls_draw": exp.sampler.ls_draw,
+        "costs": info.get("costs") or plain_costs(info["unet_evals"]),
+        "rewards_objective": list(spec.rewards) or None, "options": dict(spec.options) or None,
+        "reward_scales": keys.evaluation["scales"], "sample_key": sk, "row_key": keys.row(sk),
+    }
+    if flags:
+        row["nonfinite"] = flags
+    return row
+
+
 def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights], reward_fns: dict,
               out_dir: Path, rank: int = 0, world_size: int = 1, base_record: dict | None = None) -> int:
-    """Sample and score the units of this process (unit i goes to process i mod world_size)."""
-    done = load_rows(out_dir)
-    mine = [u for i, u in enumerate(exp.units()) if i % world_size == rank]
-    todo = [(spec, pairs) for spec, pairs in mine
-            if any((spec.label, p, s) not in done for p, s in pairs)]
-    log.info("process %d/%d: %d of its %d units to run (%d already done)", rank, world_size, len(todo), len(mine),
-             len(mine) - len(todo))
-    part = out_dir / PARTS_DIR / f"results.rank{rank}.jsonl"
+    """Sample and score the units of this process (unit i goes to process i mod world_size).
+
+    A (config, prompt, seed) is done when its row key is stored and its image is on disk. A unit with an
+    undone pair whose image is missing is sampled whole (fixed batch composition); one whose images all
+    exist (e.g. only a reward was added) is scored from the PNGs without sampling. Returns the rows written.
+    """
+    store = ResultStore(out_dir)
+    rows, _ = store.load()
+    keys = RowKeys(exp, loras)
+    cached, samples = _cached_scores(rows)
     records = {name: asdict(AdapterRecord.of(name, lw)) for name, lw in loras.items()}
-    n_images = 0
-    for spec, pairs in tqdm(todo, desc=f"sampling (rank {rank})", disable=rank != 0 or not todo):
-        if spec.is_soup:
-            ensure_soup_adapter(bundle.unet, spec, loras)
-        prompts = [exp.prompts[p] for p, _ in pairs]
-        seeds = [s for _, s in pairs]
-        if spec.is_baseline:  # blend.baselines: best-of-N, CoDe, RGG, SMC; each counts its own costs
-            result = sample_any(bundle, spec, prompts, seeds, exp.sampler, reward_fns)
+    base_source = (base_record or {}).get("source", exp.base_model)
+    plan = []
+    for i, (spec, pairs) in enumerate(exp.units()):
+        if i % world_size != rank:
+            continue
+        sks = {(p, s): keys.sample(spec, exp.prompts[p], s) for p, s in pairs}
+        rels = {ps: image_relpath(spec, exp.prompts[ps[0]], ps[1], sk) for ps, sk in sks.items()}
+        need = [ps for ps in pairs if not (keys.row(sks[ps]) in rows and (out_dir / rels[ps]).exists())]
+        if need:
+            resample = any(not (out_dir / rels[ps]).exists() or sks[ps] not in samples for ps in need)
+            plan.append((spec, pairs, need, sks, rels, resample))
+    n_sample = sum(1 for u in plan if u[-1])
+    log.info("process %d/%d: %d units to sample, %d to score from saved images", rank, world_size, n_sample,
+             len(plan) - n_sample)
+    n_rows = 0
+    for spec, pairs, need, sks, rels, resample in tqdm(plan, desc=f"sampling (rank {rank})",
+                                                       disable=rank != 0 or not plan):
+        if resample:
+            if spec.is_soup:
+                ensure_soup_adapter(bundle.unet, spec, loras)
+            prompts, seeds = [exp.prompts[p] for p, _ in pairs], [s for _, s in pairs]
+            if spec.is_baseline:  # blend.baselines: best-of-N, CoDe, RGG, SMC; each counts its own costs
+                result = sample_any(bundle, spec, prompts, seeds, exp.sampler, reward_fns)
+            else:
+                result = sample(bundle, spec, prompts, seeds, exp.sampler)
+            images, idx = quantize(result.images), {ps: j for j, ps in enumerate(pairs)}
+            finite = torch.isfinite(result.images.flatten(1)).all(dim=1).tolist()
+            pils = to_pil(result.images)
+            for ps in pairs:
+                if not (out_dir / rels[ps]).exists():
+                    with atomic_path(out_dir / rels[ps]) as tmp:
+                        pils[idx[ps]].save(tmp, format="PNG")
+            infos = {ps: {"seconds": result.seconds / len(pairs), "unet_evals": result.unet_evals[idx[ps]],
+                          "choices": result.choices[idx[ps]] if result.choices else None,
+                          "costs": result.costs[idx[ps]] if result.costs else plain_costs(result.unet_evals[idx[ps]]),
+                          "image_flag": None if finite[idx[ps]] else "nan"} for ps in need}
+            images = images[[idx[ps] for ps in need]]
         else:
-            result = sample(bundle, spec, prompts, seeds, exp.sampler)
-        scores = score_images(reward_fns, result.images, prompts)
-        pils = to_pil(result.images)
-        rows = []
-        for j, (p, s) in enumerate(pairs):
-            if (spec.label, p, s) in done:
-                continue
-            rel = image_relpath(spec, p, exp.prompts[p], s)
-            with atomic_path(out_dir / rel) as tmp:
-                pils[j].save(tmp, format="PNG")
-            r = {name: vals[j] for name, vals in scores.items()}
-            rows.append({
-                "config": spec.label, "method": spec.method, "display": spec.display_name, "role": spec.role,
-                "weights": list(spec.weights), "lam": spec.lam if spec.method == "kla" else None,
-                "adapters": [records[a] for a in spec.adapters],
-                "targets": exp.spec_objective.get(spec.label),
-                "prompt_index": p, "prompt": exp.prompts[p], "seed": s, "image": rel,
-                "rewards": r, "weighted_reward": {o.label: o(r) for o in exp.objectives},
-                "seconds": result.seconds / len(pairs), "unet_evals": result.unet_evals[j],
-                "steps": exp.sampler.steps, "guidance": exp.sampler.guidance, "eta": exp.sampler.eta,
-                "scheduler": type(bundle.scheduler).__name__,
-                "schedule": spec.schedule.to_dict() if spec.schedule is not None else None,
-                "noise": exp.sampler.noise, "ls_draw": exp.sampler.ls_draw,
-                "base_model": (base_record or {}).get("source", exp.base_model),
-                "choices": result.choices[j] if result.choices else None,
-                "costs": result.costs[j] if result.costs else plain_costs(result.unet_evals[j]),
-                "rewards_objective": list(spec.rewards) or None,
-                "options": dict(spec.options) or None,
-            })
-        append_jsonl(part, rows)
-        n_images += len(rows)
-    return n_images
+            infos = {ps: {k: samples[sks[ps]].get(k) for k in ("seconds", "unet_evals", "choices", "costs")} | {
+                "image_flag": (samples[sks[ps]].get("nonfinite") or {}).get("image")} for ps in need}
+            images = read_images(out_dir, [rels[ps] for ps in need])
+        prompts = [exp.prompts[p] for p, _ in need]
+        scores: dict[str, list[float]] = {}
+        for name, fn in reward_fns.items():
+            rk = reward_key(name, exp.reward_options.get(name, {}))
+            hits = [cached.get((sks[ps], rk)) for ps in need]
+            if all(h is not None for h in hits) and not resample:
+                scores[name] = hits
+            else:
+                scores.update(score_images({name: fn}, images, prompts))
+        new_rows = []
+        for j, (p, s) in enumerate(need):
+            info = infos[(p, s)]
+            row = _make_row(exp, spec, p, s, keys, sks[(p, s)], rels[(p, s)],
+                            {name: vals[j] for name, vals in scores.items()}, info, records, info["image_flag"],
+                            base_source)
+            if info["image_flag"]:
+                row.setdefault("nonfinite", {})["image"] = info["image_flag"]
+            new_rows.append(row)
+        store.append(new_rows)
+        n_rows += len(new_rows)
+    return n_rows
+
+
+def select_rows(out_dir: Path, exp: Experiment, loras: dict[str, LoraWeights]) -> tuple[list[dict], int]:
+    """The rows this command asked for (its configs × prompts × seeds, its rewards and scales), in table
+    order, with the weighted rewards of its objectives; and how many it asked for (missing ones are absent)."""
+    rows, _ = ResultStore(out_dir).load()
+    keys = RowKeys(exp, loras)
+    out, wanted = [], 0
+    for spec in exp.specs:
+        for p, prompt in enumerate(exp.prompts):
+            for s in exp.seeds:
+                wanted += 1
+                row = rows.get(keys.row(keys.sample(spec, prompt, s)))
+                if row is None:
+                    continue
+                row = {**row, "prompt_index": p, "targets": exp.spec_objective.get(spec.label)}
+                row["weighted_reward"] = {o.label: o(row["rewards"]) for o in exp.objectives}
+                out.append(row)
+    return out, wanted
+
+
+def merge_results(out_dir: Path, exp: Experiment, loras: dict[str, LoraWeights]) -> tuple[list[dict], int]:
+    """Export every stored row to ``results.jsonl``; return (this command's rows, the rows in the export)."""
+    total = ResultStore(out_dir).export()
+    rows, _ = select_rows(out_dir, exp, loras)
+    return rows, total
 
 
 def save_config(out_dir: Path, exp: Experiment, extra: dict) -> None:
+    """Write this command's settings to ``config.json`` and append them to ``commands.jsonl``."""
     cfg = {"base_model": exp.base_model, "configs": [s.to_dict() for s in exp.specs], "prompts": exp.prompts,
            "seeds": exp.seeds, "sampler": asdict(exp.sampler), "rewards": exp.rewards,
            "objectives": [o.label for o in exp.objectives],
            "reward_scales": dict(zip(exp.rewards, exp.objectives[0].scales)) if exp.objectives and
-           exp.objectives[0].scales else None, "batch_size": exp.batch_size, **extra}
+           exp.objectives[0].scales else None, "batch_size": exp.batch_size, "dtype": exp.dtype,
+           "reward_options": exp.reward_options, **extra}
     write_json_atomic(out_dir / "config.json", cfg)
+    append_jsonl(out_dir / "commands.jsonl", [cfg])  # config.json is the latest command; this keeps them all

@@ -34,8 +34,17 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+def _is_finite(v) -> bool:
+    return v is not None and math.isfinite(v)
+
+
 def _est(rs: list[dict], value, unit: str) -> list[float]:
-    e = stats.row_estimate(rs, value, unit)
+    """Mean and clustered s.e. of ``value(row)`` over the rows where it is finite (non-finite scores are stored as
+    None and counted in ``nonfinite``, never averaged)."""
+    keep = [r for r in rs if _is_finite(value(r))]
+    if not keep:
+        return [float("nan"), float("nan")]
+    e = stats.row_estimate(keep, value, unit)
     return [e.mean, e.se]
 
 
@@ -59,6 +68,7 @@ def summarise(rows: list[dict], unit: str | None = None) -> dict[str, dict]:
             "weighted_reward": {k: _est(rs, lambda r, k=k: r["weighted_reward"][k], unit)
                                 for k in first["weighted_reward"]},
             "se_unit": stats.describe_unit(unit, rs),
+            "nonfinite": sum(1 for r in rs if r.get("nonfinite")),
             "seconds_per_image": sum(r["seconds"] for r in rs) / len(rs),
             "unet_evals_per_image": sum(r["unet_evals"] for r in rs) / len(rs),
             "costs_per_image": {k: sum(r["costs"][k] for r in rs) / len(rs) for k in (first.get("costs") or {})},
@@ -69,7 +79,8 @@ def summarise(rows: list[dict], unit: str | None = None) -> dict[str, dict]:
         for obj, ref in refs.items():
             if ref is groups[label] or s["targets"] not in (None, obj) or obj not in groups[label][0]["weighted_reward"]:
                 continue
-            d = stats.paired(groups[label], ref, lambda r, o=obj: r["weighted_reward"][o], unit=unit)
+            finite = [[r for r in g if _is_finite(r["weighted_reward"][obj])] for g in (groups[label], ref)]
+            d = stats.paired(*finite, lambda r, o=obj: r["weighted_reward"][o], unit=unit)
             if d is not None:
                 s["paired_vs_mpa"][obj] = d.to_dict()
     return out
@@ -120,11 +131,18 @@ def markdown_tables(summary: dict[str, dict], reward_names: list[str], objective
 
 
 def write_summary(out_dir: Path, rows: list[dict], reward_names: list[str], objectives: list[str],
-                  unit: str | None = None) -> str:
-    """summary.json, summary.md and summary.tex (the same tables in LaTeX, booktabs) in ``out_dir``."""
+                  unit: str | None = None, note: str = "") -> str:
+    """summary.json, summary.md and summary.tex (the same tables in LaTeX, booktabs) in ``out_dir``; ``note``
+    (e.g. which rows these are) ends the tables."""
     summary = summarise(rows, unit)
     write_json_atomic(out_dir / "summary.json", summary)
     table = markdown_tables(summary, reward_names, objectives)
+    bad = {label: s["nonfinite"] for label, s in summary.items() if s["nonfinite"]}
+    if bad:
+        table += ("\nNon-finite rewards or images (stored as null, left out of the means): "
+                  + ", ".join(f"{label}: {n}" for label, n in bad.items()) + ".\n")
+    if note:
+        table += "\n" + note + "\n"
     write_text_atomic(out_dir / "summary.md", table)
     write_text_atomic(out_dir / "summary.tex", figures.markdown_to_latex(table, caption(summary)))
     return table

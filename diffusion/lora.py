@@ -18,6 +18,7 @@ the UNet with its adapters disabled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -93,17 +94,37 @@ class LoraWeights:
         return sd
 
 
+def content_sha256(lw: LoraWeights) -> str:
+    """sha256 of what the adapter computes: per module (sorted by name) its name, alpha, and lora_A and lora_B
+    with dtype, shape and bytes. It does not depend on the file format, key order or metadata, so
+    tensor-identical adapters get the same hash in every process (rows, manifests and resume checks use it)."""
+    h = hashlib.sha256()
+    for mod in lw.modules:
+        h.update(f"{mod}|{float(lw.alpha[mod])!r}|".encode())
+        for tag, t in (("A", lw.A[mod]), ("B", lw.B[mod])):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{tag}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 # --------------------------------------------------------------------------- reading files
 
 
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt") as fh:
-            return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})
+        except Exception as exc:  # noqa: BLE001 - re-raised with the path
+            raise AdapterError(f"cannot read adapter file {path}: it is truncated or not a safetensors file "
+                               f"({type(exc).__name__}); copy or save it again") from exc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the path
-        raise AdapterError(f"cannot read adapter file {path}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - re-raised with the path (not torch's advice to unpickle code)
+        raise AdapterError(f"cannot read adapter file {path}: it is truncated, corrupt, or not a plain dict of "
+                           f"tensors (a pickled model or other object is not a LoRA state dict); save the LoRA "
+                           f"with torch.save(state_dict) or as .safetensors") from exc
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise AdapterError(f"{path} is not a LoRA state dict (expected a dict of tensors)")
     return obj, {}
@@ -215,8 +236,9 @@ def read_lora(path: str | Path) -> LoraWeights:
         lw.fmt = "peft-dir"
     elif weights_file.suffix == ".safetensors" and lw.fmt == "peft":
         lw.fmt = "diffusers-safetensors"
-    lw.sha256 = sha256_file(weights_file)
+    lw.sha256 = content_sha256(lw)
     lw.extra["file"] = str(weights_file)
+    lw.extra["file_sha256"] = sha256_file(weights_file)
     return lw
 
 

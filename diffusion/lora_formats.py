@@ -20,6 +20,7 @@ Stable-Diffusion directory holding one).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from diffusion.lora import (
     adapter_names,
     add_lora,
     check_fits,
+    content_sha256,
     parse_lora_state_dict,
     resolve_adapter_file,
 )
@@ -225,10 +227,13 @@ def read_adapter_parts(source, unet: torch.nn.Module | None = None, text_encoder
                 "diffusers-safetensors" if weights_file.suffix == ".safetensors" and unet_lw.fmt == "peft"
                 else unet_lw.fmt)
         parts = AdapterParts(unet=unet_lw, text_encoder=te_lw, source=str(weights_file))
-    digest = sha256_file(weights_file)
+    file_digest = sha256_file(weights_file)
+    te_digest = content_sha256(parts.text_encoder) if parts.text_encoder is not None else ""
     for lw in (parts.unet, parts.text_encoder):
-        if lw is not None:
-            lw.sha256, lw.extra["file"] = digest, str(weights_file)
+        if lw is not None:  # identity by content (tensors), not by file layout; the file hash is kept beside it
+            content = content_sha256(lw) if lw is parts.text_encoder or not te_digest else \
+                hashlib.sha256((content_sha256(lw) + te_digest).encode()).hexdigest()
+            lw.sha256, lw.extra["file"], lw.extra["file_sha256"] = content, str(weights_file), file_digest
     if parts.unet is None:
         raise AdapterError(f"{weights_file} holds only text-encoder LoRA weights; a blend member needs a UNet part")
     return parts

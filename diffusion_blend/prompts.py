@@ -46,6 +46,10 @@ def load_prompts(path: str | Path) -> list[str]:
         else:
             raise PromptFileError(f"{path} holds a JSON {type(data).__name__}; expected a list of prompt strings or "
                                   f"a DPOK dict {{prompt: {{...}}}}")
+        blank = [i for i, p in enumerate(prompts) if not p]
+        if blank:
+            raise PromptFileError(f"{path}: prompt #{blank[0]} is blank ({len(blank)} blank in all); remove the "
+                                  f"empty strings")
     prompts = [p for p in prompts if p]
     if not prompts:
         raise PromptFileError(f"{path} contains no prompts")

@@ -126,3 +126,61 @@ def load_rank_state(path: str | Path, rank: int) -> dict:
         raise FileNotFoundError(f"{f} is missing: the checkpoint was written by a run with fewer processes; "
                                 f"resume with the same number of processes")
     return torch.load(f, map_location="cpu", weights_only=False)
+
+
+# Settings that change what is trained: a resume with other values continues a different run.
+TRAINING_SETTINGS = ("base_model", "algorithm", "reward", "reward_weight", "kl_weight", "lora_rank", "lora_alpha",
+                     "lora_targets", "learning_rate")
+LORA_SHAPE = ("lora_rank", "lora_alpha", "lora_targets")
+
+
+def check_fresh_start(output_dir: str | Path, overwrite: bool) -> list[Path]:
+    """Refuse a fresh (not ``--resume``) run into a directory that holds checkpoints, unless ``overwrite``;
+    returns the checkpoint directories (complete or not) that an overwrite must remove."""
+    root = Path(output_dir)
+    found = sorted(p for p in root.glob(f"{PREFIX}*") if p.is_dir()) if root.is_dir() else []
+    found += sorted(p for p in root.glob(f".tmp-{PREFIX}*") if p.is_dir()) if root.is_dir() else []
+    if found and not overwrite:
+        names = ", ".join(p.name for p in found[:3]) + (" …" if len(found) > 3 else "")
+        raise FileExistsError(f"--output_dir {root} already holds checkpoints ({names}) of another run; a fresh "
+                              f"run would overwrite them. Continue it with --resume latest, pick another "
+                              f"--output_dir, or pass --overwrite_output_dir to delete them and start over")
+    return found
+
+
+def _normalise(key: str, value: object) -> object:
+    if key == "reward" and isinstance(value, str):
+        from dpok.config import parse_reward_spec
+
+        return parse_reward_spec(value)
+    if key == "base_model" and isinstance(value, str) and Path(value).expanduser().exists():
+        return str(Path(value).expanduser().resolve())
+    if key == "lora_targets" and isinstance(value, str):
+        return [t.strip() for t in value.split(",") if t.strip()]
+    return value
+
+
+def changed_settings(old: dict, new: dict) -> dict[str, dict]:
+    """{setting: {"from": checkpoint's value, "to": this run's value}} over :data:`TRAINING_SETTINGS`."""
+    out = {}
+    for key in TRAINING_SETTINGS:
+        if key in old and _normalise(key, old[key]) != _normalise(key, new.get(key)):
+            out[key] = {"from": old[key], "to": new.get(key)}
+    return out
+
+
+def check_resume_settings(path: str | Path, old: dict, new: dict, allow: bool) -> dict[str, dict]:
+    """The settings this resume changes; raises ValueError unless ``allow`` (LoRA shape changes always raise)."""
+    changes = changed_settings(old, new)
+    if not changes:
+        return changes
+    text = "; ".join(f"--{k} {v['from']!r} → {v['to']!r}" for k, v in changes.items())
+    shape = [k for k in changes if k in LORA_SHAPE]
+    if shape:
+        raise ValueError(f"--resume {path}: the LoRA shape changed ({text}); a checkpoint can only continue with "
+                         f"its own --lora_rank/--lora_alpha/--lora_targets. Use a new --output_dir to train another")
+    if not allow:
+        raise ValueError(f"--resume {path}: settings that change what is trained differ from the checkpoint's "
+                         f"({text}). Resume with the checkpoint's values, use a new --output_dir, or pass "
+                         f"--allow_changed_settings to continue with the new values (the manifest records the change)")
+    return changes

@@ -133,6 +133,11 @@ class TrainConfig:
     checkpoints_total_limit: int | None = _f(None, "keep only the newest N checkpoints")
     resume: str | None = _f(None, "continue a run: 'latest' (newest complete checkpoint in --output_dir) or a "
                             "checkpoint directory", alias="--resume_from_checkpoint")
+    overwrite_output_dir: bool = _f(False, "start fresh even though --output_dir holds checkpoints of another run "
+                                    "(they are deleted); without it such a start is refused")
+    allow_changed_settings: bool = _f(False, "with --resume: accept a changed reward, base model, --kl_weight, "
+                                      "--reward_weight, --algorithm or --learning_rate; the new values take effect "
+                                      "and every manifest records the change")
     report_to: str = _f("tensorboard", "accelerate tracker(s): tensorboard, wandb, all or none (a tracker that is "
                         "not installed is an error)")
     sample_grid_interval: int = _f(10, "log a captioned grid of samples (fixed prompts and noise) to the trackers "
@@ -291,6 +296,9 @@ def validate(cfg: TrainConfig, num_processes: int = 1) -> list[str]:
     if cfg.single_flag == 0:
         need(cfg.prompt_path is not None, "--single_flag 0 trains on a prompt file: pass --prompt_path FILE "
                                           "(or --single_flag 1 --single_prompt TEXT)")
+    need(cfg.single_flag == 0 or cfg.prompt_path is None,
+         f"--prompt_path {cfg.prompt_path} would be ignored: --single_flag 1 (the default) trains on --single_prompt "
+         f"only; add --single_flag 0 to train on the prompt file (or drop --prompt_path)")
     if cfg.samples_per_iteration is not None:
         per = num_processes * cfg.num_samples
         need(cfg.samples_per_iteration % per == 0,

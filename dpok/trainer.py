@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from diffusion.adapters import activate, clear_cache
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step_with_logprob
 from diffusion.loading import load_bundle
-from diffusion.lora import attention_modules, extract_lora, save_lora
+from diffusion.lora import attention_modules, content_sha256, extract_lora, save_lora
 from diffusion_blend.logging import get_logger
 from diffusion_blend.prompts import load_prompts
 from diffusion_blend.provenance import provenance
@@ -124,6 +125,7 @@ class Trainer:
             raise ValueError("--save_legacy_bin: DPOK's legacy .bin has no alpha (scale 1), so it needs "
                              "--lora_alpha equal to --lora_rank (or unset)")
         self.seed = self._resolve_seed()
+        self._guard_output_dir()
         self.resume_from = ckpt.resolve_resume(cfg.resume, cfg.output_dir) if cfg.resume else None
         if self.resume_from is not None and cfg.seed is None:
             self.seed = int(ckpt.load_rank_state(self.resume_from, self.rank)["seed"])
@@ -556,6 +558,7 @@ class Trainer:
             "samples_seen": self.counters.samples_seen, "optimizer_steps": self.counters.optimizer_steps,
             "seed": self.seed, "num_processes": self.world, "mixed_precision": self.mixed_precision,
             "interrupted_mid_iteration": mid_iteration,
+            "settings_changes": self.counters.extra.get("settings_changes", []),
             "files": {Path(f).name: sha256_file(f) for f in files.values()},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(), "config": cfg.to_dict(),
         }
@@ -571,8 +574,10 @@ class Trainer:
         final = ckpt.checkpoint_dir(cfg.output_dir, it)
         if self.acc.is_main_process:
             formats = ("diffusers", "legacy") if cfg.save_legacy_bin else ("diffusers",)
-            files = save_lora(extract_lora(self.unet, ADAPTER), tmp, formats=formats)
-            ckpt.finish(cfg.output_dir, it, self.manifest(files, mid_iteration), cfg.checkpoints_total_limit)
+            lora = extract_lora(self.unet, ADAPTER)
+            files = save_lora(lora, tmp, formats=formats)
+            manifest = {**self.manifest(files, mid_iteration), "adapter_sha256": content_sha256(lora)}
+            ckpt.finish(cfg.output_dir, it, manifest, cfg.checkpoints_total_limit)
             log.info("saved %s (iteration %d, %d samples)", final, it, self.counters.samples_seen)
         self.acc.wait_for_everyone()
         return final
@@ -582,6 +587,8 @@ class Trainer:
         if state.get("num_processes", 1) != self.world:
             raise ValueError(f"{path} was written by {state['num_processes']} process(es), this run has {self.world}: "
                              f"resume with the same number of processes for an exact continuation")
+        ckpt.check_resume_settings(path, state.get("config") or {}, self.cfg.to_dict(),
+                                   self.cfg.allow_changed_settings)
         params = dict(self.unet.named_parameters())
         missing = [n for n in state["lora"] if n not in params]
         if missing or len(state["lora"]) != len(self.lora_params):
@@ -605,7 +612,42 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.counters = Counters(state["iteration"], state["samples_seen"], state["optimizer_steps"],
                                  dict(state.get("extra") or {}))
+        self._apply_setting_changes(path, state)
         log.info("resumed from %s at iteration %d", path, self.counters.iteration)
+
+    # ------------------------------------------------------------------ output-dir and resume guards
+    def _guard_output_dir(self) -> None:
+        """A fresh run never overwrites another run's checkpoints (see ``--overwrite_output_dir``)."""
+        if self.cfg.resume:
+            return
+        found = ckpt.check_fresh_start(self.cfg.output_dir, self.cfg.overwrite_output_dir)
+        if found and self.acc.is_main_process:
+            log.warning("--overwrite_output_dir: deleting %d checkpoint(s) of the earlier run in %s", len(found),
+                        self.cfg.output_dir)
+            for p in found:
+                shutil.rmtree(p)
+        self.acc.wait_for_everyone()
+
+    def _apply_setting_changes(self, path: Path, state: dict) -> None:
+        """After an allowed change of settings on resume: record it, and let the new learning rate take effect
+        (the optimizer and scheduler states carry the old one)."""
+        changes = ckpt.changed_settings(state.get("config") or {}, self.cfg.to_dict())
+        if not changes:
+            return
+        log.warning("--allow_changed_settings: continuing %s with %s", path,
+                    "; ".join(f"{k} {v['from']!r} → {v['to']!r}" for k, v in changes.items()))
+        history = list(self.counters.extra.get("settings_changes", []))
+        history.append({"iteration": self.counters.iteration, "from_checkpoint": str(path), "changes": changes})
+        self.counters.extra["settings_changes"] = history
+        if "learning_rate" in changes:
+            lr = self.cfg.learning_rate
+            sched = self.lr_scheduler
+            sched.base_lrs = [lr] * len(self.optimizer.param_groups)
+            lambdas = getattr(sched, "lr_lambdas", None) or [lambda _: 1.0] * len(self.optimizer.param_groups)
+            for group, fn in zip(self.optimizer.param_groups, lambdas):
+                group["initial_lr"] = lr
+                group["lr"] = lr * fn(sched.last_epoch)
+            sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
 
 def _scalars(d: dict) -> dict:

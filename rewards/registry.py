@@ -13,6 +13,7 @@ Registering a reward stores only its factory and a description, so importing thi
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -64,6 +65,77 @@ def get_reward(name: str, **kwargs: Any) -> Reward:
         known = ", ".join(sorted(REGISTRY)) or "(none)"
         raise KeyError(f"unknown reward {name!r}; known rewards: {known} (see `python run_DB.py --list_rewards`)")
     return REGISTRY[name].factory(**kwargs)
+
+
+class RewardOptionError(ValueError):
+    """A ``--reward_option`` the reward does not take, or a value of the wrong type."""
+
+
+_PASSED_BY_CALLER = {"device", "dtype", "cache_dir"}
+_KEYWORDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _takes(fn: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], inspect.Parameter | None]:
+    params = inspect.signature(fn).parameters
+    named = {k: p for k, p in params.items() if p.kind in _KEYWORDS and k not in _PASSED_BY_CALLER}
+    return named, next((p for p in params.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+
+
+def reward_options(name: str) -> dict[str, inspect.Parameter] | None:
+    """The options (loader keyword arguments) reward ``name`` takes, or None when they cannot be told.
+
+    A factory's ``**_`` swallows unknown keys (so they are refused here); a factory's ``**kwargs`` is followed
+    to the ``load_*`` function it passes them on to."""
+    factory = REGISTRY[name].factory
+    named, var = _takes(factory)
+    if var is None or var.name.startswith("_"):
+        return named
+    loaders = [factory.__globals__.get(n) for n in factory.__code__.co_names if n.startswith("load")]
+    loaders = [fn for fn in loaders if callable(fn)]
+    if len(loaders) != 1:
+        return None
+    inner, inner_var = _takes(loaders[0])
+    if inner_var is not None and not inner_var.name.startswith("_"):
+        return None
+    return {**inner, **named}
+
+
+def _convert(name: str, key: str, value: Any, param: inspect.Parameter) -> Any:
+    default = param.default
+    if not isinstance(value, str) or default is inspect.Parameter.empty or default is None \
+            or isinstance(default, str):
+        return value
+    kind = type(default)
+    try:
+        if kind is bool:
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("1", "true", "yes")
+        if kind in (int, float):
+            return kind(value)
+    except ValueError:
+        raise RewardOptionError(f"--reward_option {name}.{key}={value!r}: {key} takes a {kind.__name__} "
+                                f"(default {default!r})") from None
+    return value
+
+
+def check_reward_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for reward ``name``, converted to the types its loader takes; raises
+    :class:`RewardOptionError` (unknown key, wrong type) or KeyError (unknown reward) before anything loads."""
+    if name not in REGISTRY:
+        known = ", ".join(sorted(REGISTRY)) or "(none)"
+        raise KeyError(f"unknown reward {name!r}; known rewards: {known} (see `python run_DB.py --list_rewards`)")
+    takes = reward_options(name)
+    if takes is None:
+        return dict(options)
+    out = {}
+    for key, value in options.items():
+        if key not in takes:
+            accepted = ", ".join(sorted(takes)) or "no options"
+            raise RewardOptionError(f"--reward_option {name}.{key}: reward {name!r} takes no option {key!r} "
+                                    f"(it takes: {accepted})")
+        out[key] = _convert(name, key, value, takes[key])
+    return out
 
 
 def check_images(images: torch.Tensor, prompts: Sequence[str] | None = None) -> None:

@@ -127,7 +127,7 @@ def test_run_db_with_kohya_full_unet_schedule_and_scheduler(tmp_path):
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     mpa = [r for r in rows if r["method"] == "mpa"]
     assert len(mpa) == 1 and mpa[0]["schedule"] == {"kind": "cosine", "start": [0.8, 0.2], "end": [0.2, 0.8]}
-    assert all(r["scheduler"] == "EulerAncestralDiscreteScheduler" for r in rows)
+    assert all(r["scheduler"] == "euler_a" for r in rows)
     assert [a["fmt"] for a in mpa[0]["adapters"]] == ["kohya", "full-unet"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["scheduler"] == "euler_a" and cfg["configs"][1]["schedule"]["kind"] == "cosine"

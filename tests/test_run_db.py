@@ -78,8 +78,7 @@ def test_resume_after_interruption_gives_the_same_results(tmp_path, monkeypatch,
         return real_sample(*args, **kwargs)
 
     monkeypatch.setattr(experiment, "sample", crashing_sample)
-    with pytest.raises(KeyboardInterrupt):
-        main(["--out_dir", str(tmp_path), *SMALL[:-1]])
+    assert main(["--out_dir", str(tmp_path), *SMALL[:-1]]) == 130  # "interrupted; re-run the same command"
     part = next((tmp_path / "parts").glob("*.jsonl"))
     with open(part, "a") as fh:
         fh.write('{"config": "base", "prompt_in')  # a torn last line, as a crash mid-write leaves it
@@ -99,9 +98,6 @@ def test_two_processes_split_and_merge(tmp_path, default_run):
     assert rows_without_timing(tmp_path) == rows_without_timing(default_run)
 
 
-def test_changed_settings_refuse_to_resume(default_run):
-    with pytest.raises(SystemExit, match="different sampler"):
-        main(["--out_dir", str(default_run), *SMALL[:-1], "--eta", "0.5"])
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -112,7 +108,8 @@ def test_changed_settings_refuse_to_resume(default_run):
     (["--oracle", "0.5,x=/tmp"], "not a comma-separated list of numbers"),
     (["--rewards", "nonsense"], "unknown reward 'nonsense'"),
     (["--lora", "x"], "NAME=PATH"),
-    (["--base_model", "/no/such/dir", "--lora", "a=/x"], "neither a directory"),
+    (["--base_model", "/no/such/dir"], "neither a directory"),
+    (["--lora", "a=/no/such/adapter"], "adapter not found"),
     (["--prompt_file", "/no/such/prompts.json"], "prompt file not found"),
 ])
 def test_bad_input_gives_clear_errors(tmp_path, argv, match):
