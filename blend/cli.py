@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     g.add_argument("--no_grids", action="store_true", help="do not write image grids")
+    p.add_argument("--ui", action="store_true", help="serve the live web page instead (python run_DB.py --ui --help)")
     return p
 
 
@@ -206,6 +208,10 @@ def apply_builtin_default(args: argparse.Namespace, explicit: set[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--ui" in (sys.argv[1:] if argv is None else argv):
+        from blend.ui import main as ui_main  # the web page (blend/ui.py), with the same model flags
+
+        return ui_main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_rewards:
