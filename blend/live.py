@@ -468,8 +468,7 @@ def pareto_image(session: LiveSession, current: Generation | None = None, size: 
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="best")
-        ax.set_title(session.front_note if len(session.front_note) < 70 else session.front_note[:67] + "…",
-                     fontsize=8, color="#555555")
+        ax.margins(0.1)
     fig.tight_layout()
     fig.canvas.draw()
     return Image.frombuffer("RGBA", fig.canvas.get_width_height(), fig.canvas.buffer_rgba()).convert("RGB")

@@ -39,6 +39,7 @@ CSS = """
 #db-scores tr.db-mean td {font-weight: 600}
 .db-cost {margin-top: 6px; color: var(--body-text-color-subdued); font-size: 0.9em}
 .db-cached {color: #2ca02c; font-weight: 600}
+#front-status {color: var(--body-text-color-subdued); font-size: 0.85em}
 """
 
 
@@ -179,11 +180,11 @@ def build_demo(session: LiveSession):
                 seeds = gr.Textbox(value=",".join(map(str, session.seeds)), label="seeds", elem_id="seeds",
                                    info="e.g. 0 or 0,1,2 or 0-3")
                 with gr.Accordion("sampler", open=True):
-                    with gr.Row():
-                        steps = gr.Slider(1, 100, value=session.sampler.steps, step=1, label="steps", elem_id="steps")
-                        guidance = gr.Slider(1, 15, value=session.sampler.guidance, step=0.5, label="guidance",
-                                             elem_id="guidance")
-                        eta = gr.Slider(0, 1, value=session.sampler.eta, step=0.1, label="η (DDIM)", elem_id="eta")
+                    steps = gr.Slider(1, 100, value=session.sampler.steps, step=1, label="DDIM steps", elem_id="steps")
+                    guidance = gr.Slider(1, 15, value=session.sampler.guidance, step=0.5, elem_id="guidance",
+                                         label="guidance (classifier-free, per model before blending)")
+                    eta = gr.Slider(0, 1, value=session.sampler.eta, step=0.1, label="η (DDIM; 1 = the paper's)",
+                                    elem_id="eta")
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                     side_btn = gr.Button("Side by side", variant="secondary", elem_id="side-by-side")
