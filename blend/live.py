@@ -280,7 +280,7 @@ class LiveSession:
     def load_front(self, run_dir: str | Path) -> dict[str, dict]:
         """The per-config means of a finished run_DB.py run (its summary.json, else its results.jsonl)."""
         self.front = load_front(run_dir, self.reward_names)
-        self.front_note = f"front: {run_dir}"
+        self.front_note = f"Front: the run in {run_dir} (mean over its prompts and seeds per config)"
         return self.front
 
     def front_experiment(self, n_prompts: int = MAX_FRONT_PROMPTS, n_seeds: int = 1) -> Experiment:
@@ -305,7 +305,7 @@ class LiveSession:
         if not (out_dir / "summary.json").exists():
             save_config(out_dir, exp, {"front_of": self.model_name,
                                        "adapters": {n: self.loras[n].sha256 for n in self.adapters}})
-            self.front_note = f"computing the front ({len(exp.specs)} configs) in {out_dir} …"
+            self.front_note = f"Computing the front ({len(exp.specs)} configs) at start-up; it appears when done …"
             log.info("computing the Pareto front: %d configs × %d images into %s", len(exp.specs),
                      len(exp.prompts) * len(exp.seeds), out_dir)
             for spec in exp.specs:  # one config per lock hold, so page requests get in between
@@ -317,8 +317,8 @@ class LiveSession:
             rows = merge_results(out_dir, exp)
             write_summary(out_dir, rows, exp.rewards, [])
         self.load_front(out_dir)
-        self.front_note = (f"front: {len(exp.prompts)} prompts × {len(exp.seeds)} seed(s) per point, "
-                           f"cached in {out_dir}")
+        self.front_note = (f"Front: {len(exp.specs)} configs, each the mean over {len(exp.prompts)} prompts × "
+                           f"{len(exp.seeds)} seed(s); computed once at start-up, cached in {out_dir}")
         return out_dir
 
 

@@ -88,7 +88,8 @@ def scores_html(gen: Generation) -> str:
 def side_html(gens: list[Generation]) -> str:
     names = gens[0].reward_names if gens else []
     wr = bool(gens) and gens[0].weighted[0] is not None
-    head = ["method", *names] + (["weighted reward"] if wr else []) + ["UNet evals"]
+    w_label = "WR w=(" + ", ".join(f"{w:g}" for w in gens[0].weights) + ")" if gens else ""
+    head = ["method", *names] + ([w_label] if wr else []) + ["UNet evals"]
     rows = []
     for g in gens:
         cells = [f"<td>{html.escape(g.spec.display_name)}</td>"]
@@ -150,7 +151,9 @@ def build_demo(session: LiveSession):
         ready = "ready" if session.front is not None else "pending"
         return f"<span data-front='{ready}'>{html.escape(session.front_note)}</span>"
 
-    theme = gr.themes.Default(primary_hue="indigo", secondary_hue="slate", radius_size="md")
+    theme = gr.themes.Default(primary_hue="indigo", secondary_hue="slate", radius_size="md",
+                              font=["ui-sans-serif", "system-ui", "Helvetica", "Arial", "sans-serif"],
+                              font_mono=["ui-monospace", "Menlo", "Consolas", "monospace"])
     with gr.Blocks(title="Diffusion Blend — pick the trade-off live", analytics_enabled=False,
                    fill_width=True) as demo:
         demo.db_launch_kwargs = {"theme": theme, "css": CSS}
