@@ -302,6 +302,7 @@ class LiveSession:
         cfg = {"model": self.key, "specs": [s.label for s in exp.specs], "prompts": exp.prompts, "seeds": exp.seeds,
                "sampler": [exp.sampler.steps, exp.sampler.guidance, exp.sampler.eta], "rewards": exp.rewards}
         out_dir = Path(out_root) / hashlib.sha256(json.dumps(cfg).encode()).hexdigest()[:12]
+        start = time.perf_counter()
         if not (out_dir / "summary.json").exists():
             save_config(out_dir, exp, {"front_of": self.model_name,
                                        "adapters": {n: self.loras[n].sha256 for n in self.adapters}})
@@ -316,6 +317,7 @@ class LiveSession:
                               base_record={"source": self.bundle.source})
             rows = merge_results(out_dir, exp)
             write_summary(out_dir, rows, exp.rewards, [])
+            log.info("Pareto front ready in %.1f s (%d images)", time.perf_counter() - start, len(rows))
         self.load_front(out_dir)
         self.front_note = (f"Front: {len(exp.specs)} configs, each the mean over {len(exp.prompts)} prompts × "
                            f"{len(exp.seeds)} seed(s); computed once at start-up, cached in {out_dir}")

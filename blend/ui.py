@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--front", default="auto",
                    help="the Pareto front: the --out_dir of a finished run_DB.py run (results.jsonl or "
                         "summary.json), 'auto' (a small sweep computed at start-up for the built-in models and "
-                        "cached under the output directory) or 'none'")
+                        "cached under --out_dir, outputs/ui unless given) or 'none'")
     return p
 
 
@@ -262,9 +262,15 @@ def main(argv: list[str] | None = None) -> int:
     explicit = _explicit_flags(parser, argv)
     out_root = Path(args.out_dir if "out_dir" in explicit else "outputs/ui")
     setup_logging(log_file=out_root / "ui.log")
+    ignored = sorted(explicit & {"methods", "batch_size", "no_grids", "list_rewards"})
+    if ignored:
+        log.warning("--%s: table and grid flags do not apply to the web page; ignored", ", --".join(ignored))
     session = session_from_args(args, explicit)
     if args.front not in ("auto", "none"):
-        session.load_front(args.front)
+        try:
+            session.load_front(args.front)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}") from exc
     elif args.front == "auto" and session.bundle.source.startswith("builtin") and len(session.adapters) == 2 \
             and len(session.reward_names) >= 2:
         threading.Thread(target=_compute_front, args=(session, out_root / "front"), daemon=True,
