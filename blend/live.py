@@ -142,6 +142,7 @@ class LiveSession:
         self.model_name = model_name or bundle.source
         self.key = model_key(bundle.source, loras)
         self.lock = threading.Lock()  # adapters are switched on one shared UNet: one sampling call at a time
+        self.cache_lock = threading.Lock()  # guards only the cache dict (held for microseconds)
         self.cache: OrderedDict[tuple, ImageResult] = OrderedDict()
         self.cache_size = cache_size
         self.visited: list[tuple[float, float]] = []  # mean rewards of settings shown so far (for the plot)
@@ -232,15 +233,18 @@ class LiveSession:
         weights = tuple(weights)
         spec = self.spec_for(method, weights, lam)
         start = time.perf_counter()
-        with self.lock:
-            todo = [s for s in seeds if self.cache_key(spec, prompt, s, config) not in self.cache]
-            if todo:
-                self._compute(spec, prompt, todo, config)
-            items = []
-            for s in seeds:
-                key = self.cache_key(spec, prompt, s, config)
-                self.cache.move_to_end(key)
-                items.append(self.cache[key])
+        keys = {s: self.cache_key(spec, prompt, s, config) for s in seeds}
+        with self.cache_lock:  # a fully cached request never waits for the UNet (e.g. the front's sweep)
+            found = {s: self.cache[k] for s, k in keys.items() if k in self.cache}
+        todo = [s for s in seeds if s not in found]
+        if todo:
+            with self.lock:
+                found.update(self._compute(spec, prompt, todo, config))
+        with self.cache_lock:
+            for k in keys.values():
+                if k in self.cache:
+                    self.cache.move_to_end(k)
+        items = [found[s] for s in seeds]
         obj = self.objective(weights)
         gen = Generation(spec=spec, prompt=prompt, seeds=seeds, items=items, weights=weights,
                          reward_names=self.reward_names, weighted=[obj(it.rewards) if obj else None for it in items],
@@ -254,19 +258,23 @@ class LiveSession:
             self.current = gen
         return gen
 
-    def _compute(self, spec: BlendSpec, prompt: str, seeds: list[int], config: SamplerConfig) -> None:
+    def _compute(self, spec: BlendSpec, prompt: str, seeds: list[int], config: SamplerConfig) -> dict[int, ImageResult]:
+        """Sample and score the seeds in one batch (the caller holds the UNet lock); cache and return them."""
         if spec.is_soup:
             ensure_soup_adapter(self.bundle.unet, spec, self.loras)
         prompts = [prompt] * len(seeds)
         result = sample(self.bundle, spec, prompts, seeds, config)
         scores = score_images(self.reward_fns, result.images, prompts)
-        for j, (seed, pil) in enumerate(zip(seeds, to_pil(result.images))):
-            self.cache[self.cache_key(spec, prompt, seed, config)] = ImageResult(
-                image=pil, rewards={k: v[j] for k, v in scores.items()}, unet_evals=result.unet_evals[j],
-                seconds=result.seconds / len(seeds))
-        while len(self.cache) > self.cache_size:
-            self.cache.popitem(last=False)
+        out = {seed: ImageResult(image=pil, rewards={k: v[j] for k, v in scores.items()},
+                                 unet_evals=result.unet_evals[j], seconds=result.seconds / len(seeds))
+               for j, (seed, pil) in enumerate(zip(seeds, to_pil(result.images)))}
+        with self.cache_lock:
+            for seed, item in out.items():
+                self.cache[self.cache_key(spec, prompt, seed, config)] = item
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
         log.info("%s: %d image(s) in %.2f s", spec.label, len(seeds), result.seconds)
+        return out
 
     def side_by_side(self, weights: Sequence[float], prompt: str, seed: int, **settings) -> list[Generation]:
         """The same prompt and seed under base, each single adapter, the ΔW soup and DB-MPA at ``weights``."""

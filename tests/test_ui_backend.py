@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 
 import pytest
 import torch
@@ -135,3 +136,14 @@ def test_ui_without_gradio_says_how_to_install(monkeypatch, capsys):
     assert main(["--ui", "--base_model", "builtin:tiny"]) == 2
     err = capsys.readouterr().err
     assert "pip install -e '.[ui]'" in err and "--ui" in err
+
+
+def test_a_cached_setting_does_not_wait_for_the_unet(session):
+    first = session.generate("mpa", (0.5, 0.5), 1.0, "a red circle", [0])
+    out = []
+    with session.lock:  # the UNet is busy (e.g. the start-up front sweep is sampling)
+        worker = threading.Thread(target=lambda: out.append(session.generate("mpa", (0.5, 0.5), 1.0, "a red circle",
+                                                                            [0])))
+        worker.start()
+        worker.join(timeout=30)
+        assert out and out[0].n_cached == 1 and out[0].items[0] is first.items[0]
