@@ -327,8 +327,12 @@ class LiveSession:
             write_summary(out_dir, rows, exp.rewards, [])
             log.info("Pareto front ready in %.1f s (%d images)", time.perf_counter() - start, len(rows))
         self.load_front(out_dir)
+        try:
+            shown = out_dir.resolve().relative_to(Path.cwd())
+        except ValueError:
+            shown = Path("…", *out_dir.parts[-2:])
         self.front_note = (f"Front: {len(exp.specs)} configs, each the mean over {len(exp.prompts)} prompts × "
-                           f"{len(exp.seeds)} seed(s); computed once at start-up, cached in {out_dir}")
+                           f"{len(exp.seeds)} seed(s); computed once at start-up, cached in {shown}")
         return out_dir
 
 

@@ -178,9 +178,12 @@ def test_move_the_slider_generate_and_compare(server, browser):
     WebDriverWait(d, 600, poll_frequency=1).until(
         lambda _: d.find_elements(By.CSS_SELECTOR, "#front-status [data-front='ready']"))
     time.sleep(1.5)  # the plot image swaps in after the status text
-    for _ in range(3):  # the whole page in one image: grow the window until the page stops growing
-        height = d.execute_script("return document.documentElement.scrollHeight")
-        d.set_window_size(1500, min(max(height, 1000), 2600))
+    for _ in range(3):  # the whole page in one image: grow the window until its last element fits
+        bottom = d.execute_script("const r = document.querySelector('#db-side-scores').getBoundingClientRect();"
+                                  "return Math.ceil(r.bottom + window.scrollY);")
+        inner = d.execute_script("return window.innerHeight")
+        outer = d.get_window_size()["height"]
+        d.set_window_size(1500, min(bottom + 40 + outer - inner, 3000))
         time.sleep(1)
     d.execute_script("window.scrollTo(0, 0)")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
