@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -208,12 +207,10 @@ def apply_builtin_default(args: argparse.Namespace, explicit: set[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if "--ui" in (sys.argv[1:] if argv is None else argv):
-        from blend.ui import main as ui_main  # the web page (blend/ui.py), with the same model flags
-
-        return ui_main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.ui:  # run_DB.py hands --ui to blend.ui before this (blend.ui imports this module, not the reverse)
+        raise SystemExit("error: --ui serves the web page: python run_DB.py --ui or python -m blend.ui")
     if args.list_rewards:
         print(list_rewards_text())
         return 0

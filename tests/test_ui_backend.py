@@ -130,12 +130,26 @@ def test_front_is_computed_once_and_loaded(session, tmp_path, monkeypatch):
 
 
 def test_ui_without_gradio_says_how_to_install(monkeypatch, capsys):
-    from blend.cli import main
+    from blend.ui import main
 
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
     assert main(["--ui", "--base_model", "builtin:tiny"]) == 2
     err = capsys.readouterr().err
     assert "pip install -e '.[ui]'" in err and "--ui" in err
+
+
+def test_run_db_ui_without_gradio_exits_non_zero(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    blocker = tmp_path / "gradio.py"  # shadows the installed package: importing it fails like a missing one
+    blocker.write_text("raise ImportError('gradio is blocked by this test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
+    proc = subprocess.run([sys.executable, str(root / "run_DB.py"), "--ui"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "pip install -e '.[ui]'" in proc.stderr
 
 
 def test_a_cached_setting_does_not_wait_for_the_unet(session):
