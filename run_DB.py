@@ -13,4 +13,8 @@ import sys
 from blend.cli import main
 
 if __name__ == "__main__":
+    if "--ui" in sys.argv[1:]:  # the live web page (blend/ui.py), with the same model flags
+        from blend.ui import main as ui_main
+
+        sys.exit(ui_main())
     sys.exit(main())

@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     g.add_argument("--no_grids", action="store_true", help="do not write image grids")
     add_baseline_args(p)
+    p.add_argument("--ui", action="store_true", help="serve the live web page instead (python run_DB.py --ui --help)")
     return p
 
 
@@ -275,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; user errors exit with one ``error:`` line (also in run.log), Ctrl-C with one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.ui:  # run_DB.py hands --ui to blend.ui before this (blend.ui imports this module, not the reverse)
+        raise SystemExit("error: --ui serves the web page: python run_DB.py --ui or python -m blend.ui")
     if args.list_rewards:
         print(list_rewards_text())
         return 0
