@@ -44,6 +44,10 @@ class Conditioning:
     def shape(self) -> torch.Size:
         return self.hidden.shape
 
+    @property
+    def device(self) -> torch.device:
+        return self.hidden.device
+
     def to(self, *args, **kwargs) -> Conditioning:
         move = (lambda t: None if t is None else t.to(*args, **kwargs))  # noqa: E731
         return Conditioning(self.hidden.to(*args, **kwargs), move(self.pooled), move(self.time_ids))

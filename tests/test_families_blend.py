@@ -52,3 +52,21 @@ def test_every_method_runs_and_blends_differ(family_bundle):
         outs[spec.label] = run(bundle, spec)
         assert outs[spec.label].shape == (2, 3, 32, 32) and torch.isfinite(outs[spec.label]).all()
     assert not torch.equal(outs["mpa_a0.5_b0.5"], outs["soup_a0.5_b0.5"])
+
+
+def test_baselines_on_each_family(family_bundle):
+    """Best-of-N runs on every family; CoDe and RGG (which step the DDIM chain) run on SDXL and are refused on the
+    flow-matching SD3 model with a message that names best-of-N."""
+    from blend.baselines.dispatch import sample_any
+
+    bundle, _ = family_bundle
+    bright = dict(rewards=("brightness",), weights=(1.0,))
+    bon = sample_any(bundle, BlendSpec("bon", **bright, options={"N": 2}), PROMPTS, SEEDS, CFG)
+    assert torch.isfinite(bon.images).all() and bon.costs[0]["unet_forwards"] == 2 * CFG.steps
+    for spec in (BlendSpec("code", **bright, options={"N": 2, "B": 2}), BlendSpec("rgg", **bright)):
+        if bundle.family == "sd3":
+            with pytest.raises(ValueError, match="Best-of-N"):
+                sample_any(bundle, spec, PROMPTS, SEEDS, CFG)
+        else:
+            out = sample_any(bundle, spec, PROMPTS, SEEDS, CFG)
+            assert torch.isfinite(out.images).all() and out.images.shape == (2, 3, 32, 32)
