@@ -315,18 +315,23 @@ def check_checkpoint(path: str, flag: str, base_model: str, allow_other_base: bo
     one whose manifest names another base model."""
     p = Path(path).expanduser()
     d = p if p.is_dir() else p.parent
-    looks = re.fullmatch(r"\.?(tmp-)?checkpoint-\d+", d.name) or (d / "manifest.json").exists() \
-        or (d / "training_state.pt").exists()
-    if not looks:
-        return
-    if not (d / "COMPLETE").is_file():
+    in_training = re.fullmatch(r"\.?(tmp-)?checkpoint-\d+", d.name) or (d / "training_state.pt").exists()
+    if in_training and not (d / "COMPLETE").is_file():
         raise SystemExit(f"error: {flag} {path}: {d} is a half-written trainer checkpoint (no COMPLETE marker: the "
                          f"trainer was stopped while saving it); pass a complete checkpoint-<N>/ of {d.parent}")
     manifest = d / "manifest.json"
-    trained = json.loads(manifest.read_text()).get("base_model") if manifest.exists() else None
+    if not manifest.exists():
+        return
+    trained = json.loads(manifest.read_text()).get("base_model")
 
     def norm(m: str) -> str:
-        return str(Path(m).expanduser().resolve()) if Path(m).expanduser().exists() else m
+        """A base model's identity: builtin:toy is its directory; paths are resolved (also from the repository)."""
+        if m == "builtin:toy":
+            return str((TOY_WEIGHTS / "base").resolve())
+        for cand in (Path(m).expanduser(), REPO / m):
+            if cand.exists():
+                return str(cand.resolve())
+        return m
 
     if trained and norm(trained) != norm(base_model):
         msg = f"{flag} {path} was trained on base model {trained!r}, not on --base_model {base_model!r}"

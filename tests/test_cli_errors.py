@@ -125,3 +125,15 @@ def test_identical_tensors_hash_alike_across_processes_and_formats(tmp_path):
     assert read_lora(tmp_path / "peft").sha256 == outs[0][0]
     lw.B[lw.modules[0]] = lw.B[lw.modules[0]] + 1e-3  # any change of a tensor changes the hash
     assert content_sha256(lw) != outs[0][0]
+
+
+def test_exported_adapter_with_manifest_is_not_a_half_written_checkpoint():
+    """The committed toy adapters carry a manifest but no trainer state: they are accepted, and their manifest's
+    base model (toy/weights/base) is recognised as builtin:toy."""
+    from blend.cli import REPO, check_checkpoint
+
+    for sub in ("adapters/alignment", "oracles/w0.5"):
+        check_checkpoint(str(REPO / "toy" / "weights" / sub), "--lora", "builtin:toy", allow_other_base=False)
+    with pytest.raises(SystemExit, match="trained on base model"):
+        check_checkpoint(str(REPO / "toy" / "weights" / "adapters" / "alignment"), "--lora", "builtin:tiny",
+                         allow_other_base=False)
