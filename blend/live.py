@@ -323,7 +323,7 @@ class LiveSession:
                                      sampler=exp.sampler, rewards=exp.rewards, batch_size=exp.batch_size)
                     run_units(one, self.bundle, self.loras, self.reward_fns, out_dir,
                               base_record={"source": self.bundle.source})
-            rows = merge_results(out_dir, exp)
+            rows, _ = merge_results(out_dir, exp, self.loras)
             write_summary(out_dir, rows, exp.rewards, [])
             log.info("Pareto front ready in %.1f s (%d images)", time.perf_counter() - start, len(rows))
         self.load_front(out_dir)
