@@ -70,10 +70,7 @@ def draft_rollout_loss(trainer, it: int, step: int, micro: int) -> dict:
     for i in range(first_grad, len(timesteps)):
         t = timesteps[i]
         with torch.no_grad():
-            activate(unet, None)
-            with trainer.autocast():
-                eps_pre = guided_eps(unet, x, t, cond, uncond, cfg.guidance_scale)
-            activate(unet, "dpok")
+            eps_pre = trainer.reference_eps(x, t, cond, uncond)
         with trainer.autocast():
             eps = guided_eps(trainer.train_unet, x, t, cond, uncond, cfg.guidance_scale)
         kl = kl + kl_penalty(eps, eps_pre) / cfg.draft_k

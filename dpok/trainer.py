@@ -318,6 +318,16 @@ class Trainer:
         self.value_opt.zero_grad()
         return total
 
+    def reference_eps(self, x: torch.Tensor, t, cond, uncond) -> torch.Tensor:
+        """ε̂_pre of the KL anchor at (x, t): the same UNet with its adapters disabled (no second UNet in memory).
+        Call under ``torch.no_grad()``."""
+        activate(self.unet, None)
+        try:
+            with self.autocast():
+                return guided_eps(self.unet, x, t, cond, uncond, self.cfg.guidance_scale)
+        finally:
+            activate(self.unet, ADAPTER)
+
     def policy_microbatch(self, batch, use_kl: bool) -> dict:
         cfg, device, dtype = self.cfg, self.acc.device, self.bundle.dtype
         x = batch.state.to(device, dtype)
@@ -329,10 +339,7 @@ class Trainer:
                 adv = batch.reward.to(device) - v.reshape(-1).float()
             else:
                 adv = batch.reward.to(device)
-            activate(self.unet, None)
-            with self.autocast():
-                eps_pre = guided_eps(self.unet, x, t, cond, uncond, cfg.guidance_scale)
-            activate(self.unet, ADAPTER)
+            eps_pre = self.reference_eps(x, t, cond, uncond)
         with self.autocast():
             eps = guided_eps(self.train_unet, x, t, cond, uncond, cfg.guidance_scale)
         _, log_prob = ddim_step_with_logprob(self.bundle.scheduler, eps.float(), t, x.float(), cfg.eta,

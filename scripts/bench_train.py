@@ -45,9 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_blend import _reset_peak_rss, _vm_hwm_mb, build_model  # noqa: E402
 
 from diffusion.adapters import activate, clear_cache  # noqa: E402
-from diffusion.ddim import ddim_step_with_logprob  # noqa: E402
 from dpok.config import TrainConfig  # noqa: E402
-from dpok.losses import dpok_loss  # noqa: E402
 from dpok.rollout import draw_noise, guided_eps, sample_trajectories  # noqa: E402
 from dpok.trainer import ADAPTER, Trainer  # noqa: E402
 
@@ -69,25 +67,9 @@ class TwoUNetTrainer(Trainer):
         clear_cache(ref)
         self.ref_unet = ref.requires_grad_(False)
 
-    def policy_microbatch(self, batch, use_kl: bool) -> dict:
-        cfg, device, dtype = self.cfg, self.acc.device, self.bundle.dtype
-        x = batch.state.to(device, dtype)
-        t = self.timesteps[batch.step].to(device)
-        cond, uncond = self.cache.hidden(batch.prompts), self.cache.hidden([""] * len(batch.prompts))
-        with torch.no_grad():
-            if self.value is not None:
-                v = self.value(batch.state.to(device), self.cache.pooled(batch.prompts), batch.step.to(device))
-                adv = batch.reward.to(device) - v.reshape(-1).float()
-            else:
-                adv = batch.reward.to(device)
-            with self.autocast():
-                eps_pre = guided_eps(self.ref_unet, x, t, cond, uncond, cfg.guidance_scale)
+    def reference_eps(self, x, t, cond, uncond) -> torch.Tensor:
         with self.autocast():
-            eps = guided_eps(self.train_unet, x, t, cond, uncond, cfg.guidance_scale)
-        _, log_prob = ddim_step_with_logprob(self.bundle.scheduler, eps.float(), t, x.float(), cfg.eta,
-                                             prev_sample=batch.next_state.to(device).float())
-        return dpok_loss(adv, log_prob, batch.log_prob.to(device), eps, eps_pre, ratio_clip=cfg.ratio_clip,
-                         reward_weight=cfg.reward_weight, kl_weight=cfg.kl_weight, use_kl=use_kl)
+            return guided_eps(self.ref_unet, x, t, cond, uncond, self.cfg.guidance_scale)
 
 
 def make_trainer(args: argparse.Namespace, out_dir: str, two_unets: bool = False) -> Trainer:
