@@ -62,6 +62,9 @@ class World:
     scales: dict[str, float] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)  # more run_DB flags (surrogates, tempering)
     batch_size: int = 8
+    # Table 5's pair (indices into adapters/rewards): (compressibility = r1, the second reward = r2); WR's w is the
+    # weight on r1. None: the world has no compressibility reward.
+    table5: tuple[int, int] | None = None
 
 
 def gamma_for(steps: int, gamma50: float = 0.024) -> float:
@@ -85,7 +88,9 @@ def toy_world(n_seeds: int) -> World:
         scales={"colorfulness": 0.0954, "brightness": 0.0513},
         extra=["--rgg_gamma", str(gamma_for(10)),
                "--guidance_surrogate", f"toy_jpeg_z=toy_smoothness:{stats['toy_smoothness']['std']:.6g}"],
-        batch_size=48)
+        batch_size=48,
+        # JPEG compressibility vs colourfulness: the toy analogue of the paper's compressibility vs VILA
+        table5=(1, 2))
 
 
 def tiny_world(out: Path, n_seeds: int, prompts: str) -> World:
@@ -105,7 +110,7 @@ def tiny_world(out: Path, n_seeds: int, prompts: str) -> World:
                  oracles={"0.2,0.8": paths["o2"], "0.5,0.5": paths["o5"], "0.8,0.2": paths["o8"]},
                  kla_oracles={0.5: paths["k05"], 2.0: paths["k2"]},
                  extra=["--rgg_gamma", "0.5", "--code_block", "1", "--guidance_surrogate",
-                        "jpeg_compressibility=toy_smoothness"], batch_size=8)
+                        "jpeg_compressibility=toy_smoothness"], batch_size=8, table5=(2, 0))
 
 
 def sd_world(args: argparse.Namespace) -> World:
@@ -116,11 +121,13 @@ def sd_world(args: argparse.Namespace) -> World:
     rewards = args.rewards.split(",")
     if len(rewards) != len(adapters):
         raise SystemExit(f"error: {len(adapters)} adapters but {len(rewards)} rewards; adapter i is trained on reward i")
+    comp = next((i for i, r in enumerate(rewards) if "jpeg" in r or "compress" in r), None)
     return World("sd", args.base_model or "runwayml/stable-diffusion-v1-5", adapters, rewards,
                  args.prompt_file or "db:short_drawbench_1k", 50, 7.5, args.n_seeds or 1,
                  oracles=dict(x.split("=", 1) for x in args.oracle),
                  kla_oracles={float(k): v for k, v in (x.split("=", 1) for x in args.kla_oracle)},
-                 extra=shlex.split(args.extra or ""), batch_size=args.batch_size or 8)
+                 extra=shlex.split(args.extra or ""), batch_size=args.batch_size or 8,
+                 table5=None if comp is None else (comp, 0 if comp != 0 else 1))
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -326,9 +333,12 @@ def sweep_table1(world: World, out: Path, launcher: str) -> None:
 
 
 def sweep_table5(world: World, out: Path, launcher: str) -> None:
-    """Compressibility (r1) against the first reward (r2): the conflicting pair of the paper's Table 5."""
-    comp = next(i for i, r in enumerate(world.rewards) if "jpeg" in r or "smooth" in r)
-    other = 0 if comp != 0 else 1
+    """Compressibility (r1) against a second reward (r2), the paper's second conflict (there: JPEG vs VILA);
+    the pair is ``world.table5`` and w is the weight on compressibility."""
+    if world.table5 is None:
+        raise SystemExit(f"error: table5 needs a compressibility reward (e.g. jpeg_compressibility) among --rewards "
+                         f"{','.join(world.rewards)}, with its adapter")
+    comp, other = world.table5
     weighted_table(world, out, launcher, (comp, other),
                    f"Table 5 ({world.name}): {world.rewards[comp]} vs {world.rewards[other]}", False)
 
