@@ -496,11 +496,13 @@ def weighted_table(world: World, out: Path, runner: Runner, reward_idx: tuple[in
     write_tables(out, title, head, table, note, more, data)
     plt = figures.setup()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for key, pts in plot.items():
+    for j, (key, pts) in enumerate(plot.items()):  # dodged by method so that the error bars stay apart
         st = figures.style(key)
-        ax.errorbar([p[0] for p in pts], [p[1].mean for p in pts], yerr=[p[1].se for p in pts], capsize=2,
+        dx = 0.012 * (j - (len(plot) - 1) / 2)
+        ax.errorbar([p[0] + dx for p in pts], [p[1].mean for p in pts], yerr=[p[1].se for p in pts], capsize=2,
                     **{**st.kwargs(), "label": NAMES[key]})
-    ax.set_xlabel(f"w (weight on {rewards[0]})")
+    ax.set_xlabel(f"w (weight on {rewards[0]}; methods dodged sideways)")
+    ax.set_xticks([w[0] for w in WEIGHTS_T1])
     ax.set_ylabel("weighted reward WR (mean ± s.e., clustered)")
     ax.set_title(title)
     figures.legend_outside(ax)
