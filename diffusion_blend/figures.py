@@ -52,6 +52,13 @@ METHODS: dict[str, Style] = {
     "kla": Style("#CC79A7", "X", "-.", "DB-KLA"),
     "oracle": Style("#882255", "P", "none", "MORL oracle"),
     "target": Style("#882255", "P", "-", "exact target"),
+    # inference-time baselines (blend.baselines), Tol's muted colours
+    "code": Style("#117733", "s", "-", "CoDe"),
+    "rgg": Style("#DDCC77", "D", "--", "RGG"),
+    "smc": Style("#AA4499", "v", "-.", "SMC (DAS)"),
+    "bon": Style("#44AA99", "h", ":", "Best-of-N"),
+    "bon_mpa": Style("#332288", "<", "-", "Best-of-N over DB-MPA"),
+    "bon_ls": Style("#88CCEE", ">", "--", "Best-of-N over DB-MPA-LS"),
 }
 _FALLBACK = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB"]
 _FALLBACK_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
@@ -241,7 +248,9 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 _LATEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "−": "$-$", "Δ": r"$\Delta$",
                   "λ": r"$\lambda$", "α": r"$\alpha$", "σ": r"$\sigma$", "μ": r"$\mu$", "ε": r"$\varepsilon$",
                   "×": r"$\times$", "≤": r"$\leq$", "≥": r"$\geq$", "≈": r"$\approx$", "—": "---", "–": "--",
-                  "Σ": r"$\Sigma$", "√": r"$\surd$", "₁": r"$_1$", "₂": r"$_2$"}
+                  "Σ": r"$\Sigma$", "√": r"$\surd$", "₁": r"$_1$", "₂": r"$_2$",
+                  "·": r"$\cdot$", "∇": r"$\nabla$", "η": r"$\eta$", "γ": r"$\gamma$", "→": r"$\to$",
+                  "²": r"$^2$", "…": r"\ldots{}", "∈": r"$\in$"}
 
 
 def latex_escape(text: str) -> str:
