@@ -245,12 +245,12 @@ def check_weight_labels(weights: list[tuple[float, ...]]) -> list[tuple[float, .
 
 # ---------------------------------------------------------------------- the plan
 
-def plan_from_args(args: argparse.Namespace, explicit: set[str] = frozenset(), argv: list[str] | None = None,
+def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str] | None = None,
                    flag_names: dict[str, str] | None = None) -> RunPlan:
     """Check the parsed ``run_DB.py`` flags ``args`` and describe the run; loads no model, leaves ``args`` as is.
 
-    ``explicit``: the flags the user set (with none of the model flags, the toy world's default run fills the
-    others); ``argv`` is recorded in config.json; ``flag_names`` maps a destination to the option string the user
+    ``explicit``: the destinations the user set (``blend.cli._explicit_flags``); with no model flag among them, the
+    toy world's default run fills every flag not in it; ``argv`` is recorded in config.json; ``flag_names`` maps a destination to the option string the user
     typed, for messages (e.g. {"steps": "--num_inference_steps"}). Raises :class:`PlanError`.
     """
     import torch
