@@ -1,8 +1,9 @@
 """Diffusers schedulers by short name, built from a model's scheduler config (``run_DB.py --scheduler``).
 
 The blended ε is scheduler-agnostic (``blend.sampler``); each name below is one diffusers class and
-its options. ``tests/test_pipeline.py`` checks ddim, dpm++, euler, euler_a, pndm and unipc against the
-stock ``StableDiffusionPipeline``; the others run through the same ``step`` call.
+its options. Every name is checked against the stock ``StableDiffusionPipeline`` (w = (1, 0) gives its image with
+that adapter; DB-MPA equals a hand blend): ddim, dpm++, euler, euler_a, pndm and unipc in ``tests/test_pipeline.py``,
+the stochastic dpm++_sde and ddpm (same generators, same step noise) in ``tests/test_schedulers.py``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,506 @@
+"""Flags → a run description: :func:`plan_from_args` checks every ``run_DB.py`` flag before any model is loaded and
+returns a :class:`RunPlan`, which ``blend.runner.execute`` loads, samples, scores and reports.
+
+Building a plan loads no model: it reads the prompt file and adapter manifests, registers the rewards by name and
+checks their options, and settles the method configurations (specs), their weight schedules and the weighted rewards
+(objectives) they target. Bad flags raise :class:`PlanError` naming the problem and the fix (``run_DB.py`` prints it
+as one ``error:`` line). Only light imports at module level: ``blend.cli`` imports this module for ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from diffusion_blend.logging import get_logger
+from diffusion_blend.prompts import load_prompts
+
+if TYPE_CHECKING:
+    from blend.experiment import Objective
+    from blend.sampler import SamplerConfig
+    from blend.spec import BlendSpec
+
+log = get_logger("run_DB")
+
+PAPER_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the maintained copy of the deleted runwayml id
+DEFAULT_BASE_MODEL = "builtin:toy"
+REPO = Path(__file__).resolve().parents[1]
+TOY_WEIGHTS = REPO / "toy" / "weights"
+# `python run_DB.py` with no model arguments: the toy world's base model, its two reward adapters and the
+# w = 0.5 MORL oracle, on the held-out toy prompts (docs/toy/README_SECTION.md). Any flag given overrides.
+TOY_DEFAULTS = {
+    "base_model": "builtin:toy",
+    "lora": [f"alignment={TOY_WEIGHTS / 'adapters' / 'alignment'}",
+             f"compressibility={TOY_WEIGHTS / 'adapters' / 'compressibility'}"],
+    "oracle": [f"0.5,0.5={TOY_WEIGHTS / 'oracles' / 'w0.5'}"],
+    "weights": ["0.5,0.5"],
+    "rewards": "toy_alignment_z,toy_jpeg_z",
+    "prompt_file": str(REPO / "dataset" / "toy_test_prompts.json"),
+    "n_seeds": 2,
+    "steps": 10,
+    "guidance": 5.0,
+    "batch_size": 24,
+    "methods": "base,single,soup,soup_factors,mpa,mpa_ls,oracle",
+}
+DEFAULT_PROMPTS = ["a red circle on a blue background", "a green square on a yellow background",
+                   "a purple triangle on a cyan background", "a yellow cross on a red background"]
+DEMO_ADAPTERS = ("demo_a", "demo_b")  # builtin:tiny with no adapter: two random LoRAs (blend.runner writes them)
+
+
+class PlanError(ValueError):
+    """Flags that cannot run; the message names the problem and the fix (without the ``error:`` prefix)."""
+
+
+@dataclass
+class RunPlan:
+    """Everything ``run_DB.py`` was asked to do, checked; nothing loaded yet."""
+
+    base_model: str
+    device: str  # a torch device that exists here ("cpu", "cuda", "cuda:1")
+    dtype: str  # float32 | float16 | bfloat16
+    adapters: list[tuple[str, str, str]]  # LoRA members (name, path or hub id, the flag that named it), in weight order
+    members: list[tuple[str, str]]  # full-UNet members (name, directory), after the adapters in weight order
+    oracles: dict[str, str]  # oracle adapter name -> path
+    demo_adapters: tuple[str, ...]  # names of the random demo LoRAs to write for builtin:tiny (else empty)
+    specs: list[BlendSpec]  # method configurations in table order (soups are checked against the adapters later)
+    methods_arg: str | None  # --methods as given (an explicit soup is refused, an implicit one skipped)
+    weights: list[tuple[float, ...]]
+    prompts: list[str]
+    seeds: list[int]
+    sampler: SamplerConfig
+    scheduler: str  # a diffusion.schedulers name
+    rewards: list[str]
+    reward_options: dict[str, dict[str, str]]  # reward -> its loader options (only rewards that have some)
+    scales: tuple[float, ...] | None  # per reward (WR = Σ w_i r_i / s_i)
+    objectives: list[Objective]
+    spec_objective: dict[str, str]  # config label -> the objective label it targets
+    batch_size: int
+    out_dir: Path
+    cache_dir: str | None = None
+    grids: bool = True
+    toy_default: bool = False  # no model flag was given: the toy world's default run
+    argv: list[str] | None = None  # recorded in config.json
+
+    @property
+    def adapter_names(self) -> list[str]:
+        """The blend members in weight order."""
+        if self.demo_adapters:
+            return list(self.demo_adapters)
+        return [n for n, _, _ in self.adapters] + [n for n, _ in self.members]
+
+
+# ---------------------------------------------------------------------- parsing single flags
+
+def parse_weights(items: list[str]) -> list[tuple[float, ...]]:
+    """Weight vectors from ``--weights`` items ('0.3,0.7', several separated by ';', optional brackets)."""
+    vectors = []
+    for item in items:
+        for part in item.split(";"):
+            if part.strip():
+                try:
+                    vectors.append(tuple(float(x) for x in part.strip().strip("()[]").split(",")))
+                except ValueError as exc:
+                    raise PlanError(f"--weights {part!r} is not a comma-separated list of numbers") from exc
+    return vectors
+
+
+def named_paths(items: list[str], flag: str) -> list[tuple[str, str]]:
+    """``NAME=PATH`` items of ``flag`` as (name, path)."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise PlanError(f"{flag} {item!r} must look like {flag} NAME=PATH")
+        name, path = item.split("=", 1)
+        out.append((name.strip(), path.strip()))
+    return out
+
+
+def reward_options(items: list[str]) -> dict[str, dict[str, str]]:
+    """``REWARD.KEY=VALUE`` items as {reward: {key: value}}."""
+    opts: dict[str, dict[str, str]] = {}
+    for item in items:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise PlanError(f"--reward_option {item!r} must look like REWARD.KEY=VALUE")
+        key, value = item.split("=", 1)
+        reward, arg = key.split(".", 1)
+        opts.setdefault(reward, {})[arg] = value
+    return opts
+
+
+def reward_scales(items: list[str], reward_names: list[str]) -> tuple[float, ...] | None:
+    """``REWARD=S`` items as one scale per reward (1 unless given); None when none is given."""
+    if not items:
+        return None
+    scales = dict.fromkeys(reward_names, 1.0)
+    for name, value in named_paths(items, "--reward_scale"):
+        if name not in scales:
+            raise PlanError(f"--reward_scale names {name!r}, which is not in --rewards {reward_names}")
+        try:
+            scales[name] = float(value)
+        except ValueError as exc:
+            raise PlanError(f"--reward_scale {name}={value!r} is not a number") from exc
+        if not scales[name] > 0:
+            raise PlanError(f"--reward_scale {name} must be > 0")
+    return tuple(scales[r] for r in reward_names)
+
+
+def resolve_device(name: str):
+    """The torch device of ``--device``; a clear error when it does not exist or is not available here."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PlanError(f"--device {name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PlanError(f"--device {name}: CUDA is not available on this machine; use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise PlanError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s) "
+                            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif device.type != "cpu":
+        raise PlanError(f"--device {name}: only cpu, cuda, cuda:N and auto are supported")
+    return device
+
+
+def apply_builtin_default(args: argparse.Namespace, explicit: set[str]) -> bool:
+    """Fill in the toy-world default run when no model or adapter was named (``explicit``: the flags the user
+    set). Changes ``args`` in place; returns whether the default applied."""
+    model_flags = {"base_model", "lora", "oracle", "t2i_path", "vila_path", "ir_weight"}
+    if explicit & model_flags:
+        return False
+    for key, value in TOY_DEFAULTS.items():
+        if key not in explicit:
+            setattr(args, key, value)
+    return True
+
+
+def check_adapter_source(path: str, flag: str) -> None:
+    """A local adapter path must exist (hub ids ``owner/repo[:file]`` are resolved when loading)."""
+    p = Path(path).expanduser()
+    if p.exists():
+        return
+    repo = path.split(":", 1)[0]
+    if repo.count("/") == 1 and not path.startswith((".", "/", "~")):
+        return
+    raise PlanError(f"{flag} {path}: adapter not found (no such file or directory); pass a LoRA file or directory, "
+                    f"or a hub id owner/repo[:file]")
+
+
+def check_checkpoint(path: str, flag: str, base_model: str, allow_other_base: bool) -> None:
+    """Refuse a trainer checkpoint without its COMPLETE marker; refuse (or, with ``allow_other_base``, warn about)
+    one whose manifest names another base model."""
+    p = Path(path).expanduser()
+    d = p if p.is_dir() else p.parent
+    in_training = re.fullmatch(r"\.?(tmp-)?checkpoint-\d+", d.name) or (d / "training_state.pt").exists()
+    if in_training and not (d / "COMPLETE").is_file():
+        raise PlanError(f"{flag} {path}: {d} is a half-written trainer checkpoint (no COMPLETE marker: the trainer "
+                        f"was stopped while saving it); pass a complete checkpoint-<N>/ of {d.parent}")
+    manifest = d / "manifest.json"
+    if not manifest.exists():
+        return
+    trained = json.loads(manifest.read_text()).get("base_model")
+
+    def norm(m: str) -> str:
+        """A base model's identity: builtin:toy is its directory; paths are resolved (also from the repository)."""
+        if m == "builtin:toy":
+            return str((TOY_WEIGHTS / "base").resolve())
+        for cand in (Path(m).expanduser(), REPO / m):
+            if cand.exists():
+                return str(cand.resolve())
+        return m
+
+    if trained and norm(trained) != norm(base_model):
+        msg = f"{flag} {path} was trained on base model {trained!r}, not on --base_model {base_model!r}"
+        if not allow_other_base:
+            raise PlanError(f"{msg}; pass the base it was trained on, or --allow_other_base to use it anyway")
+        log.warning("%s; using it anyway (--allow_other_base)", msg)
+
+
+def check_weight_labels(weights: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+    """Distinct weight vectors must get distinct labels (one would be dropped); exact repeats are dropped."""
+    from blend.experiment import Objective
+
+    seen: dict[str, tuple[float, ...]] = {}
+    out = []
+    for w in weights:
+        label = Objective(w, ()).label
+        if label in seen:
+            if seen[label] != w:
+                raise PlanError(f"--weights {seen[label]} and {w} both print as {label} (6 significant digits), so "
+                                f"their rows and tables would collide; round them or make them differ")
+            log.warning("--weights %s given twice; using it once", w)
+            continue
+        seen[label] = w
+        out.append(w)
+    return out
+
+
+# ---------------------------------------------------------------------- the plan
+
+def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str] | None = None,
+                   flag_names: dict[str, str] | None = None) -> RunPlan:
+    """Check the parsed ``run_DB.py`` flags ``args`` and describe the run; loads no model, leaves ``args`` as is.
+
+    ``explicit``: the destinations the user set (``blend.cli._explicit_flags``); with no model flag among them, the
+    toy world's default run fills every flag not in it; ``argv`` is recorded in config.json; ``flag_names`` maps a destination to the option string the user
+    typed, for messages (e.g. {"steps": "--num_inference_steps"}). Raises :class:`PlanError`.
+    """
+    import torch
+
+    from blend.experiment import Objective
+    from blend.sampler import SamplerConfig
+    from blend.spec import BlendSpec
+    from diffusion.schedulers import SCHEDULERS
+
+    args = argparse.Namespace(**vars(args))
+    flag_names = flag_names or {}
+    device = resolve_device(args.device)
+    if device.type == "cpu" and getattr(torch, args.dtype) != torch.float32:
+        raise PlanError("use --dtype float32 on the CPU (half precision is for GPUs)")
+
+    toy_default = apply_builtin_default(args, set(explicit))
+    original = bool(args.t2i_path or args.vila_path or args.ir_weight is not None)
+    adapters = [(n, p, "--lora") for n, p in named_paths(args.lora, "--lora")]
+    if args.t2i_path:
+        adapters.append(("t2i", args.t2i_path, "--t2i_path"))
+    if args.vila_path:
+        adapters.append(("vila", args.vila_path, "--vila_path"))
+    members = named_paths(args.model, "--model")
+    oracles = named_paths(args.oracle, "--oracle")
+    base_model = args.base_model or (PAPER_BASE_MODEL if original else DEFAULT_BASE_MODEL)
+    builtin_demo = base_model.startswith("builtin:tiny") and not adapters and not members  # random demo adapters
+    if toy_default:
+        log.info("no model given: running the built-in toy-world default (python run_DB.py --help for flags)")
+    if args.batch_size < 1:
+        raise PlanError(f"--batch_size must be ≥ 1, got {args.batch_size}")
+    if args.steps is not None and args.steps < 1:
+        raise PlanError(f"{flag_names.get('steps', '--steps')} must be ≥ 1, got {args.steps}")
+    if args.eta < 0:
+        raise PlanError(f"--eta must be ≥ 0, got {args.eta}")
+    if args.scheduler not in SCHEDULERS:
+        raise PlanError(f"--scheduler {args.scheduler!r} is not known; choose from {', '.join(SCHEDULERS)}")
+
+    weights = parse_weights(args.weights)
+    if args.ir_weight is not None:
+        weights.append((args.ir_weight, 1.0 - args.ir_weight))
+    if builtin_demo and not weights:
+        weights = [(0.5, 0.5)]
+    weights = check_weight_labels(weights)
+    reward_names = _reward_names(args.rewards, original)
+    prompts = _prompts(args.prompt_file, args.prompts)
+    n_seeds = args.n_seeds if args.n_seeds is not None else (2 if builtin_demo else 5)
+    if n_seeds < 1:
+        raise PlanError("--n_seeds must be ≥ 1")
+    steps = args.steps if args.steps is not None else (10 if base_model.startswith("builtin:") else 50)
+    try:
+        lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
+    except ValueError as exc:
+        raise PlanError(f"--lambdas {args.lambdas!r} must be comma-separated numbers, e.g. 0.5,1.5") from exc
+    if not lambdas:
+        raise PlanError("--lambdas is empty; give DB-KLA's λ values, e.g. --lambdas 0.5,1.5")
+    reward_opts = _checked_reward_options(args.reward_option, reward_names)
+
+    adapter_names = list(DEMO_ADAPTERS) if builtin_demo else [n for n, _, _ in adapters] + [n for n, _ in members]
+    for _name, path, flag in adapters:
+        check_adapter_source(path, flag)
+        check_checkpoint(path, flag, base_model, args.allow_other_base)
+    for _name, path in members:
+        check_adapter_source(path, "--model")
+    oracle_specs, spec_objective, oracle_paths = [], {}, {}
+    if "oracle" in (args.methods or "").split(",") and not oracles:
+        raise PlanError("--methods oracle needs --oracle W=PATH (a MORL adapter trained on weights W)")
+    for i, (w_text, path) in enumerate(oracles):
+        w = parse_weights([w_text])[0]
+        if adapter_names and len(w) != len(adapter_names):
+            raise PlanError(f"--oracle {w_text}={path}: its weights have {len(w)} entries but there are "
+                            f"{len(adapter_names)} adapters {adapter_names}")
+        target = Objective(w, tuple(reward_names)).label
+        name = f"oracle{i}_w" + "_".join(f"{x:g}" for x in w).replace(".", "p").replace("-", "m")
+        check_checkpoint(path, "--oracle", base_model, args.allow_other_base)
+        oracle_paths[name] = path
+        oracle_specs.append(BlendSpec("single", (name,), role="oracle", extra={"target": target}))
+        spec_objective[oracle_specs[-1].label] = target
+    scales = reward_scales(args.reward_scale, reward_names)
+    scale_map = dict(zip(reward_names, scales)) if scales else None
+    specs = build_specs(args.methods, adapter_names, weights, lambdas, oracle_specs, original, reward_names, args,
+                        steps, scale_map)
+    if args.weights_end:
+        specs = attach_schedules(specs, weights, parse_weights(args.weights_end), args.schedule)
+    objectives = []
+    if len(reward_names) == len(adapter_names) or not adapter_names and any(s.is_baseline for s in specs):
+        objectives = [Objective(w, tuple(reward_names), scales) for w in weights]
+        for s in specs:
+            if s.method in ("mpa", "mpa_ls", "soup", "soup_factors") or s.method == "kla" and len(s.adapters) > 1 \
+                    or s.is_baseline:
+                spec_objective[s.label] = Objective(s.weights, tuple(reward_names)).label
+    return RunPlan(
+        base_model=base_model, device=str(device), dtype=args.dtype, adapters=adapters, members=members,
+        oracles=oracle_paths, demo_adapters=DEMO_ADAPTERS if builtin_demo else (), specs=specs,
+        methods_arg=args.methods, weights=weights, prompts=prompts,
+        seeds=list(range(args.seed_offset, args.seed_offset + n_seeds)),
+        sampler=SamplerConfig(steps=steps, guidance=args.guidance, eta=args.eta, batched=args.batched,
+                              noise=args.noise, ls_draw=args.ls_draw),
+        scheduler=args.scheduler, rewards=reward_names, reward_options=reward_opts, scales=scales,
+        objectives=objectives, spec_objective=spec_objective, batch_size=args.batch_size, out_dir=Path(args.out_dir),
+        cache_dir=args.cache_dir, grids=not args.no_grids, toy_default=toy_default, argv=argv)
+
+
+def _reward_names(text: str | None, original: bool) -> list[str]:
+    if text is not None and not [r for r in text.split(",") if r.strip()]:
+        raise PlanError("--rewards is empty; name at least one reward (python run_DB.py --list_rewards)")
+    names = [r.strip() for r in (text or ("image_reward,vila" if original else
+                                          "jpeg_compressibility,colorfulness")).split(",")]
+    if "" in names:
+        raise PlanError(f"--rewards {text!r} has an empty name; separate reward names with one ','")
+    if len(set(names)) != len(names):
+        raise PlanError(f"--rewards {text!r} names a reward twice")
+    return names
+
+
+def _prompts(prompt_file: str | None, inline: str | None) -> list[str]:
+    if prompt_file:
+        return load_prompts(prompt_file)
+    if inline is not None:
+        prompts = [p.strip() for p in inline.split("|")]
+        if not any(prompts):
+            raise PlanError("--prompts is empty; pass prompts separated by '|' (or --prompt_file FILE)")
+        if not all(prompts):
+            raise PlanError(f"--prompts {inline!r}: prompt #{prompts.index('')} is blank; remove the extra '|'")
+        return prompts
+    return DEFAULT_PROMPTS
+
+
+def _checked_reward_options(items: list[str], reward_names: list[str]) -> dict[str, dict[str, str]]:
+    """The loader options of each reward that has some, checked against the reward's loader (no model loaded)."""
+    from rewards import load_all
+    from rewards.registry import check_reward_options
+
+    load_all()  # registers every reward (cheap: no model is loaded)
+    opts = reward_options(items)
+    for name in opts:
+        if name not in reward_names:
+            raise PlanError(f"--reward_option names reward {name!r}, which is not in --rewards "
+                            f"{','.join(reward_names)}")
+    try:
+        opts = {name: check_reward_options(name, opts.get(name, {})) for name in reward_names}
+    except KeyError as exc:
+        raise PlanError(exc.args[0]) from None
+    return {k: v for k, v in opts.items() if v}
+
+
+def _baseline_defaults() -> argparse.Namespace:
+    from blend.baselines.options import add_baseline_args
+
+    p = argparse.ArgumentParser(add_help=False)
+    add_baseline_args(p)
+    return p.parse_args([])
+
+
+def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tuple[float, ...]],
+                lambdas: list[float], oracle_specs: list[BlendSpec], original: bool, reward_names=(),
+                baseline_args: argparse.Namespace | None = None, steps: int = 50,
+                scales: dict[str, float] | None = None) -> list[BlendSpec]:
+    """The method configurations to run, in table order (duplicates dropped)."""
+    from blend.baselines.options import baseline_specs
+    from blend.spec import BASELINE_METHODS, METHODS, BlendSpec
+
+    all_methods = (*METHODS, "oracle")
+    m = len(adapters)
+    if methods_arg:
+        methods = [x.strip() for x in methods_arg.split(",") if x.strip()]
+        unknown = [x for x in methods if x not in all_methods]
+        if unknown:
+            raise PlanError(f"unknown method(s) {unknown}; choose from {', '.join(all_methods)}")
+    elif original:
+        methods = ["mpa"]
+    else:
+        methods = ["base"] + (["single"] if m else []) + (["soup", "soup_factors", "mpa", "mpa_ls"] if m > 1 else []) \
+            + (["kla"] if m else []) + (["oracle"] if oracle_specs else [])
+    needs_w = {"mpa", "mpa_ls", "soup", "soup_factors"} & set(methods)
+    if set(BASELINE_METHODS) & set(methods) and not weights and len(reward_names) == 1:
+        weights = [(1.0,)]
+    if set(BASELINE_METHODS) & set(methods) and not weights:
+        raise PlanError(f"the baselines need --weights over the rewards {list(reward_names)}")
+    if needs_w and m > 1 and not weights:
+        raise PlanError(f"methods {sorted(needs_w)} need --weights (a vector over the {m} adapters {adapters}, e.g. "
+                        f"--weights {','.join(['%g' % (1 / m)] * m)})")
+    bad = [w for w in weights if len(w) != (m or len(reward_names))]
+    if bad:
+        raise PlanError(f"weight vector {bad[0]} has {len(bad[0])} entries but there are {m} adapters {adapters}")
+    specs: list[BlendSpec] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        for method in methods:
+            try:
+                if method == "base":
+                    specs.append(BlendSpec("base"))
+                elif method == "single":
+                    specs += [BlendSpec("single", (a,)) for a in adapters]
+                elif method == "oracle":
+                    specs += oracle_specs
+                elif method in BASELINE_METHODS:  # blend.baselines
+                    specs += _baseline_specs(baseline_specs, method, adapters, list(reward_names),
+                                             weights or [(1.0,)], baseline_args or _baseline_defaults(), steps,
+                                             scales)
+                elif method == "kla":
+                    vecs = [(1.0,)] if m == 1 else weights
+                    names = tuple(adapters) if m > 1 else (adapters[0],)
+                    if m > 1 and not vecs:
+                        raise PlanError("kla with several adapters needs --weights")
+                    specs += [BlendSpec("kla", names, w, lam=lam) for w in vecs for lam in lambdas]
+                else:
+                    vecs = weights if m > 1 else [(1.0,)]
+                    specs += [BlendSpec(method, tuple(adapters), w) for w in vecs]
+            except PlanError:
+                raise
+            except ValueError as exc:
+                raise PlanError(str(exc)) from exc
+    seen, unique = set(), []
+    for s in specs:
+        if s.label not in seen:
+            seen.add(s.label)
+            unique.append(s)
+    return unique
+
+
+def _baseline_specs(fn, *args) -> list[BlendSpec]:
+    """``blend.baselines.options.baseline_specs``, its command-line errors (SystemExit 'error: ...') as PlanError."""
+    try:
+        return fn(*args)
+    except SystemExit as exc:
+        if isinstance(exc.code, str) and exc.code.startswith("error: "):
+            raise PlanError(exc.code.removeprefix("error: ")) from None
+        raise
+
+
+def attach_schedules(specs: list[BlendSpec], starts: list[tuple[float, ...]], ends: list[tuple[float, ...]],
+                     kind: str) -> list[BlendSpec]:
+    """Give every mpa / mpa_ls / kla spec whose weights are a --weights vector the schedule to its --weights_end."""
+    from blend.schedule import WeightSchedule
+    from blend.spec import BlendSpec
+
+    if len(ends) not in (1, len(starts)):
+        raise PlanError(f"{len(ends)} --weights_end vectors for {len(starts)} --weights vectors; give one, or one per "
+                        f"--weights vector")
+    end_of = {tuple(w): ends[0] if len(ends) == 1 else ends[i] for i, w in enumerate(starts)}
+    out = []
+    for s in specs:
+        end = end_of.get(tuple(s.weights)) if s.method in ("mpa", "mpa_ls", "kla") and len(s.adapters) > 1 else None
+        if end is None:
+            out.append(s)
+            continue
+        try:
+            s.with_weights(end)  # the end vector is a valid blend too
+            out.append(BlendSpec(s.method, s.adapters, s.weights, s.lam, s.role,
+                                 extra={**s.extra, "schedule": WeightSchedule(s.weights, end, kind)}))
+        except ValueError as exc:
+            raise PlanError(f"--weights_end {list(end)}: {exc}") from exc
+    return out
