@@ -25,7 +25,8 @@ log = get_logger("run_DB")
 
 PAPER_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the maintained copy of the deleted runwayml id
 BASELINE_METHODS = ("bon", "bon_mpa", "bon_ls", "code", "rgg", "smc")  # = blend.spec.BASELINE_METHODS (tested)
-METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors", *BASELINE_METHODS)  # = blend.spec.METHODS
+METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors", "hybrid_late",  # = blend.spec.METHODS
+           *BASELINE_METHODS)
 SCHEDULER_NAMES = ("ddim", "dpm++", "dpm++_sde", "euler", "euler_a", "pndm", "unipc", "ddpm")  # diffusion.schedulers
 DEFAULT_BASE_MODEL = "builtin:toy"
 REPO = Path(__file__).resolve().parents[1]
@@ -502,8 +503,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
     if len(reward_names) == len(adapter_names) or not adapter_names and any(s.is_baseline for s in specs):
         objectives = [Objective(w, tuple(reward_names), scales) for w in weights]
         for s in specs:
-            if s.method in ("mpa", "mpa_ls", "soup", "soup_factors") or s.method == "kla" and len(s.adapters) > 1 \
-                    or s.is_baseline:
+            if s.method in ("mpa", "mpa_ls", "soup", "soup_factors", "hybrid_late") \
+                    or s.method == "kla" and len(s.adapters) > 1 or s.is_baseline:
                 spec_objective[s.label] = Objective(s.weights, tuple(reward_names)).label
     exp = Experiment(base_model=base_model, specs=specs, prompts=prompts,
                      seeds=list(range(args.seed_offset, args.seed_offset + n_seeds)),
@@ -563,7 +564,7 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
     else:
         methods = ["base"] + (["single"] if m else []) + (["soup", "soup_factors", "mpa", "mpa_ls"] if m > 1 else []) \
             + (["kla"] if m else []) + (["oracle"] if oracle_specs else [])
-    needs_w = {"mpa", "mpa_ls", "soup", "soup_factors"} & set(methods)
+    needs_w = {"mpa", "mpa_ls", "soup", "soup_factors", "hybrid_late"} & set(methods)
     if set(BASELINE_METHODS) & set(methods) and not weights and len(reward_names) == 1:
         weights = [(1.0,)]
     if set(BASELINE_METHODS) & set(methods) and not weights:

@@ -138,6 +138,8 @@ def _spec_extras(spec: BlendSpec) -> dict:
         out["schedule"] = spec.schedule.to_dict()
     if spec.is_baseline:
         out.update(objective_rewards=list(spec.rewards), options=dict(spec.options))
+    if spec.hybrid_parts is not None:
+        out["hybrid"] = list(spec.hybrid_parts)
     return out
 
 
@@ -239,8 +241,8 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
     for spec, pairs, need, sks, rels, resample in tqdm(plan, desc=f"sampling (rank {rank})",
                                                        disable=rank != 0 or not plan):
         if resample:
-            if spec.is_soup:
-                ensure_soup_adapter(bundle.unet, spec, loras)
+            if spec.soup_spec is not None:  # a soup, or a hybrid's soup steps: merge once
+                ensure_soup_adapter(bundle.unet, spec.soup_spec, loras)
             prompts, seeds = [exp.prompts[p] for p, _ in pairs], [s for _, s in pairs]
             if spec.is_baseline:  # blend.baselines: best-of-N, CoDe, RGG, SMC; each counts its own costs
                 result = sample_any(bundle, spec, prompts, seeds, exp.sampler, reward_fns)

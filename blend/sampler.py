@@ -29,7 +29,9 @@ a ``generator`` (Euler ancestral, DDPM …) get one generator per image, keyed l
 holds for them too.
 
 Each image (row) may have its own :class:`BlendSpec` (per-image weights: one batch serves several
-trade-offs), and a spec may carry a per-step weight schedule w(p) (``blend.schedule``).
+trade-offs), and a spec may carry a per-step weight schedule w(p) (``blend.schedule``). A named hybrid
+(``hybrid_late``, ``blend.hybrid``) takes DB-MPA's coefficients on its range of steps and the merged soup
+adapter's elsewhere (merge it first: ``ensure_soup_adapter(unet, spec.soup_spec, loras)``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from tqdm.auto import tqdm
 from blend.eps import BASE, blend_eps, combine
 from blend.predictor import NoisePredictor
 from blend.schedule import step_progress
-from blend.spec import BlendSpec
+from blend.spec import HYBRID_OTHERS, BlendSpec
 from diffusion.adapters import activate
 from diffusion.bundle import ModelBundle
 from diffusion.lora import adapter_names
@@ -211,6 +213,14 @@ class _RowPlan:
             if s.schedule is not None and s.is_soup:
                 raise ValueError("a weight schedule needs a per-step ε blend; a soup merges the weights once. "
                                  "Use method 'mpa' (or 'kla') with a schedule")
+            if s.hybrid_parts is not None:
+                if s.schedule is not None:
+                    raise ValueError(f"{s.display_name} already fixes its blend per step; a weight schedule w(t) "
+                                     "applies to mpa, mpa_ls and kla only")
+                if s.hybrid_parts[2] not in HYBRID_OTHERS:
+                    raise ValueError(f"{s.method}: the sampler runs hybrids with {' or '.join(HYBRID_OTHERS)} off "
+                                     f"their DB-MPA range, not {s.hybrid_parts[2]!r}; use blend.hybrid.sample_hybrid")
+        self._hybrids = {id(s): s.hybrid for s in specs if s.hybrid_parts is not None}
 
     def _draw(self, spec: BlendSpec, seed: int, prompt: str | None) -> list[str]:
         """Per image: keyed by (prompt, seed) (or the seed alone without prompts); ``per_batch_step``: one
@@ -233,9 +243,12 @@ class _RowPlan:
         if self.choices is not None:
             return {self.choices[r][i]: 1.0}
         spec = self.specs[r]
-        key = (id(spec), i if spec.schedule is not None else -1)
+        hybrid = self._hybrids.get(id(spec))
+        key = (id(spec), i if spec.schedule is not None or hybrid is not None else -1)
         if key not in self._cache:
-            self._cache[key] = self.spec_at(spec, i).coefficients()
+            # a hybrid: DB-MPA's coefficients on its range, {merged soup adapter: 1} elsewhere
+            self._cache[key] = hybrid.coefficients_at(i, self.n_steps) if hybrid is not None else \
+                self.spec_at(spec, i).coefficients()
         return self._cache[key]
 
     def models(self) -> list[str]:
