@@ -40,6 +40,7 @@ import hashlib
 import inspect
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -191,6 +192,36 @@ def encode_for_models(bundle: ModelBundle, prompts: Sequence[str], models: Seque
     return out
 
 
+class PromptEmbeddings:
+    """Prompt embeddings reused across sampling calls on one model (the methods and weights of a grid).
+
+    Keyed by the exact list of prompts of a batch and the text encoder's adapter state (and, when the text
+    encoder holds LoRA parts, the blended models), so a hit returns the very tensors the encoder produced for
+    that batch: images are bit for bit those without the cache. Valid while the text encoder's weights do not
+    change; keeps the ``size`` most recently used batches.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        if size < 1:
+            raise ValueError(f"size must be ≥ 1, got {size}")
+        self.size, self.hits, self.misses = size, 0, 0
+        self._store: OrderedDict[tuple, object] = OrderedDict()
+
+    def encode(self, bundle: ModelBundle, prompts: Sequence[str], models: Sequence[str]):
+        """What :func:`encode_for_models` returns for these arguments, from the cache when it has them."""
+        te_adapters = tuple(adapter_names(bundle.text_encoder))
+        key = (id(bundle.text_encoder), te_adapters, tuple(prompts), tuple(models) if te_adapters else None)
+        if key in self._store:
+            self.hits += 1
+            self._store.move_to_end(key)
+            return self._store[key]
+        self.misses += 1
+        out = self._store[key] = encode_for_models(bundle, prompts, models)
+        while len(self._store) > self.size:
+            self._store.popitem(last=False)
+        return out
+
+
 class _RowPlan:
     """Per-row blend rules, evaluated per step: coefficients {model: c} for each row at step i."""
 
@@ -326,12 +357,13 @@ def _row_specs(spec: BlendSpec | Sequence[BlendSpec], n: int) -> list[BlendSpec]
 def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: Sequence[str], seeds: Sequence[int],
            config: SamplerConfig = SamplerConfig(), progress: bool = False, *, scheduler=None,
            negative_prompts: Sequence[str] | None = None, sample_shape: Sequence[int] | None = None,
-           decode: bool = True) -> SampleResult:
+           decode: bool = True, prompt_cache: PromptEmbeddings | None = None) -> SampleResult:
     """Sample one image per (prompt, seed) with the method ``spec`` (or one spec per image).
 
     ``scheduler`` defaults to the bundle's (DDIM); any diffusers scheduler works. ``negative_prompts``
     replaces the empty unconditional prompt of classifier-free guidance. ``sample_shape`` (C, H, W)
-    overrides the UNet's native sample size; ``decode=False`` returns the final latents as ``images``. Soup methods need their merged adapter in the UNet first
+    overrides the UNet's native sample size; ``decode=False`` returns the final latents as ``images``.
+    ``prompt_cache`` reuses the prompt embeddings of an earlier call with the same prompts (:class:`PromptEmbeddings`). Soup methods need their merged adapter in the UNet first
     (``blend.soup.ensure_soup_adapter``).
     """
     if len(prompts) != len(seeds):
@@ -351,8 +383,9 @@ def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: 
     x = torch.stack([xt for xt, _ in noises]).to(device, dtype) * getattr(sched, "init_noise_sigma", 1.0)  # flow: 1
     z = torch.stack([zz for _, zz in noises], dim=1).to(device, dtype)  # (steps, N, C, H, W)
     models = _RowPlan(specs, seeds, n_steps, prompts, config.ls_draw).models()
-    cond = encode_for_models(bundle, prompts, models)
-    uncond = encode_for_models(bundle, list(negative_prompts) if negative_prompts is not None else [""] * n, models)
+    encode = prompt_cache.encode if prompt_cache is not None else encode_for_models
+    cond = encode(bundle, prompts, models)
+    uncond = encode(bundle, list(negative_prompts) if negative_prompts is not None else [""] * n, models)
     gens = step_generators(seeds, device, prompts if per_image else None)
     x, evals, choices = denoise(bundle, specs, x, cond, uncond, sched, config, seeds=seeds, noise=z, generator=gens,
                                 progress=progress, label=specs[0].label, prompts=prompts)
