@@ -363,8 +363,9 @@ def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: 
     ``scheduler`` defaults to the bundle's (DDIM); any diffusers scheduler works. ``negative_prompts``
     replaces the empty unconditional prompt of classifier-free guidance. ``sample_shape`` (C, H, W)
     overrides the UNet's native sample size; ``decode=False`` returns the final latents as ``images``.
-    ``prompt_cache`` reuses the prompt embeddings of an earlier call with the same prompts (:class:`PromptEmbeddings`). Soup methods need their merged adapter in the UNet first
-    (``blend.soup.ensure_soup_adapter``).
+    ``prompt_cache`` reuses the embeddings of an earlier call with the same prompts (:class:`PromptEmbeddings`).
+    Soups and soup hybrids need their merged adapter in the UNet first
+    (``blend.soup.ensure_soup_adapter(unet, spec.soup_spec, loras)``).
     """
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
