@@ -31,7 +31,7 @@ import torch
 from blend.eps import combine, mixture_coefficients
 from blend.predictor import NoisePredictor
 from blend.sampler import SamplerConfig, SampleResult, draw_adapter_choices, initial_noise
-from blend.spec import HYBRIDS, BlendSpec
+from blend.spec import HYBRIDS, BlendSpec, mpa_step_mask
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step
 
@@ -72,8 +72,7 @@ class HybridSchedule:
 
     def mpa_steps(self, steps: int) -> list[bool]:
         """Per step index i ∈ [0, steps): does it run DB-MPA? (i = 0 is the first, noisiest step)."""
-        lo, hi = math.floor(self.start * steps + 0.5), math.floor(self.stop * steps + 0.5)  # halves round up
-        return [lo <= i < hi for i in range(steps)]
+        return mpa_step_mask(self.start, self.stop, steps)  # halves round up
 
     def coefficients_at(self, i: int, steps: int) -> dict[str, float] | None:
         """{model: coefficient} at step ``i`` of ``steps``; ``None`` = a DB-MPA-LS step (draw one adapter per image).

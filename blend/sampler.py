@@ -251,7 +251,6 @@ class _RowPlan:
                 if s.hybrid_parts[2] not in HYBRID_OTHERS:
                     raise ValueError(f"{s.method}: the sampler runs hybrids with {' or '.join(HYBRID_OTHERS)} off "
                                      f"their DB-MPA range, not {s.hybrid_parts[2]!r}; use blend.hybrid.sample_hybrid")
-        self._hybrids = {id(s): s.hybrid for s in specs if s.hybrid_parts is not None}
 
     def _draw(self, spec: BlendSpec, seed: int, prompt: str | None) -> list[str]:
         """Per image: keyed by (prompt, seed) (or the seed alone without prompts); ``per_batch_step``: one
@@ -274,12 +273,11 @@ class _RowPlan:
         if self.choices is not None:
             return {self.choices[r][i]: 1.0}
         spec = self.specs[r]
-        hybrid = self._hybrids.get(id(spec))
-        key = (id(spec), i if spec.schedule is not None or hybrid is not None else -1)
+        hybrid = spec.hybrid_parts is not None
+        key = (id(spec), i if spec.schedule is not None or hybrid else -1)
         if key not in self._cache:
             # a hybrid: DB-MPA's coefficients on its range, {merged soup adapter: 1} elsewhere
-            self._cache[key] = hybrid.coefficients_at(i, self.n_steps) if hybrid is not None else \
-                self.spec_at(spec, i).coefficients()
+            self._cache[key] = spec.coefficients_at(i, self.n_steps) if hybrid else self.spec_at(spec, i).coefficients()
         return self._cache[key]
 
     def models(self) -> list[str]:

@@ -15,7 +15,7 @@ hybrid_late   DB-MPA on the last half of the steps, the ΔW soup on the first  m
 
 Hybrids (``HYBRIDS``, ``blend.hybrid``) run DB-MPA on a range [start, stop) of the trajectory (fractions of
 the steps, 0 = the noisiest) and a soup elsewhere: ``hybrid_late`` costs m·T/2 + T/2 UNet evaluations per
-image over T steps (1.5·T for m = 2; odd T: the half rounds up, ``HybridSchedule.mpa_steps``).
+image over T steps (1.5·T for m = 2; odd T: DB-MPA on the last ⌊T/2⌋ steps, ``mpa_step_mask``).
 
 Inference-time baselines (``blend.baselines``; their cost is counted per image, see ``blend.baselines.costs``):
 ``bon`` (best-of-N over base samples), ``bon_mpa`` / ``bon_ls`` (best-of-N with DB-MPA / DB-MPA-LS as the
@@ -48,6 +48,13 @@ PAPER_NAMES = {"base": "Base model", "single": "Single adapter", "mpa": "DB-MPA"
                "hybrid_late": "Hybrid (DB-MPA late half, ΔW soup early)",
                "bon": "Best-of-N", "bon_mpa": "Best-of-N over DB-MPA", "bon_ls": "Best-of-N over DB-MPA-LS",
                "code": "CoDe", "rgg": "RGG", "smc": "SMC (DAS)"}
+
+
+def mpa_step_mask(start: float, stop: float, steps: int) -> list[bool]:
+    """Per step index i ∈ [0, steps) (0 = the first, noisiest step): is it in the DB-MPA range [start, stop) of a
+    hybrid (fractions of the trajectory, 0 ≤ start ≤ stop ≤ 1; the step bounds round half up)?"""
+    lo, hi = math.floor(start * steps + 0.5), math.floor(stop * steps + 0.5)
+    return [lo <= i < hi for i in range(steps)]
 
 
 def _fmt(x: float) -> str:
@@ -170,15 +177,17 @@ class BlendSpec:
         """(start, stop, other) of a named hybrid (``HYBRIDS``), else None."""
         return HYBRIDS.get(self.method)
 
-    @property
-    def hybrid(self):
-        """The :class:`blend.hybrid.HybridSchedule` of a named hybrid (per-step coefficients, cost), else None."""
+    def coefficients_at(self, i: int, steps: int) -> dict[str, float]:
+        """{model: coefficient} at step ``i`` of ``steps`` of a soup hybrid: DB-MPA's on its range, else
+        {merged soup adapter: 1} (as ``blend.hybrid.HybridSchedule.coefficients_at``); other methods: fixed."""
         if self.hybrid_parts is None:
-            return None
-        from blend.hybrid import HybridSchedule  # blend.hybrid imports this module
-
+            return self.coefficients()
         start, stop, other = self.hybrid_parts
-        return HybridSchedule(self.adapters, self.weights, start, stop, other)
+        if other not in ("soup", "soup_factors"):
+            raise ValueError(f"{self.method}: off its DB-MPA range it draws per step ({other}); use blend.hybrid")
+        if mpa_step_mask(start, stop, steps)[i]:
+            return mixture_coefficients(dict(zip(self.adapters, self.weights)))
+        return {self.soup_spec.soup_adapter_name: 1.0}
 
     @property
     def soup_spec(self) -> BlendSpec | None:
@@ -221,7 +230,9 @@ class BlendSpec:
         if self.hybrid_parts is not None:
             if steps is None:
                 raise ValueError(f"{PAPER_NAMES[self.method]}: evaluations per step depend on the number of steps")
-            return self.hybrid.cost_ratio(steps)
+            n_mpa = sum(mpa_step_mask(*self.hybrid_parts[:2], steps))
+            m = len(mixture_coefficients(dict(zip(self.adapters, self.weights))))
+            return (n_mpa * m + steps - n_mpa) / steps
         return 1 if self.method in ("mpa_ls", "bon_ls") else len(self.coefficients())
 
     @property

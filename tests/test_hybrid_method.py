@@ -96,7 +96,12 @@ def test_hybrid_spec():
     assert BlendSpec("soup", ("a", "b"), W).soup_spec == BlendSpec("soup", ("a", "b"), W)
     assert BlendSpec("mpa", ("a", "b"), W).soup_spec is None
     # m·T/2 + T/2 evaluations per image: T = 10, m = 3 → 20, i.e. 2 per step
-    assert s.hybrid.unet_evals(10) == 20 and s.unet_evals_per_step(10) == 2.0
+    assert HybridSchedule(s.adapters, s.weights, **NAMED["hybrid_late"]).unet_evals(10) == 20
+    assert s.unet_evals_per_step(10) == 2.0 and s.unet_evals_per_step(3) == 5 / 3  # 1 DB-MPA step of 3: 3 + 2
+    # the spec's per-step coefficients are the schedule's, step by step
+    h = HybridSchedule(("a", "b"), W, **NAMED["hybrid_late"])
+    two = BlendSpec("hybrid_late", ("a", "b"), W)
+    assert [two.coefficients_at(i, 5) for i in range(5)] == [h.coefficients_at(i, 5) for i in range(5)]
     assert BlendSpec("hybrid_late", ("a", "b"), W).unet_evals_per_step(50) == 1.5
     assert s.to_dict()["hybrid"] == {"start": 0.5, "stop": 1.0, "other": "soup"}
     with pytest.raises(ValueError, match="per step"):
