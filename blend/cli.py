@@ -32,7 +32,8 @@ from diffusion_blend.logging import get_logger, setup_logging
 log = get_logger("run_DB")
 
 BASELINE_METHODS = ("bon", "bon_mpa", "bon_ls", "code", "rgg", "smc")  # = blend.spec.BASELINE_METHODS (tested)
-METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors", *BASELINE_METHODS)  # = blend.spec.METHODS
+METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors", "hybrid_late",  # = blend.spec.METHODS
+           *BASELINE_METHODS)
 SCHEDULER_NAMES = ("ddim", "dpm++", "dpm++_sde", "euler", "euler_a", "pndm", "unipc", "ddpm")  # diffusion.schedulers
 ALL_METHODS = (*METHODS, "oracle")
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from blend.baselines.costs import plain_costs
 from blend.baselines.dispatch import sample_any
-from blend.sampler import SamplerConfig, sample
+from blend.sampler import PromptEmbeddings, SamplerConfig, sample
 from blend.soup import ensure_soup_adapter
 from blend.spec import BlendSpec
 from blend.store import ResultStore, digest, finite_or_none, reward_key
@@ -138,6 +138,8 @@ def _spec_extras(spec: BlendSpec) -> dict:
         out["schedule"] = spec.schedule.to_dict()
     if spec.is_baseline:
         out.update(objective_rewards=list(spec.rewards), options=dict(spec.options))
+    if spec.hybrid_parts is not None:
+        out["hybrid"] = list(spec.hybrid_parts)
     return out
 
 
@@ -232,6 +234,11 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
         if need:
             resample = any(not (out_dir / rels[ps]).exists() or sks[ps] not in samples for ps in need)
             plan.append((spec, pairs, need, sks, rels, resample))
+    # batch-major: every method of a batch of (prompt, seed) pairs in a row, so that the prompt embeddings of the
+    # batch are encoded once and reused (PromptEmbeddings; the images are the same bit for bit; the first method of
+    # a batch pays the encoding in its ``seconds``, a text-encoder pass, well under one UNet evaluation)
+    plan.sort(key=lambda unit: unit[1])
+    prompt_cache = PromptEmbeddings()
     n_sample = sum(1 for u in plan if u[-1])
     log.info("process %d/%d: %d units to sample, %d to score from saved images", rank, world_size, n_sample,
              len(plan) - n_sample)
@@ -239,13 +246,13 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
     for spec, pairs, need, sks, rels, resample in tqdm(plan, desc=f"sampling (rank {rank})",
                                                        disable=rank != 0 or not plan):
         if resample:
-            if spec.is_soup:
-                ensure_soup_adapter(bundle.unet, spec, loras)
+            if spec.soup_spec is not None:  # a soup, or a hybrid's soup steps: merge once
+                ensure_soup_adapter(bundle.unet, spec.soup_spec, loras)
             prompts, seeds = [exp.prompts[p] for p, _ in pairs], [s for _, s in pairs]
             if spec.is_baseline:  # blend.baselines: best-of-N, CoDe, RGG, SMC; each counts its own costs
                 result = sample_any(bundle, spec, prompts, seeds, exp.sampler, reward_fns)
             else:
-                result = sample(bundle, spec, prompts, seeds, exp.sampler)
+                result = sample(bundle, spec, prompts, seeds, exp.sampler, prompt_cache=prompt_cache)
             images, idx = quantize(result.images), {ps: j for j, ps in enumerate(pairs)}
             finite = torch.isfinite(result.images.flatten(1)).all(dim=1).tolist()
             pils = to_pil(result.images)

@@ -12,9 +12,11 @@ Cost per image = steps + (m − 1)·(number of DB-MPA steps) UNet evaluations (C
 1 + (m − 1)·(stop − start) times the base model.
 
 The schedule is a per-step coefficient function (:meth:`HybridSchedule.coefficients_at`), so that
-any sampling loop can use it; :func:`sample_hybrid` is such a loop, built from the same pieces as
-``blend.sampler.sample`` (same noise per seed, same DB-MPA-LS draws), so a hybrid with
-``start = stop`` is bit for bit the ``other`` method and one with ``start = 0, stop = 1`` is DB-MPA.
+any sampling loop can use it. ``blend.sampler`` uses it for the named hybrids of ``run_DB.py --methods``
+(``NAMED``, e.g. ``hybrid_late``; any scheduler); :func:`sample_hybrid` is an independent DDIM loop built
+from the same pieces (same noise per seed, same DB-MPA-LS draws), the reference the sampler is tested
+against, so a hybrid with ``start = stop`` is bit for bit the ``other`` method and one with
+``start = 0, stop = 1`` is DB-MPA.
 """
 
 from __future__ import annotations
@@ -29,16 +31,16 @@ import torch
 from blend.eps import combine, mixture_coefficients
 from blend.predictor import NoisePredictor
 from blend.sampler import SamplerConfig, SampleResult, draw_adapter_choices, initial_noise
-from blend.spec import BlendSpec
+from blend.spec import HYBRIDS, BlendSpec, mpa_step_mask
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step
 
 OTHERS = ("mpa_ls", "soup", "soup_factors")
 
-# The named hybrid (scripts/toy_hybrid.py, toy, m = 2, w = ½, 96 images, 10 steps): DB-MPA on the second half
-# of the steps, the ΔW soup on the first, kept 1.03 ± 0.14 of DB-MPA's gain over the soup at 1.5× the base cost
-# (DB-MPA on the first half kept −0.12 ± 0.16). For the lead to wire into blend.spec / blend.sampler.
-NAMED = {"hybrid_late": dict(start=0.5, stop=1.0, other="soup")}
+# The named hybrids, run_DB.py methods (blend.spec.HYBRIDS). hybrid_late (scripts/toy_hybrid.py, toy, m = 2, w = ½,
+# 96 images, 10 steps): DB-MPA on the second half of the steps, the ΔW soup on the first, kept 1.03 ± 0.14 of
+# DB-MPA's gain over the soup at 1.5× the base cost (DB-MPA on the first half kept −0.12 ± 0.16).
+NAMED = {name: dict(start=start, stop=stop, other=other) for name, (start, stop, other) in HYBRIDS.items()}
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,7 @@ class HybridSchedule:
 
     def mpa_steps(self, steps: int) -> list[bool]:
         """Per step index i ∈ [0, steps): does it run DB-MPA? (i = 0 is the first, noisiest step)."""
-        lo, hi = math.floor(self.start * steps + 0.5), math.floor(self.stop * steps + 0.5)  # halves round up
-        return [lo <= i < hi for i in range(steps)]
+        return mpa_step_mask(self.start, self.stop, steps)  # halves round up
 
     def coefficients_at(self, i: int, steps: int) -> dict[str, float] | None:
         """{model: coefficient} at step ``i`` of ``steps``; ``None`` = a DB-MPA-LS step (draw one adapter per image).

@@ -35,7 +35,7 @@ from diffusion_blend.logging import get_logger
 
 log = get_logger("pipeline")
 
-PIPELINE_METHODS = ("mpa", "mpa_ls", "kla", "soup", "soup_factors")
+PIPELINE_METHODS = ("mpa", "mpa_ls", "kla", "soup", "soup_factors", "hybrid_late")
 
 Weights = Mapping[str, float] | Sequence[Mapping[str, float]] | Callable[[float], Mapping[str, float]] | None
 
@@ -192,7 +192,7 @@ class DiffusionBlendPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     def _ensure_soups(self, specs: Sequence[BlendSpec]) -> None:
         from blend.soup import ensure_soup_adapter
 
-        for spec in {s.label: s for s in specs if s.is_soup}.values():
+        for spec in {s.soup_spec.label: s.soup_spec for s in specs if s.soup_spec is not None}.values():
             if any(a in self.blend_models for a in spec.adapters):
                 raise ValueError("a soup merges LoRA weights; full-UNet members cannot be souped (use method 'mpa')")
             if set(spec.adapters) & set(adapter_names(self.text_encoder)):
@@ -216,7 +216,8 @@ class DiffusionBlendPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 ``p -> {member: w}`` evaluated at every step (p ∈ [0, 1]). ``None`` samples the base model.
             lam: DB-KLA's λ (method ``"kla"``): ε = (1−λ) ε̂_base + λ Σ w_i ε̂_i.
             method: ``"mpa"`` (DB-MPA), ``"mpa_ls"`` (one member per step, drawn with probability w),
-                ``"kla"``, ``"soup"`` (one merged LoRA, ΔW = Σ w_i ΔW_i) or ``"soup_factors"``.
+                ``"kla"``, ``"soup"`` (one merged LoRA, ΔW = Σ w_i ΔW_i), ``"soup_factors"`` or ``"hybrid_late"``
+                (DB-MPA on the last half of the steps, the ΔW soup on the first; 1.5× the base cost for 2 members).
             eta: DDIM's η (1 = the paper's stochastic sampler); ignored by schedulers without η.
             generator, latents: as in diffusers (the same generator gives the stock pipeline's noise).
             seeds: instead of ``generator``, one seed per image: the project's paired noise streams

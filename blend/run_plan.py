@@ -338,7 +338,8 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     if len(reward_names) == len(adapter_names) or not adapter_names and any(s.is_baseline for s in specs):
         objectives = [Objective(w, tuple(reward_names), scales) for w in weights]
         for s in specs:
-            if s.method in ("mpa", "mpa_ls", "soup", "soup_factors") or s.method == "kla" and len(s.adapters) > 1 \
+            if s.method in ("mpa", "mpa_ls", "soup", "soup_factors", "hybrid_late") \
+                    or s.method == "kla" and len(s.adapters) > 1 \
                     or s.is_baseline:
                 spec_objective[s.label] = Objective(s.weights, tuple(reward_names)).label
     return RunPlan(
@@ -424,7 +425,7 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
     else:
         methods = ["base"] + (["single"] if m else []) + (["soup", "soup_factors", "mpa", "mpa_ls"] if m > 1 else []) \
             + (["kla"] if m else []) + (["oracle"] if oracle_specs else [])
-    needs_w = {"mpa", "mpa_ls", "soup", "soup_factors"} & set(methods)
+    needs_w = {"mpa", "mpa_ls", "soup", "soup_factors", "hybrid_late"} & set(methods)
     if set(BASELINE_METHODS) & set(methods) and not weights and len(reward_names) == 1:
         weights = [(1.0,)]
     if set(BASELINE_METHODS) & set(methods) and not weights:

@@ -29,7 +29,9 @@ a ``generator`` (Euler ancestral, DDPM …) get one generator per image, keyed l
 holds for them too.
 
 Each image (row) may have its own :class:`BlendSpec` (per-image weights: one batch serves several
-trade-offs), and a spec may carry a per-step weight schedule w(p) (``blend.schedule``).
+trade-offs), and a spec may carry a per-step weight schedule w(p) (``blend.schedule``). A named hybrid
+(``hybrid_late``, ``blend.hybrid``) takes DB-MPA's coefficients on its range of steps and the merged soup
+adapter's elsewhere (merge it first: ``ensure_soup_adapter(unet, spec.soup_spec, loras)``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import hashlib
 import inspect
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,7 +51,7 @@ from tqdm.auto import tqdm
 from blend.eps import BASE, blend_eps, combine
 from blend.predictor import NoisePredictor
 from blend.schedule import step_progress
-from blend.spec import BlendSpec
+from blend.spec import HYBRID_OTHERS, BlendSpec
 from diffusion.adapters import activate
 from diffusion.bundle import ModelBundle
 from diffusion.lora import adapter_names
@@ -189,6 +192,36 @@ def encode_for_models(bundle: ModelBundle, prompts: Sequence[str], models: Seque
     return out
 
 
+class PromptEmbeddings:
+    """Prompt embeddings reused across sampling calls on one model (the methods and weights of a grid).
+
+    Keyed by the exact list of prompts of a batch and the text encoder's adapter state (and, when the text
+    encoder holds LoRA parts, the blended models), so a hit returns the very tensors the encoder produced for
+    that batch: images are bit for bit those without the cache. Valid while the text encoder's weights do not
+    change; keeps the ``size`` most recently used batches.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        if size < 1:
+            raise ValueError(f"size must be ≥ 1, got {size}")
+        self.size, self.hits, self.misses = size, 0, 0
+        self._store: OrderedDict[tuple, object] = OrderedDict()
+
+    def encode(self, bundle: ModelBundle, prompts: Sequence[str], models: Sequence[str]):
+        """What :func:`encode_for_models` returns for these arguments, from the cache when it has them."""
+        te_adapters = tuple(adapter_names(bundle.text_encoder))
+        key = (id(bundle.text_encoder), te_adapters, tuple(prompts), tuple(models) if te_adapters else None)
+        if key in self._store:
+            self.hits += 1
+            self._store.move_to_end(key)
+            return self._store[key]
+        self.misses += 1
+        out = self._store[key] = encode_for_models(bundle, prompts, models)
+        while len(self._store) > self.size:
+            self._store.popitem(last=False)
+        return out
+
+
 class _RowPlan:
     """Per-row blend rules, evaluated per step: coefficients {model: c} for each row at step i."""
 
@@ -211,6 +244,13 @@ class _RowPlan:
             if s.schedule is not None and s.is_soup:
                 raise ValueError("a weight schedule needs a per-step ε blend; a soup merges the weights once. "
                                  "Use method 'mpa' (or 'kla') with a schedule")
+            if s.hybrid_parts is not None:
+                if s.schedule is not None:
+                    raise ValueError(f"{s.display_name} already fixes its blend per step; a weight schedule w(t) "
+                                     "applies to mpa, mpa_ls and kla only")
+                if s.hybrid_parts[2] not in HYBRID_OTHERS:
+                    raise ValueError(f"{s.method}: the sampler runs hybrids with {' or '.join(HYBRID_OTHERS)} off "
+                                     f"their DB-MPA range, not {s.hybrid_parts[2]!r}; use blend.hybrid.sample_hybrid")
 
     def _draw(self, spec: BlendSpec, seed: int, prompt: str | None) -> list[str]:
         """Per image: keyed by (prompt, seed) (or the seed alone without prompts); ``per_batch_step``: one
@@ -233,9 +273,11 @@ class _RowPlan:
         if self.choices is not None:
             return {self.choices[r][i]: 1.0}
         spec = self.specs[r]
-        key = (id(spec), i if spec.schedule is not None else -1)
+        hybrid = spec.hybrid_parts is not None
+        key = (id(spec), i if spec.schedule is not None or hybrid else -1)
         if key not in self._cache:
-            self._cache[key] = self.spec_at(spec, i).coefficients()
+            # a hybrid: DB-MPA's coefficients on its range, {merged soup adapter: 1} elsewhere
+            self._cache[key] = spec.coefficients_at(i, self.n_steps) if hybrid else self.spec_at(spec, i).coefficients()
         return self._cache[key]
 
     def models(self) -> list[str]:
@@ -313,13 +355,15 @@ def _row_specs(spec: BlendSpec | Sequence[BlendSpec], n: int) -> list[BlendSpec]
 def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: Sequence[str], seeds: Sequence[int],
            config: SamplerConfig = SamplerConfig(), progress: bool = False, *, scheduler=None,
            negative_prompts: Sequence[str] | None = None, sample_shape: Sequence[int] | None = None,
-           decode: bool = True) -> SampleResult:
+           decode: bool = True, prompt_cache: PromptEmbeddings | None = None) -> SampleResult:
     """Sample one image per (prompt, seed) with the method ``spec`` (or one spec per image).
 
     ``scheduler`` defaults to the bundle's (DDIM); any diffusers scheduler works. ``negative_prompts``
     replaces the empty unconditional prompt of classifier-free guidance. ``sample_shape`` (C, H, W)
-    overrides the UNet's native sample size; ``decode=False`` returns the final latents as ``images``. Soup methods need their merged adapter in the UNet first
-    (``blend.soup.ensure_soup_adapter``).
+    overrides the UNet's native sample size; ``decode=False`` returns the final latents as ``images``.
+    ``prompt_cache`` reuses the embeddings of an earlier call with the same prompts (:class:`PromptEmbeddings`).
+    Soups and soup hybrids need their merged adapter in the UNet first
+    (``blend.soup.ensure_soup_adapter(unet, spec.soup_spec, loras)``).
     """
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
@@ -338,8 +382,9 @@ def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: 
     x = torch.stack([xt for xt, _ in noises]).to(device, dtype) * getattr(sched, "init_noise_sigma", 1.0)  # flow: 1
     z = torch.stack([zz for _, zz in noises], dim=1).to(device, dtype)  # (steps, N, C, H, W)
     models = _RowPlan(specs, seeds, n_steps, prompts, config.ls_draw).models()
-    cond = encode_for_models(bundle, prompts, models)
-    uncond = encode_for_models(bundle, list(negative_prompts) if negative_prompts is not None else [""] * n, models)
+    encode = prompt_cache.encode if prompt_cache is not None else encode_for_models
+    cond = encode(bundle, prompts, models)
+    uncond = encode(bundle, list(negative_prompts) if negative_prompts is not None else [""] * n, models)
     gens = step_generators(seeds, device, prompts if per_image else None)
     x, evals, choices = denoise(bundle, specs, x, cond, uncond, sched, config, seeds=seeds, noise=z, generator=gens,
                                 progress=progress, label=specs[0].label, prompts=prompts)

@@ -58,6 +58,11 @@ def ensure_soup_adapter(unet: torch.nn.Module, spec, loras: dict[str, LoraWeight
     name = spec.soup_adapter_name
     if name not in adapter_names(unet):
         parts = [loras[a] for a in spec.adapters]
+        blocked = [a for a, lw in zip(spec.adapters, parts)
+                   if lw.fmt == "full-unet" or lw.extra.get("text_encoder_layers")]
+        if blocked:
+            raise ValueError(f"{spec.display_name} merges the adapters' UNet LoRA weights, which {blocked} cannot be "
+                             "(a full UNet, or text-encoder LoRA parts); use method 'mpa' with these members")
         merged = merge_delta(parts, spec.weights) if spec.method == "soup" else average_factors(parts, spec.weights)
         add_lora(unet, name, merged)
     return name

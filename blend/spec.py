@@ -10,7 +10,12 @@ kla       (1−λ) ε_pre + λ Σ_i w_i ε_i        (DB-KLA)     + 1 for the bas
 mpa_ls    ε_i with i ~ w, drawn per step and image (LS)   1 (one routed UNet call per step)
 soup      ε of one adapter with ΔW = Σ w_i ΔW_i (RS)       1
 soup_factors  ε of one adapter with A = Σ w_i A_i, B = Σ w_i B_i (RS as the reference code)  1
+hybrid_late   DB-MPA on the last half of the steps, the ΔW soup on the first  m on half, 1 on half
 ========  ==============================================  =====================================
+
+Hybrids (``HYBRIDS``, ``blend.hybrid``) run DB-MPA on a range [start, stop) of the trajectory (fractions of
+the steps, 0 = the noisiest) and a soup elsewhere: ``hybrid_late`` costs m·T/2 + T/2 UNet evaluations per
+image over T steps (1.5·T for m = 2; odd T: DB-MPA on the last ⌊T/2⌋ steps, ``mpa_step_mask``).
 
 Inference-time baselines (``blend.baselines``; their cost is counted per image, see ``blend.baselines.costs``):
 ``bon`` (best-of-N over base samples), ``bon_mpa`` / ``bon_ls`` (best-of-N with DB-MPA / DB-MPA-LS as the
@@ -30,14 +35,26 @@ from blend.eps import BASE, mixture_coefficients
 
 BASELINE_METHODS = ("bon", "bon_mpa", "bon_ls", "code", "rgg", "smc")
 REWARD_GUIDED = ("bon", "code", "rgg", "smc")  # the base model steered by rewards: weights are over ``rewards``
-METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors", *BASELINE_METHODS)
+# named hybrid schedules: method -> (start, stop, other); blend.hybrid.NAMED is built from this. On the toy
+# (scripts/toy_hybrid.py) hybrid_late kept 1.03 ± 0.14 of DB-MPA's gain over the ΔW soup at 1.5× the base cost.
+HYBRIDS = {"hybrid_late": (0.5, 1.0, "soup")}
+HYBRID_OTHERS = ("soup", "soup_factors")  # what a hybrid run through blend.sampler may use off its DB-MPA range
+METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors", *HYBRIDS, *BASELINE_METHODS)
 WEIGHT_TOL = 1e-6
 KLA_WARN_ABOVE = 2.0
 
 PAPER_NAMES = {"base": "Base model", "single": "Single adapter", "mpa": "DB-MPA", "kla": "DB-KLA",
                "mpa_ls": "DB-MPA-LS", "soup": "Rewarded soup (ΔW)", "soup_factors": "Rewarded soup (factors)",
+               "hybrid_late": "Hybrid (DB-MPA late half, ΔW soup early)",
                "bon": "Best-of-N", "bon_mpa": "Best-of-N over DB-MPA", "bon_ls": "Best-of-N over DB-MPA-LS",
                "code": "CoDe", "rgg": "RGG", "smc": "SMC (DAS)"}
+
+
+def mpa_step_mask(start: float, stop: float, steps: int) -> list[bool]:
+    """Per step index i ∈ [0, steps) (0 = the first, noisiest step): is it in the DB-MPA range [start, stop) of a
+    hybrid (fractions of the trajectory, 0 ≤ start ≤ stop ≤ 1; the step bounds round half up)?"""
+    lo, hi = math.floor(start * steps + 0.5), math.floor(stop * steps + 0.5)
+    return [lo <= i < hi for i in range(steps)]
 
 
 def _fmt(x: float) -> str:
@@ -156,7 +173,36 @@ class BlendSpec:
         return self.method in ("soup", "soup_factors")
 
     @property
+    def hybrid_parts(self) -> tuple[float, float, str] | None:
+        """(start, stop, other) of a named hybrid (``HYBRIDS``), else None."""
+        return HYBRIDS.get(self.method)
+
+    def coefficients_at(self, i: int, steps: int) -> dict[str, float]:
+        """{model: coefficient} at step ``i`` of ``steps`` of a soup hybrid: DB-MPA's on its range, else
+        {merged soup adapter: 1} (as ``blend.hybrid.HybridSchedule.coefficients_at``); other methods: fixed."""
+        if self.hybrid_parts is None:
+            return self.coefficients()
+        start, stop, other = self.hybrid_parts
+        if other not in ("soup", "soup_factors"):
+            raise ValueError(f"{self.method}: off its DB-MPA range it draws per step ({other}); use blend.hybrid")
+        if mpa_step_mask(start, stop, steps)[i]:
+            return mixture_coefficients(dict(zip(self.adapters, self.weights)))
+        return {self.soup_spec.soup_adapter_name: 1.0}
+
+    @property
+    def soup_spec(self) -> BlendSpec | None:
+        """The soup whose merged adapter must be in the UNet before sampling (``blend.soup.ensure_soup_adapter``):
+        the spec itself for a soup, the off-range method of a soup hybrid; None when no merge is needed."""
+        if self.is_soup:
+            return self
+        if self.hybrid_parts is not None and self.hybrid_parts[2] in ("soup", "soup_factors"):
+            return BlendSpec(self.hybrid_parts[2], self.adapters, self.weights)
+        return None
+
+    @property
     def soup_adapter_name(self) -> str:
+        if not self.is_soup:
+            raise ValueError(f"{self.method!r} is not a soup; its merged adapter is soup_spec.soup_adapter_name")
         tag = "delta" if self.method == "soup" else "factors"
         return f"soup_{tag}_" + "_".join(f"{a}{_fmt(w)}".replace(".", "p").replace("-", "m")
                                          for a, w in zip(self.adapters, self.weights))
@@ -173,10 +219,20 @@ class BlendSpec:
             return {BASE: 1.0}
         if self.method in ("mpa_ls", "bon_ls"):
             raise ValueError("DB-MPA-LS draws one model per step; it has no fixed coefficients")
+        if self.hybrid_parts is not None:
+            raise ValueError(f"{PAPER_NAMES[self.method]} changes its coefficients per step; use "
+                             "spec.hybrid.coefficients_at(i, steps)")
         lam = self.lam if self.method == "kla" else 1.0
         return mixture_coefficients(dict(zip(self.adapters, self.weights)), lam)
 
-    def unet_evals_per_step(self) -> int:
+    def unet_evals_per_step(self, steps: int | None = None) -> float:
+        """UNet evaluations per step and image (CFG pair = 1); a hybrid's average needs ``steps``."""
+        if self.hybrid_parts is not None:
+            if steps is None:
+                raise ValueError(f"{PAPER_NAMES[self.method]}: evaluations per step depend on the number of steps")
+            n_mpa = sum(mpa_step_mask(*self.hybrid_parts[:2], steps))
+            m = len(mixture_coefficients(dict(zip(self.adapters, self.weights))))
+            return (n_mpa * m + steps - n_mpa) / steps
         return 1 if self.method in ("mpa_ls", "bon_ls") else len(self.coefficients())
 
     @property
@@ -232,4 +288,6 @@ class BlendSpec:
             out.update(rewards=list(self.rewards), options=dict(self.options))
         if self.schedule is not None:
             out["schedule"] = self.schedule.to_dict()
+        if self.hybrid_parts is not None:
+            out["hybrid"] = dict(zip(("start", "stop", "other"), self.hybrid_parts))
         return out

@@ -6,8 +6,22 @@ run round-robin ``--repeats`` times after a warm-up and the median wall time is 
 hits every method alike. The reference is the **base model with no adapters at all** (a separate copy
 of the UNet without LoRA layers); ``base_disabled`` is the same model through the adapter-holding
 UNet with every adapter disabled (PEFT's wrapper overhead). The floor is the number of UNet
-evaluations per step the method needs (CFG pair = 1): base, single, DB-MPA-LS, soups 1; DB-KLA 2;
-DB-MPA m; the hybrid 1 + (m − 1)·(its DB-MPA fraction).
+evaluations per step and image the method needs (CFG pair = 1): base, single, DB-MPA-LS, soups 1; DB-KLA 2;
+DB-MPA m; ``hybrid_late`` (run_DB.py's method: DB-MPA on the last half of the steps, the ΔW soup on the first)
+1 + (m − 1)·(its DB-MPA fraction), 1.5 for m = 2 at an even number of steps (at ``--steps 1`` it has no DB-MPA
+step, floor 1). The measured ``evals_per_step`` (counted by the samplers) is printed next to it.
+
+The inference-time baselines run on the base model (``blend.baselines``, run_DB.py's code), with the objective
+½ brightness + ½ colorfulness (weight-free, differentiable, negligible next to a UNet call, so the ratio shows
+the sampler's cost) at run_DB.py's default sizes, or sized to DB-MPA m = 2's 2·T UNet evaluations per image
+with ``--budget auto`` (or any number, as run_DB.py's ``--budget``). Their floors count, per step and image,
+UNet forwards plus UNet backwards (a backward, one vector-Jacobian product, is counted as one evaluation though
+it costs about two forwards; VAE decodes and reward evaluations are not counted):
+
+* ``bon``  best-of-N: N (default 4);
+* ``code`` CoDe: 1 + N·S/T, S = ⌈(T − 1)/B⌉ branch steps (N = 20, B = 5; at T = 1 it never branches);
+* ``rgg``  reward-gradient guidance: 1 forward + m backwards (m = 2 rewards) = 3;
+* ``smc``  SMC (DAS): K × RGG's (K = 4).
 
 Peak memory is measured, not counted: each configuration runs once more in a fresh subprocess that
 builds the model, loads only the adapters the method needs and samples; its peak RSS (``ru_maxrss``)
@@ -27,8 +41,10 @@ Adapters other than the toy's are random rank-4 LoRAs on every attention project
 
     python scripts/bench_blend.py --models tiny --steps 4 --repeats 3 --memory none   # a quick run
     python scripts/bench_blend.py --models toy,tiny,sd15 --repeats 3                  # the README table
+    python scripts/bench_blend.py --models tiny --steps 2 --repeats 1 --memory none --budget auto  # sized baselines
 
-The last printed line is a JSON object: ``{"time": {model: {method: ratio}}, "memory": {...}, "floor": {...}}``.
+The last printed line is a JSON object: ``{"time": {model: {method: ratio}}, "memory": {...}, "floor": {...},
+"evals_per_step": {model: {method: measured}}, "sizes": {method: {option: value}}, ...}``.
 """
 
 from __future__ import annotations
@@ -48,7 +64,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blend.hybrid import HybridSchedule, sample_hybrid  # noqa: E402
+from blend.baselines.costs import code_branch_steps  # noqa: E402
+from blend.baselines.options import add_baseline_args, baseline_specs  # noqa: E402
 from blend.sampler import SamplerConfig, sample  # noqa: E402
 from blend.soup import ensure_soup_adapter  # noqa: E402
 from blend.spec import BlendSpec  # noqa: E402
@@ -59,9 +76,10 @@ from diffusion.lora import LoraWeights, add_lora, random_lora, read_lora  # noqa
 
 TOY_ADAPTERS = Path(__file__).resolve().parents[1] / "toy" / "weights" / "adapters"
 PROMPT = "a red circle on a blue background"
-METHODS = ("base", "base_disabled", "single", "mpa2", "mpa3", "mpa4", "mpa2_batched", "mpa3_batched", "mpa4_batched", "mpa_ls",
-           "kla", "soup", "soup_factors", "hybrid")
-HYBRID = dict(start=0.5, stop=1.0, other="soup")  # blend.hybrid.NAMED["hybrid_late"]: DB-MPA on the last half
+BASELINES = ("bon", "code", "rgg", "smc")  # blend.baselines on the base model, objective below
+METHODS = ("base", "base_disabled", "single", "mpa2", "mpa3", "mpa4", "mpa2_batched", "mpa3_batched", "mpa4_batched",
+           "mpa_ls", "kla", "soup", "soup_factors", "hybrid_late", *BASELINES)
+OBJECTIVE = (("brightness", "colorfulness"), (0.5, 0.5))  # the baselines' Σ w_i r_i: weight-free, differentiable
 
 # SD v1.5's UNet configuration (runwayml/stable-diffusion-v1-5, unet/config.json), except sample_size
 SD15_UNET = dict(in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
@@ -133,24 +151,50 @@ def adapter_weights(name: str, bundle: ModelBundle, m: int) -> dict[str, LoraWei
 # ------------------------------------------------------------------------------------------ methods
 def needs(method: str) -> int:
     """Adapters a method loads."""
-    if method in ("base", "base_disabled"):
+    if method in ("base", "base_disabled", *BASELINES):
         return 0
     if method.startswith("mpa") and method[3:4].isdigit():
         return int(method[3])
     return {"single": 1, "kla": 1}.get(method, 2)
 
 
-def floor(method: str, steps: int) -> float:
+def baseline_spec(method: str, steps: int, budget: str | None) -> BlendSpec:
+    """run_DB.py's spec of a baseline at its default size, or sized to ``budget`` UNet evaluations per image."""
+    parser = argparse.ArgumentParser()
+    add_baseline_args(parser)
+    ns = parser.parse_args(["--budget", budget] if budget else [])
+    # 'auto' = DB-MPA's m·T with m = 2 (run_DB.py takes m from its adapters; the baselines here use none)
+    return baseline_specs(method, ["a", "b"] if budget == "auto" else [], list(OBJECTIVE[0]), [OBJECTIVE[1]], ns,
+                          steps)[0]
+
+
+def floor(method: str, steps: int, budget: str | None = None) -> float:
+    """UNet evaluations per step and image the method needs (baselines: forwards + backwards)."""
     if method.startswith("mpa") and method[3:4].isdigit():
         return float(method[3])
     if method == "kla":
         return 2.0
-    if method == "hybrid":
-        return HybridSchedule(("a", "b"), (0.5, 0.5), **HYBRID).cost_ratio(steps)
+    if method == "hybrid_late":
+        return BlendSpec("hybrid_late", ("a", "b"), (0.5, 0.5)).unet_evals_per_step(steps)
+    if method in BASELINES:
+        spec, m = baseline_spec(method, steps, budget), len(OBJECTIVE[0])
+        if method == "bon":
+            return float(spec.option("N"))
+        if method == "code":
+            return 1 + spec.option("N") * code_branch_steps(steps, int(spec.option("B"))) / steps
+        return float((1 + m) * (spec.option("K") if method == "smc" else 1))
     return 1.0
 
 
-def runner(method: str, names: list[str], base_bundle: ModelBundle, bundle: ModelBundle, loras: dict):
+def evals_per_step(result, steps: int) -> float:
+    """Measured UNet evaluations per step and image, as the samplers count them (baselines: forwards + backwards)."""
+    if result.costs:
+        return sum(c["unet_forwards"] + c["unet_backwards"] for c in result.costs) / len(result.costs) / steps
+    return sum(result.unet_evals) / len(result.unet_evals) / steps
+
+
+def runner(method: str, names: list[str], base_bundle: ModelBundle, bundle: ModelBundle, loras: dict,
+           budget: str | None = None):
     """A function (prompts, seeds, SamplerConfig) → SampleResult for ``method``; soups are merged here, once."""
     m = needs(method)
     sub = names[:m]
@@ -171,10 +215,16 @@ def runner(method: str, names: list[str], base_bundle: ModelBundle, bundle: Mode
     elif method in ("soup", "soup_factors"):
         spec, b = BlendSpec(method, tuple(sub), w), bundle
         ensure_soup_adapter(bundle.unet, spec, loras)
-    elif method == "hybrid":
-        sched = HybridSchedule(tuple(sub), w, **HYBRID)
-        ensure_soup_adapter(bundle.unet, sched.other_spec, loras)
-        return lambda prompts, seeds, cfg: sample_hybrid(bundle, sched, prompts, seeds, cfg)
+    elif method == "hybrid_late":  # run_DB.py's path: blend.sampler with the named hybrid's per-step coefficients
+        spec, b = BlendSpec(method, tuple(sub), w), bundle
+        ensure_soup_adapter(bundle.unet, spec.soup_spec, loras)
+    elif method in BASELINES:  # the base model steered by the objective; each call sizes to its own steps
+        from blend.baselines.dispatch import reward_fn, sample_any
+
+        fns = {r: reward_fn(r, base_bundle.device) for r in OBJECTIVE[0]}
+        return lambda prompts, seeds, cfg: sample_any(base_bundle, baseline_spec(method, cfg.steps, budget), prompts,
+                                                      seeds, SamplerConfig(steps=cfg.steps, guidance=cfg.guidance,
+                                                                           eta=cfg.eta), fns)
     else:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     return lambda prompts, seeds, cfg: sample(b, spec, prompts, seeds, SamplerConfig(
@@ -219,7 +269,7 @@ def child(args: argparse.Namespace) -> None:
     method, dtype = args.child, getattr(torch, args.dtype)
     cuda = args.device.startswith("cuda")
     base_bundle, bundle, names, loras = setup(args.models, [method], args.latent, args.device, dtype, copy_base=False)
-    run = runner(method, names, base_bundle, bundle, loras)
+    run = runner(method, names, base_bundle, bundle, loras, args.budget)
     setup_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     reset = _reset_peak_rss()
     if cuda:
@@ -238,7 +288,8 @@ def measure_memory(model: str, methods: list[str], args: argparse.Namespace) -> 
     out = {}
     for method in methods:
         cmd = [sys.executable, __file__, "--_child", method, "--models", model, "--latent", str(args.latent),
-               "--steps", str(args.steps), "--batch", str(args.batch), "--device", args.device, "--dtype", args.dtype]
+               "--steps", str(args.steps), "--batch", str(args.batch), "--device", args.device, "--dtype", args.dtype,
+               *(["--budget", args.budget] if args.budget else [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CHILD ")]
         if proc.returncode != 0 or not lines:
@@ -283,7 +334,7 @@ def time_methods(model: str, methods: list[str], args: argparse.Namespace) -> tu
     info = {"setup_s": time.perf_counter() - t0, "source": bundle.source,
             "unet_params_M": sum(p.numel() for p in (base_bundle or bundle).unet.parameters()) / 1e6}
     t0 = time.perf_counter()
-    runs = {x: runner(x, names, base_bundle, bundle, loras) for x in methods}
+    runs = {x: runner(x, names, base_bundle, bundle, loras, args.budget) for x in methods}
     info["soup_merge_s"] = time.perf_counter() - t0
     if len(names) >= 2:
         info.update(switch_cost_us(bundle.unet, names))
@@ -291,16 +342,60 @@ def time_methods(model: str, methods: list[str], args: argparse.Namespace) -> tu
     for x in methods:  # warm-up
         runs[x](prompts, seeds, SamplerConfig(steps=1))
     times: dict[str, list[float]] = {x: [] for x in methods}
+    info["evals_per_step"] = {}
     for _ in range(args.repeats):
         for x in methods:
             if cuda:
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            runs[x](prompts, seeds, SamplerConfig(steps=args.steps))
+            result = runs[x](prompts, seeds, SamplerConfig(steps=args.steps))
             if cuda:
                 torch.cuda.synchronize()
             times[x].append(time.perf_counter() - t)
+            info["evals_per_step"][x] = round(evals_per_step(result, args.steps), 4)
     return times, info
+
+
+def print_table(model: str, methods: list[str], times: dict, mem: dict, result: dict, info: dict,
+                args: argparse.Namespace, load: float) -> None:
+    """One markdown table per model: time ratios next to the floor and the counted evaluations, and memory."""
+    timed = not args.memory_only
+    what = (f"{args.steps} steps, batch {args.batch}, median of {args.repeats} round-robin repeats" if timed
+            else f"memory only: {args.steps} steps, batch {args.batch}, one fresh process per method")
+    print(f"\n### {model}: {info['source']}" + (f", {info['unet_params_M']:.1f} M UNet parameters" if timed else "")
+          + f"; device {args.device} {args.dtype}, {what}, {torch.get_num_threads()} thread(s), load average {load:.1f}\n")
+    head = ["method", "floor (UNet evals / step)"]
+    if timed:
+        head += ["counted evals / step", "s / image", "ratio to base (median)", "ratio (min)"]
+    if mem:
+        head += ["peak memory (process / sampling)", "memory ratio"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    counted = result["evals_per_step"].get(model, {})
+    for m in methods + [m for m in mem if m not in methods]:  # --memory may name methods that were not timed
+        if not timed and m not in mem:
+            continue
+        size = ", ".join(f"{k}={v}" for k, v in result["sizes"].get(m, {}).items() if k in ("N", "B", "K"))
+        name = f"{m} ({size})" if size else m
+        cells = [name, f"{floor(m, args.steps, args.budget):g}"]
+        if timed and m in times:
+            cells += [f"{counted.get(m, float('nan')):g}", f"{statistics.median(times[m]) / args.batch:.4f}",
+                      f"{result['time'][model][m]:.3f}", f"{result['time_min'][model][m]:.3f}"]
+        elif timed:
+            cells += ["–"] * 4
+        if mem:
+            mm = mem.get(m)
+            cells += [(f"{mm['cuda_peak_mb']:.0f} MB (CUDA)" if "cuda_peak_mb" in mm else
+                       f"{mm['peak_rss_mb']:.0f} / {mm.get('sampling_peak_rss_mb') or float('nan'):.0f} MB") if mm
+                      else "–", f"{result['memory'][model][m]:.3f}" if mm else "–"]
+        print("| " + " | ".join(cells) + " |")
+    sw = {k: round(v, 1) for k, v in info.items() if k.endswith("_us")}
+    if sw and timed:
+        print(f"\nadapter switch (µs): {sw}; one-off soup merges {info['soup_merge_s']:.2f} s")
+    if any(m in BASELINES for m in methods):
+        print(f"\nbaselines: objective {OBJECTIVE[1][0]:g}·{OBJECTIVE[0][0]} + {OBJECTIVE[1][1]:g}·{OBJECTIVE[0][1]} on "
+              f"the base model; sizes {'for --budget ' + args.budget if args.budget else 'run_DB.py defaults'}; their "
+              "floor counts UNet forwards + backwards")
 
 
 def main() -> None:
@@ -317,6 +412,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    p.add_argument("--budget", default=None, metavar="auto|N",
+                   help="size the baselines bon, code, smc to N UNet evaluations per image ('auto' = DB-MPA m = 2's "
+                        "2·T), as run_DB.py's --budget [default: run_DB.py's default sizes]")
     p.add_argument("--_child", dest="child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -330,7 +428,9 @@ def main() -> None:
     methods = ["base"] + [m for m in methods if m != "base"]
     mem_methods = [] if args.memory == "none" else methods if args.memory == "all" else \
         ["base"] + [m.strip() for m in args.memory.split(",") if m.strip() and m.strip() != "base"]
-    result = {"time": {}, "time_min": {}, "memory": {}, "floor": {m: floor(m, args.steps) for m in methods}, "info": {}}
+    result = {"time": {}, "time_min": {}, "memory": {}, "floor": {m: floor(m, args.steps, args.budget) for m in methods},
+              "evals_per_step": {}, "info": {},
+              "sizes": {m: dict(baseline_spec(m, args.steps, args.budget).options) for m in methods if m in BASELINES}}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         if args.memory_only:
@@ -352,24 +452,10 @@ def main() -> None:
                                                                           for m, v in mem.items()}}
             info["memory_measure"] = key
         info.update(load_1min=load, threads=torch.get_num_threads())
+        if "evals_per_step" in info:
+            result["evals_per_step"][model] = info.pop("evals_per_step")
         result["info"][model] = info
-        print(f"\n### {model}: {info['source']}, {info['unet_params_M']:.1f} M UNet parameters; device {args.device} "
-              f"{args.dtype}, {args.steps} steps, batch {args.batch}, median of {args.repeats} round-robin repeats, "
-              f"{torch.get_num_threads()} thread(s), load average {load:.1f}\n")
-        print("| method | s / image | ratio to base (median) | ratio (min) | floor | peak memory (process / sampling) "
-              "| memory ratio |")
-        print("|---|---|---|---|---|---|---|")
-        for m in methods:
-            mm = mem.get(m)
-            mtxt = (f"{mm['cuda_peak_mb']:.0f} MB (CUDA)" if "cuda_peak_mb" in mm else
-                    f"{mm['peak_rss_mb']:.0f} / {mm.get('sampling_peak_rss_mb') or float('nan'):.0f} MB") if mm else "–"
-            mr = f"{result['memory'][model][m]:.3f}" if mm else "–"
-            tm = result["time"].get(model, {})
-            print(f"| {m} | {statistics.median(times[m]) / args.batch:.4f} | {tm.get(m, float('nan')):.3f} | "
-                  f"{result['time_min'].get(model, {}).get(m, float('nan')):.3f} | {result['floor'][m]:g} | {mtxt} | {mr} |")
-        sw = {k: round(v, 1) for k, v in info.items() if k.endswith("_us")}
-        if sw and not args.memory_only:
-            print(f"\nadapter switch (µs): {sw}; one-off soup merges {info['soup_merge_s']:.2f} s")
+        print_table(model, methods, times, mem, result, info, args, load)
     print(json.dumps(result))
 
 
