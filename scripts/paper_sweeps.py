@@ -551,7 +551,8 @@ def sweep_m34(world: World, out: Path, runner: Runner) -> None:
             data["delta_vs_base"].setdefault(f"m{m}", {})[key] = [est_json(d) for d in deltas]
             plot.setdefault(key, {})[m] = deltas
     head = ["m", "method", *[f"Δr{i + 1}" for i in range(4)], *COST_HEAD]
-    note = (f"World {world.name}: rewards r1..r4 = {', '.join(world.rewards[:4])} (divided by {world.scales or 'nothing'}"
+    note = (f"World {world.name}: rewards r1..r4 = {', '.join(world.rewards[:4])} (divided by "
+            f"{ {r: world.scales[r] for r in world.rewards[:4] if r in world.scales} or 'nothing'}"
             "), uniform weights; Δr_i = r_i − r_i of the base model for the same prompt and seed. "
             f"{unit_caption(unit, all_rows)} {SECONDS_NOTE}")
     data["unit"] = unit
@@ -673,7 +674,8 @@ def sweep_pareto(world: World, out: Path, runner: Runner, grid: int = 11) -> Non
     ref = (min(p[0] for p in everything), min(p[1] for p in everything))
     table = [[NAMES[k], str(len(p)), f"{hypervolume(p, ref):.4f}", str(len(pareto_front(p)))] for k, p in xy.items()]
     note = (f"World {world.name}: w grid of {grid} points on [0, 1] (w = the weight on {rewards[0]}); each point is "
-            f"a method's mean ({rewards[0]}, {rewards[1]}) (scaled by {world.scales or 'nothing'}). Hypervolume of "
+            f"a method's mean ({rewards[0]}, {rewards[1]}) (divided by "
+            f"{ {r: world.scales[r] for r in rewards if r in world.scales} or 'nothing'}). Hypervolume of "
             "each method's non-dominated mean points with the reference point "
             f"({ref[0]:.4f}, {ref[1]:.4f}) = the component-wise minimum over all methods' points and the base model "
             f"(so every point counts). {unit_caption(unit, rows)}")
