@@ -229,13 +229,14 @@ def select_rows(argv: list[str], world: World, adapters: list[tuple[str, str]], 
     """The stored rows that the run_DB.py call ``argv`` asks for, with ``prompt_index`` = the prompt's place in
     this sweep's prompt list.
 
-    A row counts when its config is one of the call's (``blend.cli.build_specs``; oracles by their target w and
+    A row counts when its config is one of the call's (``blend.run_plan.build_specs``; oracles by their target w and
     adapter), its prompt and seed are asked for, its sampler settings (steps, guidance, η, batched, dtype,
     scheduler, noise, LS draw, no weight schedule unless asked), its rewards and reward scales are the call's, and
     its adapters are the asked ones (``_same_adapter``). Rows of other settings in the same folder are left
     out. A missing row, or two different rows for one (config, prompt, seed), is an error naming them.
     """
-    from blend.cli import build_parser, build_specs
+    from blend.cli import build_parser
+    from blend.run_plan import build_specs
     from blend.store import ResultStore
     from diffusion_blend.prompts import load_prompts
 
