@@ -5,7 +5,7 @@
 #
 # Stages (each is skipped when its output and manifest exist; a killed stage resumes from its last
 # checkpoint when run again):
-# Measured on 2 shared CPU cores (docs/toy/README_SECTION.md):
+# Measured on 2 shared CPU cores (README.md, "The built-in toy world"):
 #   1 data      dataset/toy_{train,test}_prompts.json                                      < 1 s
 #   2 base      toy/weights/base        pixel-space UNet + CLIP text encoder (toy.train_base)  1586 s
 #   3 judge     toy/weights/judge       the alignment scorer (toy.judge)                       172 s

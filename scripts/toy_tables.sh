@@ -14,7 +14,7 @@
 # per (prompt, seed), DB-MPA-LS draws per image; errors cluster by prompt (blend.stats, scripts/toy_report.py).
 # Each markdown table is also written as LaTeX, each plot as PNG and PDF; comparisons.md holds the paired
 # differences the README's conclusions use (95% intervals, p-values, naive s.e. for comparison).
-# Measured with the old per-seed noise: ≈ 35 min on 2 free CPU cores (table1 ≈ 11, pareto ≈ 14, kla ≈ 5 min).
+# Measured: 4,192 s on one thread with the 2 cores shared (README "Build and run times"); ≈ 35 min on 2 free cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_SEEDS=12
