@@ -13,6 +13,7 @@ import pytest
 import torch
 from diffusers import (
     DDIMScheduler,
+    DDPMScheduler,
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
@@ -30,7 +31,10 @@ SCHEDULERS = {
     "euler_a": lambda cfg: EulerAncestralDiscreteScheduler.from_config(cfg),
     "pndm": lambda cfg: PNDMScheduler.from_config(cfg, skip_prk_steps=True),
     "unipc": lambda cfg: UniPCMultistepScheduler.from_config(cfg),
+    "dpm++_sde": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, algorithm_type="sde-dpmsolver++"),
+    "ddpm": lambda cfg: DDPMScheduler.from_config(cfg),
 }
+STOCHASTIC = {"euler_a", "dpm++_sde", "ddpm"}  # their step draws noise from the generators
 PROMPTS = ["a red circle", "a green square"]
 KW = dict(num_inference_steps=4, guidance_scale=5.0, eta=1.0, output_type="np")
 
@@ -56,14 +60,14 @@ def pipes(tiny_bundle, tmp_path):
     return stock, DiffusionBlendPipeline.from_pipe(stock)
 
 
-def _stock(stock, adapters, **kw):
+def _stock(stock, adapters, generator=None, **kw):
     if adapters:
         stock.set_adapters(adapters)
         stock.enable_lora()
     else:
         stock.disable_lora()
     try:
-        return stock(PROMPTS, generator=gens(), **KW, **kw).images
+        return stock(PROMPTS, generator=generator or gens(), **KW, **kw).images
     finally:
         stock.enable_lora()
 
@@ -74,6 +78,8 @@ def test_weight_one_zero_is_the_stock_pipeline_with_that_adapter(pipes, sched):
     stock.scheduler = pipe.scheduler = SCHEDULERS[sched](stock.scheduler.config)
     ref = _stock(stock, ["a"])
     assert not np.array_equal(ref, _stock(stock, None))  # the adapter matters
+    if sched in STOCHASTIC:  # the same generators give the same step noise, other generators other noise
+        assert np.abs(ref - _stock(stock, ["a"], gens(offset=5))).max() > 1e-3
     out = pipe(PROMPTS, weights={"a": 1.0, "b": 0.0}, generator=gens(), **KW).images
     np.testing.assert_array_equal(out, ref)
     base = pipe(PROMPTS, generator=gens(), **KW).images
