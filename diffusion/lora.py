@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -282,7 +283,9 @@ def add_lora(unet: torch.nn.Module, name: str, lw: LoraWeights) -> None:
         raise AdapterError(f"adapter name {name!r} must use letters, digits, '_' or '-' only")
     check_fits(unet, lw, name)
     ref = next(unet.parameters())
-    inject_adapter_in_model(lw.lora_config(), unet, adapter_name=name)
+    with warnings.catch_warnings():  # several adapters on one UNet is the point of blending, not a mistake
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute", category=UserWarning)
+        inject_adapter_in_model(lw.lora_config(), unet, adapter_name=name)
     sd = {k: v.to(ref.device, ref.dtype) for k, v in lw.peft_state_dict().items()}
     result = set_peft_model_state_dict(unet, sd, adapter_name=name)
     unexpected = getattr(result, "unexpected_keys", None) or []
