@@ -429,8 +429,7 @@ def session_from_args(args: argparse.Namespace, explicit: set[str]) -> LiveSessi
 
 # ---------------------------------------------------------------------- the Pareto plot
 
-_STYLE = {"mpa": ("DB-MPA", "o-", "#1f77b4"), "mpa_ls": ("DB-MPA-LS", "^--", "#2ca02c"),
-          "soup": ("RS (ΔW)", "D:", "#ff7f0e"), "soup_factors": ("RS (factors)", "v:", "#9467bd")}
+_SWEPT = ("mpa", "mpa_ls", "soup", "soup_factors")  # methods drawn as a front over w (styles: diffusion_blend.figures)
 
 
 def pareto_image(session: LiveSession, current: Generation | None = None, size: tuple[int, int] = (640, 480)) -> Image.Image:
@@ -438,6 +437,8 @@ def pareto_image(session: LiveSession, current: Generation | None = None, size: 
     visited so far (grey) and the current one (red star). Drawn with matplotlib's object API (thread-safe)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from diffusion_blend.figures import style
 
     fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
     FigureCanvasAgg(fig)
@@ -453,21 +454,21 @@ def pareto_image(session: LiveSession, current: Generation | None = None, size: 
             for s in session.front.values():
                 x, y = s["rewards"][r1][0], s["rewards"][r2][0]
                 if s["method"] == "base":
-                    ax.plot([x], [y], "k*", ms=12, label="base")
+                    st = style("base")
+                    ax.plot([x], [y], st.marker, color=st.color, ms=12, label="base")
                 elif s["method"] == "single":
-                    oracle = s.get("role") == "oracle"
-                    ax.plot([x], [y], "P" if oracle else "s", color="#8c564b" if oracle else "#555555", ms=8)
+                    st = style("oracle" if s.get("role") == "oracle" else "single")
+                    ax.plot([x], [y], st.marker, color=st.color, ms=8)
                     ax.annotate(s["display"].replace("Single adapter ", ""), (x, y), fontsize=8, xytext=(4, 4),
                                 textcoords="offset points")
-                elif s["method"] in _STYLE:
+                elif s["method"] in _SWEPT:
                     series.setdefault(s["method"], []).append((s["weights"][0], x, y))
             ends = [session.front.get(f"single_{a}") for a in session.adapters[:2]]
             for method, pts in series.items():
                 if len(session.adapters) == 2 and all(ends):  # w = 1 is adapter 1 alone, w = 0 adapter 2 alone
                     pts += [(w, e["rewards"][r1][0], e["rewards"][r2][0]) for w, e in zip((1.0, 0.0), ends)]
                 pts.sort()
-                label, fmt, color = _STYLE[method]
-                ax.plot([p[1] for p in pts], [p[2] for p in pts], fmt, color=color, ms=5, label=label)
+                ax.plot([p[1] for p in pts], [p[2] for p in pts], ms=5, **style(method).kwargs())
         if session.visited:
             ax.plot([p[0] for p in session.visited], [p[1] for p in session.visited], ".", color="#bbbbbb",
                     ms=8, label="visited", zorder=3)
