@@ -212,7 +212,7 @@ class Trainer:
                                       weight_decay=cfg.adam_weight_decay, eps=cfg.adam_epsilon)
         self.lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer=optimizer,
                                           num_warmup_steps=cfg.lr_warmup_steps,
-                                          num_training_steps=cfg.num_iterations() * cfg.p_step)
+                                          num_training_steps=cfg.num_iterations() * self.policy_steps_per_iteration())
         self.value = None
         if cfg.v_flag == 1 and cfg.algorithm == "dpok":
             with torch.random.fork_rng(devices=[]):
@@ -222,6 +222,18 @@ class Trainer:
             self.value, self.value_opt = self.acc.prepare(value, value_opt)
         self.train_unet, self.optimizer = self.acc.prepare(self.unet, optimizer)
         self.buffer = ReplayBuffer(cfg.buffer_size)
+
+    def policy_steps_per_iteration(self) -> int:
+        """Optimizer steps per iteration, for the length of the learning-rate schedule: ``p_step``, or with
+        ``--policy_epochs E`` E passes over the new transitions (at most the trained steps of every trajectory),
+        each ⌈⌈fresh / p_batch_size⌉ / gradient_accumulation_steps⌉ steps."""
+        cfg = self.cfg
+        if cfg.algorithm != "dpok" or cfg.policy_epochs is None:
+            return cfg.p_step
+        kept = len(self.train_steps) if cfg.train_timesteps is None else min(cfg.train_timesteps, len(self.train_steps))
+        fresh = cfg.g_step * cfg.g_batch_size * cfg.num_samples * kept
+        micro = -(-fresh // cfg.p_batch_size)
+        return cfg.policy_epochs * -(-micro // cfg.gradient_accumulation_steps)
 
     # ------------------------------------------------------------------ randomness
     def generator(self, iteration: int, *purpose: int) -> torch.Generator:

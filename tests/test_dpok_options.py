@@ -139,6 +139,7 @@ def test_value_warmup_and_policy_epochs_count_their_steps(tmp_path):
     tr.after_iteration.append(lambda t, m: metrics.append(m))
     tr.train()
     assert tr.counters.optimizer_steps == 2 * 4  # iteration 0 only fits the value function
+    assert tr.policy_steps_per_iteration() == 4  # the learning-rate schedule spans the steps actually taken
     assert "policy_loss" not in metrics[0] and "policy_loss" in metrics[1] and "value_loss" in metrics[0]
     assert len(tr.counters.extra["prompt_stats"]["A green colored rabbit."]) == 6
     for k in ("rollout_seconds", "reward_seconds", "value_seconds", "policy_seconds"):
