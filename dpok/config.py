@@ -92,6 +92,9 @@ class TrainConfig:
     train_timesteps: int | None = _f(None, "store only this many uniformly random (stochastic) timesteps per "
                                      "trajectory; the loss is a mean over transitions, so its expectation is kept "
                                      "(default: all --num_inference_steps)")
+    train_min_std: float = _f(0.0, "train only on steps whose sampling std sigma_k is at least this (their score "
+                              "grad log pi scales as 1/sigma_k while their noise barely moves the image); 0: every "
+                              "stochastic step (DPOK)")
     buffer_size: int = _f(1000, "replay buffer size, in transitions (the newest are kept)")
 
     # --- options for small sample budgets (dpok/options.py; the defaults are DPOK's) ------------------
@@ -340,6 +343,7 @@ def validate(cfg: TrainConfig, num_processes: int = 1) -> list[str]:
         need(1 <= cfg.train_timesteps <= cfg.num_inference_steps,
              f"--train_timesteps must be in 1..--num_inference_steps ({cfg.num_inference_steps}), "
              f"got {cfg.train_timesteps}")
+    need(cfg.train_min_std >= 0, f"--train_min_std must be ≥ 0 (0: every stochastic step), got {cfg.train_min_std}")
     if cfg.algorithm == "draft":
         need(cfg.draft_k <= cfg.num_inference_steps,
              f"--draft_k {cfg.draft_k} exceeds --num_inference_steps {cfg.num_inference_steps}")

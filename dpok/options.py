@@ -11,6 +11,12 @@ None of them changes what DPOK estimates; each changes how the samples of an ite
   The policy loss is a *mean* over transitions, and every step is kept with probability k/S, so the
   mean over the subset is an unbiased estimate of the mean over all S steps (:func:`subset_mean`,
   tested exactly by enumerating every subset). It cuts the policy update's cost by k/S per sample.
+* :func:`step_stds`, :func:`trainable_steps` — leave out the transitions whose sampling std σ_k is below
+  a floor. The score ∇ log π of a step scales as 1/σ_k, while the noise drawn there (σ_k z) barely
+  changes the image when σ_k is small; such a step adds gradient variance and almost no signal (on the
+  toy, the last stochastic step has σ = 0.01 and its noise explains ~1 % of the JPEG size's variance).
+  Leaving it out drops that step's (small) term from the gradient: a bias traded for variance, like
+  the deterministic steps that never have a density.
 * :func:`epoch_minibatches` — DDPO/PPO-style use of a rollout: ``epochs`` passes over this
   iteration's fresh transitions in shuffled micro-batches, instead of DPOK's uniform draws from the
   replay buffer. With a ratio clip ≥ the policy's drift within an iteration this is PPO.
@@ -75,6 +81,22 @@ def subset_mean(per_step: torch.Tensor, subset: Sequence[int]) -> torch.Tensor:
     """The policy loss's per-trajectory estimator on a subset of its steps: mean of ``per_step[subset]``.
     Averaged over every k-subset it equals ``per_step.mean()`` (unbiasedness of the subsampling)."""
     return per_step[list(subset)].mean()
+
+
+def step_stds(scheduler, eta: float) -> list[float]:
+    """σ_k = η √((1−ᾱ_t')/(1−ᾱ_t) · (1 − ᾱ_t/ᾱ_t')) of each step of the inference grid (``diffusion.ddim``'s
+    step on zeros, so the same formula), in sampling order. ``scheduler.set_timesteps`` must have been called."""
+    from diffusion.ddim import ddim_step
+
+    z = torch.zeros(1, 1)
+    return [float(ddim_step(scheduler, z, int(t), z, eta, noise=z).std) for t in scheduler.timesteps.tolist()]
+
+
+def trainable_steps(stds: Sequence[float], min_std: float) -> list[int]:
+    """Indices of the steps with σ_k > 0 and σ_k ≥ ``min_std`` (0: every stochastic step, DPOK's)."""
+    if min_std < 0:
+        raise ValueError(f"--train_min_std must be ≥ 0, got {min_std}")
+    return [k for k, s in enumerate(stds) if s > 0 and s >= min_std]
 
 
 def epoch_minibatches(n: int, micro_batch: int, accumulation: int, epochs: int,

@@ -45,7 +45,7 @@ from dpok.buffer import ReplayBuffer
 from dpok.config import TrainConfig, validate
 from dpok.losses import dpok_loss, normalise_advantage, value_loss
 from dpok.observe import SampleGridLogger
-from dpok.options import PerPromptStats, epoch_minibatches, subsample_steps
+from dpok.options import PerPromptStats, epoch_minibatches, step_stds, subsample_steps, trainable_steps
 from dpok.rollout import PromptCache, draw_noise, guided_eps, sample_trajectories
 from dpok.value import ValueMulti
 
@@ -178,6 +178,11 @@ class Trainer:
         self.unet = unet  # the raw module: rollouts, ε_pre, saving
         self.bundle.scheduler.set_timesteps(cfg.num_inference_steps, device="cpu")
         self.timesteps = self.bundle.scheduler.timesteps.clone()
+        self.step_std = step_stds(self.bundle.scheduler, cfg.eta)
+        self.train_steps = set(trainable_steps(self.step_std, cfg.train_min_std))
+        if cfg.algorithm == "dpok" and not self.train_steps:
+            raise ValueError(f"--train_min_std {cfg.train_min_std} leaves no step to train on: the sampling stds of "
+                             f"this scheduler are at most {max(self.step_std):.4g}; lower --train_min_std")
         self.cache = PromptCache(self.bundle)
         self.reward = RewardSum(cfg.rewards(), self.acc.device, torch.float32, cfg.cache_dir)
 
@@ -207,7 +212,7 @@ class Trainer:
                                       weight_decay=cfg.adam_weight_decay, eps=cfg.adam_epsilon)
         self.lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer=optimizer,
                                           num_warmup_steps=cfg.lr_warmup_steps,
-                                          num_training_steps=cfg.num_iterations() * cfg.p_step)
+                                          num_training_steps=cfg.num_iterations() * self.policy_steps_per_iteration())
         self.value = None
         if cfg.v_flag == 1 and cfg.algorithm == "dpok":
             with torch.random.fork_rng(devices=[]):
@@ -217,6 +222,18 @@ class Trainer:
             self.value, self.value_opt = self.acc.prepare(value, value_opt)
         self.train_unet, self.optimizer = self.acc.prepare(self.unet, optimizer)
         self.buffer = ReplayBuffer(cfg.buffer_size)
+
+    def policy_steps_per_iteration(self) -> int:
+        """Optimizer steps per iteration, for the length of the learning-rate schedule: ``p_step``, or with
+        ``--policy_epochs E`` E passes over the new transitions (at most the trained steps of every trajectory),
+        each ⌈⌈fresh / p_batch_size⌉ / gradient_accumulation_steps⌉ steps."""
+        cfg = self.cfg
+        if cfg.algorithm != "dpok" or cfg.policy_epochs is None:
+            return cfg.p_step
+        kept = len(self.train_steps) if cfg.train_timesteps is None else min(cfg.train_timesteps, len(self.train_steps))
+        fresh = cfg.g_step * cfg.g_batch_size * cfg.num_samples * kept
+        micro = -(-fresh // cfg.p_batch_size)
+        return cfg.policy_epochs * -(-micro // cfg.gradient_accumulation_steps)
 
     # ------------------------------------------------------------------ randomness
     def generator(self, iteration: int, *purpose: int) -> torch.Generator:
@@ -276,7 +293,7 @@ class Trainer:
         else:
             r = normalise_advantage(r, cfg.advantage_norm, cfg.num_samples)
         T, n = ro["log_probs"].shape
-        stochastic = [k for k in range(T) if bool(torch.isfinite(ro["log_probs"][k]).all())]
+        stochastic = [k for k in range(T) if k in self.train_steps and bool(torch.isfinite(ro["log_probs"][k]).all())]
         for i in range(n):
             steps = stochastic
             if cfg.train_timesteps is not None:
@@ -469,7 +486,9 @@ class Trainer:
                           f"of {cfg.p_batch_size}, a step every {cfg.gradient_accumulation_steps}")
             lines += [
                 f"buffer: +{cfg.g_step * per_roll * steps_kept} transitions per process per iteration (at most; "
-                f"deterministic steps are left out), keeps {cfg.buffer_size}",
+                f"deterministic steps are left out), keeps {cfg.buffer_size}"
+                + (f"; trained steps (std ≥ {cfg.train_min_std:g}): {sorted(self.train_steps)}"
+                   if cfg.train_min_std > 0 else ""),
                 policy + f"; ratio clip {cfg.ratio_clip:g}; advantage norm {cfg.advantage_norm}"
                 + (f"; value warm-up {cfg.v_warmup} iteration(s)" if cfg.v_warmup else ""),
                 f"value: {'on' if self.value is not None else 'off'}"

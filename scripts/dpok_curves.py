@@ -3,8 +3,9 @@
     python scripts/dpok_curves.py --run "DPOK jpeg=outputs/abl/A1_full" --run "DRaFT-K align=outputs/abl/D1" \\
         --png docs/dpok/curves.png --md docs/dpok/curves.md
 
-Each panel is one held-out reward (paired Δ vs the base, ± 1 s.e. over images) against training
-samples; the table adds the mean wall time per iteration split into rollout / reward / value / policy.
+Each panel is one held-out reward (paired Δ vs the base, ± 1 s.e. cluster-robust by prompt) against
+training samples; the table adds the KL term (mean (ε̂_θ − ε̂_pre)² of the last policy step) and the mean
+wall time per iteration split into rollout / reward / value / policy.
 """
 
 from __future__ import annotations
@@ -24,16 +25,23 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
 
 
+def se(h: dict) -> float:
+    """The s.e. clustered by prompt (``se_prompt``; equal to the s.e. of the prompt means for a balanced design)."""
+    return h.get("se_prompt", h["se"])
+
+
 def table(runs: dict[str, list[dict]]) -> str:
-    lines = ["| run | samples | train s | Δ align ± s.e. | Δ jpeg (−kB) ± s.e. | s/iter: rollout / reward / value / "
-             "policy / total |", "|---|---|---|---|---|---|"]
+    lines = ["| run | samples | train s | KL | Δ align ± s.e. (z) | Δ jpeg (−kB) ± s.e. (z) | s/iter: rollout / reward / "
+             "value / policy / total |", "|---|---|---|---|---|---|---|"]
     for name, curve in runs.items():
         for p in curve:
             h, sp = p["heldout"], p["seconds_per_iteration"]
-            cells = [f"{h[r]['delta']:+.4f} ± {h[r]['se']:.4f} ({h[r]['z']:+.1f})" for r in ("toy_alignment",
-                                                                                         "jpeg_compressibility")]
+            cells = [f"{h[r]['delta']:+.4f} ± {se(h[r]):.4f} ({h[r]['delta'] / se(h[r]):+.1f})"
+                     for r in ("toy_alignment", "jpeg_compressibility")]
             split = " / ".join(f"{sp.get(k, 0):.2f}" for k in SPLIT)
-            lines.append(f"| {name} | {p['samples']} | {p['train_seconds']:.0f} | {cells[0]} | {cells[1]} | {split} |")
+            kl = f"{p['kl']:.1e}" if p.get("kl") is not None else "–"
+            lines.append(f"| {name} | {p['samples']} | {p['train_seconds']:.0f} | {kl} | {cells[0]} | {cells[1]} | "
+                         f"{split} |")
     return "\n".join(lines)
 
 
@@ -48,7 +56,7 @@ def plot(runs: dict[str, list[dict]], png: Path) -> None:
         for name, curve in runs.items():
             x = [0] + [p["samples"] for p in curve]
             y = [0.0] + [p["heldout"][key]["delta"] for p in curve]
-            e = [0.0] + [p["heldout"][key]["se"] for p in curve]
+            e = [0.0] + [se(p["heldout"][key]) for p in curve]
             ax.errorbar(x, y, yerr=e, marker="o", ms=3, capsize=2, label=name)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("training samples drawn")

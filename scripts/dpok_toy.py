@@ -75,15 +75,18 @@ class HeldOut:
 
 
 def paired(scores: dict, base: dict, n_prompts: int) -> dict:
-    """Mean, paired s.e. over images, and over prompts (each prompt's seeds averaged first: the unit that
-    does not assume the seeds of one prompt are independent)."""
+    """Mean and paired s.e. of adapter − base per reward: over the images (naive), and cluster-robust by prompt
+    (``blend.stats.clustered``, CR1, df = prompts − 1): the held-out images have their own noise
+    (``noise per_image``) and share only their prompt, so the prompt is the unit. ``z_prompt`` = Δ / s.e. by prompt."""
+    from blend.stats import clustered
+
     out = {}
     for n in scores:
         d = scores[n] - base[n]
         mu, se = mean_se(d)
-        _, se_p = mean_se(d.reshape(n_prompts, -1).mean(1))
-        out[n] = {"mean": mean_se(scores[n])[0], "delta": mu, "se": se, "se_prompt": se_p,
-                  "z": mu / se if se else 0.0}
+        est = clustered(d.double().tolist(), [i // (len(d) // n_prompts) for i in range(len(d))], "prompt")
+        out[n] = {"mean": mean_se(scores[n])[0], "delta": mu, "se": se, "se_prompt": est.se,
+                  "z": mu / se if se else 0.0, "z_prompt": est.t, "p_prompt": est.p_value, "df_prompt": est.df}
     return out
 
 
@@ -154,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         with curve_path.open("a") as f:
             f.write(json.dumps(line) + "\n")
         h = line["heldout"]
-        log.info("it %d, %d samples, %.0f s: held-out Δ align %+.3f ± %.3f, Δ jpeg %+.4f ± %.4f", it,
-                 line["samples"], state["train_seconds"], h["toy_alignment"]["delta"], h["toy_alignment"]["se"],
-                 h["jpeg_compressibility"]["delta"], h["jpeg_compressibility"]["se"])
+        log.info("it %d, %d samples, %.0f s, kl %.2g: held-out Δ align %+.3f ± %.3f, Δ jpeg %+.4f ± %.4f "
+                 "(s.e. by prompt)", it, line["samples"], state["train_seconds"], line["kl"] or 0.0,
+                 h["toy_alignment"]["delta"], h["toy_alignment"]["se_prompt"], h["jpeg_compressibility"]["delta"],
+                 h["jpeg_compressibility"]["se_prompt"])
         if over:
             tr._stop = True  # the trainer saves a checkpoint after this iteration and stops
 
@@ -176,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                "final_heldout": final, "final_eval": {"prompts": len(test_prompts), "seeds": args.final_seeds},
                "checkpoint": str(last or sorted((out / "train").glob("checkpoint-*"))[-1])}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    log.info("final held-out (%d prompts × %d seeds): %s", len(test_prompts), args.final_seeds,
-             {n: f"{v['delta']:+.4f} ± {v['se']:.4f} (z {v['z']:+.1f})" for n, v in final.items()})
+    log.info("final held-out (%d prompts × %d seeds; s.e. clustered by prompt): %s", len(test_prompts),
+             args.final_seeds, {n: f"{v['delta']:+.4f} ± {v['se_prompt']:.4f} (z {v['z_prompt']:+.1f})"
+                                for n, v in final.items()})
     return 0
 
 

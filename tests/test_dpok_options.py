@@ -14,7 +14,7 @@ from diffusers import DDIMScheduler
 
 from diffusion.tiny import make_tiny_sd
 from dpok.config import TrainConfig, validate
-from dpok.options import PerPromptStats, epoch_minibatches, subsample_steps, subset_mean
+from dpok.options import PerPromptStats, epoch_minibatches, step_stds, subsample_steps, subset_mean, trainable_steps
 from dpok.trainer import Trainer
 
 SQ83 = math.sqrt(8 / 3)  # population std of {1, 3, 5}, of {3, 5, 7}
@@ -104,6 +104,33 @@ def test_deterministic_steps_are_left_out_and_subsets_kept(tmp_path):
     assert torch.isfinite(tr2.buffer.data["log_prob"]).all()
 
 
+def test_train_min_std_by_hand(tmp_path):
+    # 4 DDIM steps of a 1000-step schedule whose betas are all 0.01 (ᾱ_t = 0.99^(t+1)), steps 750, 500, 250, 0,
+    # set_alpha_to_one (ᾱ after the last step = 1): σ_k = √((1−ᾱ_t')/(1−ᾱ_t) (1 − ᾱ_t/ᾱ_t'))
+    sched = DDIMScheduler(num_train_timesteps=1000, trained_betas=[0.01] * 1000, set_alpha_to_one=True,
+                          steps_offset=0, clip_sample=False)
+    sched.set_timesteps(4)
+    a = [0.99 ** (t + 1) for t in (750, 500, 250, 0)] + [1.0]
+    by_hand = [math.sqrt((1 - a[k + 1]) / (1 - a[k]) * (1 - a[k] / a[k + 1])) for k in range(4)]
+    assert by_hand[3] == 0.0 and by_hand[2] == pytest.approx(math.sqrt(0.01 / (1 - 0.99**251) * (1 - 0.99**250)))
+    assert step_stds(sched, 1.0) == pytest.approx(by_hand, abs=1e-6)
+    assert step_stds(sched, 0.5) == pytest.approx([0.5 * s for s in by_hand], abs=1e-6)
+    stds = [0.9, 0.3, 0.01, 0.0]  # like the toy's last steps
+    assert trainable_steps(stds, 0.0) == [0, 1, 2] and trainable_steps(stds, 0.05) == [0, 1]
+    assert trainable_steps(stds, 0.3) == [0, 1] and trainable_steps(stds, 0.31) == [0]
+    with pytest.raises(ValueError, match="--train_min_std must be ≥ 0"):
+        trainable_steps(stds, -1.0)
+    # in the trainer: the tiny model's 4 steps; a floor between its two smallest stds drops the last step only
+    tr = Trainer(cfg(tmp_path, v_flag=0), bundle=make_tiny_sd(seed=0, latent_size=8))
+    floor = sorted(tr.step_std)[:2]
+    tr2 = Trainer(cfg(tmp_path / "b", v_flag=0, train_min_std=sum(floor) / 2), bundle=make_tiny_sd(seed=0, latent_size=8))
+    smallest = tr2.step_std.index(floor[0])
+    assert tr2.add_to_buffer(tr2.rollout(0, 0), 0, 0) == 2 * 3
+    assert smallest not in tr2.buffer.data["step"].tolist() and len(set(tr2.buffer.data["step"].tolist())) == 3
+    with pytest.raises(ValueError, match="leaves no step to train on"):
+        Trainer(cfg(tmp_path / "c", v_flag=0, train_min_std=2.0), bundle=make_tiny_sd(seed=0, latent_size=8))
+
+
 def test_value_warmup_and_policy_epochs_count_their_steps(tmp_path):
     # 2 samples × 4 steps = 8 new transitions; epochs 2, micro-batches of 2, a step every 2 → 2 steps per epoch
     tr = Trainer(cfg(tmp_path, iterations=3, v_warmup=1, policy_epochs=2, advantage_norm="prompt_running",
@@ -112,6 +139,7 @@ def test_value_warmup_and_policy_epochs_count_their_steps(tmp_path):
     tr.after_iteration.append(lambda t, m: metrics.append(m))
     tr.train()
     assert tr.counters.optimizer_steps == 2 * 4  # iteration 0 only fits the value function
+    assert tr.policy_steps_per_iteration() == 4  # the learning-rate schedule spans the steps actually taken
     assert "policy_loss" not in metrics[0] and "policy_loss" in metrics[1] and "value_loss" in metrics[0]
     assert len(tr.counters.extra["prompt_stats"]["A green colored rabbit."]) == 6
     for k in ("rollout_seconds", "reward_seconds", "value_seconds", "policy_seconds"):
