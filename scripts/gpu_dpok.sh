@@ -27,16 +27,18 @@ export HF_HUB_OFFLINE=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 SAMPLES=${SAMPLES:-120000}
 MINUTES=${MINUTES:-9}
 THREADS=${THREADS:-8}
-# the toy recipe (dpok/README.md "Options for small budgets"), scaled to GPU batches: 64 prompts × 4 samples
+# the toy recipe that learned JPEG size (dpok/README.md, run B2), scaled to GPU batches: 64 prompts × 4 samples
 RECIPE=(--g_batch_size 64 --num_samples 4 --advantage_norm prompt_running --stat_min_count 4 --policy_epochs 1
-        --ratio_clip 0.2 --train_timesteps 3 --v_flag 0 --learning_rate 1e-3 --reward_weight 1 --kl_weight 0.3
+        --ratio_clip 0.2 --train_min_std 0.05 --v_flag 0 --learning_rate 5e-3 --lr_scheduler linear --reward_weight 100
+        --kl_weight 15
         --clip_norm 1 --p_batch_size 128 --gradient_accumulation_steps 2 --save_interval 100)
 EVAL=(--eval_every 25 --eval_seeds 8 --final_seeds 16)
 SD=()
 if [[ ${GPU_DPOK_SMOKE:-0} == 1 ]]; then
   SAMPLES=64 MINUTES=2 THREADS=1
   RECIPE=(--g_batch_size 4 --num_samples 4 --advantage_norm prompt_running --stat_min_count 4 --policy_epochs 1
-          --ratio_clip 0.2 --train_timesteps 3 --v_flag 0 --learning_rate 1e-3 --reward_weight 1 --kl_weight 0.3
+          --ratio_clip 0.2 --train_min_std 0.05 --v_flag 0 --learning_rate 5e-3 --lr_scheduler linear --reward_weight 100
+          --kl_weight 15
           --clip_norm 1 --p_batch_size 16 --gradient_accumulation_steps 2)
   EVAL=(--eval_every 2 --eval_seeds 1 --final_seeds 1)
   SD=(--tiny)
