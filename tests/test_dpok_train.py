@@ -8,6 +8,7 @@ import signal
 
 import pytest
 import torch
+from conftest_dpok import tiny_train_config
 
 from blend.sampler import SamplerConfig, sample
 from blend.spec import BlendSpec
@@ -32,11 +33,8 @@ def tiny_dir(tmp_path_factory):
 
 def small(out, base, **kw) -> TrainConfig:
     """A seconds-long configuration; the paper's values except the sizes."""
-    args = dict(base_model=base, output_dir=str(out), reward="brightness", num_inference_steps=4, g_batch_size=2,
-                p_step=2, gradient_accumulation_steps=2, p_batch_size=2, v_batch_size=8, v_step=2, iterations=2,
-                seed=0, report_to="none", progress=False, save_interval=100, gradient_checkpointing=False)
-    args.update(kw)
-    return TrainConfig(**args)
+    return tiny_train_config(out, base, **{**dict(num_inference_steps=4, p_step=2, gradient_accumulation_steps=2,
+                                                  v_batch_size=8, v_step=2, iterations=2), **kw})
 
 
 def eps_of(bundle, adapter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest_dpok import tiny_train_config
 
 from diffusion.adapters import activate
 from diffusion.bundle import save_bundle
@@ -12,7 +13,6 @@ from diffusion.loading import load_bundle
 from diffusion.lora import load_adapter
 from diffusion.tiny import make_tiny_sdxl
 from dpok import checkpoint as ckpt
-from dpok.config import TrainConfig
 from dpok.trainer import ADAPTER, Trainer
 
 
@@ -21,12 +21,7 @@ def tiny_xl_dir(tmp_path_factory):
     return str(save_bundle(make_tiny_sdxl(seed=0, latent_size=8), tmp_path_factory.mktemp("tinyxl") / "model"))
 
 
-def _config(out, base, **kw) -> TrainConfig:
-    args = dict(base_model=base, output_dir=str(out), reward="brightness", num_inference_steps=3, g_batch_size=2,
-                p_step=1, gradient_accumulation_steps=1, p_batch_size=2, v_batch_size=4, v_step=1, iterations=1,
-                seed=0, report_to="none", progress=False, save_interval=100, gradient_checkpointing=False)
-    args.update(kw)
-    return TrainConfig(**args)
+_config = tiny_train_config
 
 
 def _eps(bundle, adapter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from conftest_dpok import tiny_train_config
 
 from diffusion.bundle import save_bundle
 from diffusion.tiny import make_tiny_sd
@@ -19,12 +20,9 @@ def tiny_dir(tmp_path_factory):
 
 
 def _cfg(out, base, **kw) -> TrainConfig:
-    args = dict(base_model=base, output_dir=str(out), reward="brightness", num_inference_steps=3, g_batch_size=2,
-                p_step=1, gradient_accumulation_steps=1, p_batch_size=2, v_batch_size=4, v_step=1, iterations=2,
-                seed=0, report_to="tensorboard", progress=False, save_interval=100, gradient_checkpointing=False,
-                single_flag=1, single_prompt="a red square", sample_grid_interval=2, sample_grid_prompts=1)
-    args.update(kw)
-    return TrainConfig(**args)
+    return tiny_train_config(out, base, **{**dict(iterations=2, report_to="tensorboard", single_flag=1,
+                                                  single_prompt="a red square", sample_grid_interval=2,
+                                                  sample_grid_prompts=1), **kw})
 
 
 def test_tensorboard_gets_a_captioned_sample_grid(tmp_path, tiny_dir):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest_dpok import tiny_train_config
 
 from diffusion.bundle import save_bundle
 from diffusion.lora import content_sha256, read_lora
@@ -21,11 +22,7 @@ def tiny_dir(tmp_path_factory):
 
 
 def small(out, base, **kw) -> TrainConfig:
-    args = dict(base_model=base, output_dir=str(out), reward="brightness", num_inference_steps=3, g_batch_size=2,
-                p_step=1, gradient_accumulation_steps=1, p_batch_size=2, v_flag=0, iterations=1, seed=0,
-                report_to="none", progress=False, save_interval=100, gradient_checkpointing=False)
-    args.update(kw)
-    return TrainConfig(**args)
+    return tiny_train_config(out, base, **{"v_flag": 0, **kw})
 
 
 @pytest.fixture(scope="module")
