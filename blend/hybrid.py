@@ -123,29 +123,33 @@ def sample_hybrid(bundle: ModelBundle, schedule: HybridSchedule, prompts: Sequen
     z = torch.stack([zz for _, zz in noises], dim=1).to(device, dtype)
     cond = bundle.encode_prompts(list(prompts))
     uncond = bundle.encode_prompts([""] * n)
-    predictor = NoisePredictor(bundle, config.guidance, batched=config.batched)
+    fold = [schedule.other_spec.soup_adapter_name] if schedule.other_spec.is_soup else []
+    predictor = NoisePredictor(bundle, config.guidance, batched=config.batched, fold=fold)  # as blend.sampler
     choices = None
     if schedule.other == "mpa_ls":
         choices = [draw_adapter_choices(s, schedule.adapters, schedule.weights, steps, prompt=k)
                    for s, k in zip(seeds, keys)]
     evals = [0] * n
-    for i, t in enumerate(timesteps):
-        coeffs = schedule.coefficients_at(i, steps)
-        if coeffs is not None:
-            eps = combine(predictor(x, t, cond, uncond, {m: None for m in coeffs}), coeffs)
-            evals = [e + len(coeffs) for e in evals]
-        else:
-            rows: dict[str, list[int]] = {}
-            for r, per in enumerate(choices):
-                rows.setdefault(per[i], []).append(r)
-            eps_by_model = predictor(x, t, cond, uncond, rows, route=True)
-            if len(rows) == 1:
-                eps = next(iter(eps_by_model.values()))
+    try:
+        for i, t in enumerate(timesteps):
+            coeffs = schedule.coefficients_at(i, steps)
+            if coeffs is not None:
+                eps = combine(predictor(x, t, cond, uncond, {m: None for m in coeffs}), coeffs)
+                evals = [e + len(coeffs) for e in evals]
             else:
-                eps = torch.empty_like(x)
-                for model, idx in rows.items():
-                    eps[idx] = eps_by_model[model]
-            evals = [e + 1 for e in evals]
-        x = ddim_step(sched, eps, t, x, config.eta, noise=z[i]).prev_sample
+                rows: dict[str, list[int]] = {}
+                for r, per in enumerate(choices):
+                    rows.setdefault(per[i], []).append(r)
+                eps_by_model = predictor(x, t, cond, uncond, rows, route=True)
+                if len(rows) == 1:
+                    eps = next(iter(eps_by_model.values()))
+                else:
+                    eps = torch.empty_like(x)
+                    for model, idx in rows.items():
+                        eps[idx] = eps_by_model[model]
+                evals = [e + 1 for e in evals]
+            x = ddim_step(sched, eps, t, x, config.eta, noise=z[i]).prev_sample
+    finally:
+        predictor.restore_weights()
     images = bundle.decode(x).cpu()
     return SampleResult(images=images, unet_evals=evals, seconds=time.perf_counter() - start, choices=choices)

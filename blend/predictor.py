@@ -9,6 +9,11 @@ the same numbers:
 * batched: one UNet call on the concatenation of every model's CFG batch, each row routed to its
   adapter by PEFT's mixed-batch path; pays off on a GPU.
 
+Models named in ``fold`` (the merged adapters of soups) run with their ΔW folded into the base
+weights and every adapter disabled (``diffusion.adapters.FoldedAdapter``): the base model's cost instead
+of a rank-Σr LoRA's; equal to the LoRA path up to float rounding. The weights are restored exactly when
+another model runs and by :meth:`NoisePredictor.restore_weights`, which callers must reach (``finally``).
+
 A model may also be a whole fine-tuned UNet (``bundle.extra["unets"][name]``, a blend member added
 with ``--model NAME=DIR``); such models always run looped. ``cond``/``uncond`` may be one tensor or a
 ``{model: tensor}`` mapping when models encode the prompt differently (text-encoder LoRA parts).
@@ -16,12 +21,12 @@ with ``--model NAME=DIR``); such models always run looped. ``cond``/``uncond`` m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import torch
 
 from blend.eps import classifier_free_guidance
-from diffusion.adapters import activate, routed
+from diffusion.adapters import FoldedAdapter, activate, routed
 from diffusion.bundle import ModelBundle
 from diffusion.conditioning import Cond, cat_conditioning, run_denoiser
 
@@ -33,10 +38,14 @@ class NoisePredictor:
         bundle: the model; its UNet holds every adapter that will be named.
         guidance_scale: g of classifier-free guidance (7.5 in the paper).
         batched: run all models in one UNet call (see module docstring).
+        fold: adapters to run folded into the base weights (the soups' merged adapters).
     """
 
-    def __init__(self, bundle: ModelBundle, guidance_scale: float, batched: bool = False) -> None:
+    def __init__(self, bundle: ModelBundle, guidance_scale: float, batched: bool = False,
+                 fold: Collection[str] = ()) -> None:
         self.bundle, self.guidance_scale, self.batched = bundle, float(guidance_scale), batched
+        self.fold = frozenset(fold)
+        self._folded = FoldedAdapter(bundle.unet)
         self.unet_calls = 0  # UNet forward invocations (a CFG pair, or a whole routed batch, is one call)
 
     def _unet(self, x: torch.Tensor, t: int | torch.Tensor, emb: Cond, model: str | None = None) -> torch.Tensor:
@@ -61,14 +70,22 @@ class NoisePredictor:
             c = cond[model] if isinstance(cond, Mapping) else cond
             plan.append((model, xs, u if idx is None else u[idx], c if idx is None else c[idx]))
         if (self.batched or route) and len(plan) > 1 and not any(p[0] in full for p in plan):
+            self._folded.restore()
             return self._batched(plan, t)
         out = {}
         for model, xs, u, c in plan:
-            if model not in full:
+            if model in self.fold:
+                self._folded.fold(model)
+            elif model not in full:
+                self._folded.restore()
                 activate(self.bundle.unet, model)
             eps_u, eps_c = self._unet(torch.cat([xs, xs]), t, cat_conditioning([u, c]), model).chunk(2)
             out[model] = classifier_free_guidance(eps_u, eps_c, self.guidance_scale)
         return out
+
+    def restore_weights(self) -> None:
+        """Undo a folded adapter (exactly); call once the predictor is done."""
+        self._folded.restore()
 
     def _batched(self, plan, t) -> dict[str, torch.Tensor]:
         xs = torch.cat([torch.cat([p[1], p[1]]) for p in plan])

@@ -304,9 +304,20 @@ def denoise(bundle: ModelBundle, specs: Sequence[BlendSpec], x: torch.Tensor, co
         generator: what the scheduler's ``step`` gets as ``generator`` (a generator or one per row).
     """
     timesteps = scheduler.timesteps.tolist()
-    n = x.shape[0]
     plan = _RowPlan(specs, seeds, len(timesteps), prompts if config.noise == "per_image" else None, config.ls_draw)
-    predictor = NoisePredictor(bundle, config.guidance, batched=config.batched)
+    soups = {s.soup_spec.soup_adapter_name for s in specs if s.soup_spec is not None}
+    predictor = NoisePredictor(bundle, config.guidance, batched=config.batched, fold=soups)
+    try:
+        return _denoise_steps(predictor, plan, timesteps, x, cond, uncond, scheduler, config, noise, generator,
+                              progress, label)
+    finally:
+        predictor.restore_weights()  # a soup's ΔW folded into the base weights comes out bit for bit
+
+
+def _denoise_steps(predictor: NoisePredictor, plan: _RowPlan, timesteps: list, x: torch.Tensor, cond, uncond,
+                   scheduler, config: SamplerConfig, noise: torch.Tensor | None, generator, progress: bool,
+                   label: str) -> tuple[torch.Tensor, list[int], list | None]:
+    n = x.shape[0]
     step_kwargs = {}
     if _accepts(scheduler.step, "eta"):
         step_kwargs["eta"] = config.eta

@@ -7,6 +7,11 @@
   every tensor of the adapters' state dicts, i.e. A = Σ w_i A_i and B = Σ w_i B_i separately.
   Its ΔW = (Σ w_i B_i)(Σ w_j A_j) has cross terms w_i w_j B_i A_j, so it is NOT the soup of the
   ΔW's; it is kept, clearly named, so that tables can be compared with the paper's RS row.
+
+Either merge is added to the UNet once as an adapter (:func:`ensure_soup_adapter`). When the samplers run
+it, its ΔW is folded into the base weights for the run and the weights are restored bit for bit after
+(``diffusion.adapters.FoldedAdapter``, through ``blend.predictor.NoisePredictor``'s ``fold``): a soup then
+costs what the base model costs, instead of a rank-Σr LoRA's extra matmuls in every layer.
 """
 
 from __future__ import annotations

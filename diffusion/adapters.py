@@ -122,3 +122,50 @@ def routed(unet: torch.nn.Module, row_adapters: Sequence[str]) -> Iterator[None]
     finally:
         for h in handles:
             h.remove()
+
+
+class FoldedAdapter:
+    """At most one adapter's ΔW folded into its layers' base weights, undone bit for bit.
+
+    A rewarded soup is one LoRA of rank Σ r_i (``blend.soup``); run as a LoRA it pays every LoRA layer's
+    extra matmuls on every call. Folded in (W ← W + ΔW with PEFT's own ``get_delta_weight``, so conv
+    layers, ``fan_in_fan_out`` and the scaling are PEFT's), the UNet with every adapter disabled computes
+    that adapter's model at the base model's cost. :meth:`fold` keeps the original weights and
+    :meth:`restore` copies them back (subtracting ΔW again would not return them exactly); folding
+    another adapter restores first. The folded model equals the LoRA path up to float rounding.
+
+    Cost of a fold: one B·A product per layer holding the adapter and a copy of those base weights
+    (kept until :meth:`restore`).
+    """
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.unet = unet
+        self.name: str | None = None
+        self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # (base weight, its original values)
+
+    @torch.no_grad()
+    def fold(self, name: str) -> None:
+        """Fold ``name`` into the base weights and disable every adapter (a no-op if it is folded already)."""
+        if self.name != name:
+            self.restore()
+            layers = [layer for layer in _index(self.unet).layers if name in layer.lora_A]
+            if not layers:
+                raise KeyError(f"the UNet has no adapter named {name!r}; it has {adapters_in(self.unet)}")
+            try:
+                for layer in layers:
+                    weight = layer.get_base_layer().weight
+                    delta = layer.get_delta_weight(name)
+                    self._saved.append((weight, weight.detach().clone()))
+                    weight.add_(delta.to(weight.dtype))
+            except BaseException:
+                self.restore()
+                raise
+            self.name = name
+        activate(self.unet, BASE)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put the original base weights back (exactly); nothing to do when no adapter is folded."""
+        for weight, original in self._saved:
+            weight.copy_(original)
+        self._saved, self.name = [], None

@@ -78,7 +78,7 @@ TOY_ADAPTERS = Path(__file__).resolve().parents[1] / "toy" / "weights" / "adapte
 PROMPT = "a red circle on a blue background"
 BASELINES = ("bon", "code", "rgg", "smc")  # blend.baselines on the base model, objective below
 METHODS = ("base", "base_disabled", "single", "mpa2", "mpa3", "mpa4", "mpa2_batched", "mpa3_batched", "mpa4_batched",
-           "mpa_ls", "kla", "soup", "soup_factors", "hybrid_late", *BASELINES)
+           "mpa_ls", "kla", "kla_batched", "soup", "soup_factors", "hybrid_late", *BASELINES)
 OBJECTIVE = (("brightness", "colorfulness"), (0.5, 0.5))  # the baselines' Σ w_i r_i: weight-free, differentiable
 
 # SD v1.5's UNet configuration (runwayml/stable-diffusion-v1-5, unet/config.json), except sample_size
@@ -155,7 +155,7 @@ def needs(method: str) -> int:
         return 0
     if method.startswith("mpa") and method[3:4].isdigit():
         return int(method[3])
-    return {"single": 1, "kla": 1}.get(method, 2)
+    return {"single": 1, "kla": 1, "kla_batched": 1}.get(method, 2)
 
 
 def baseline_spec(method: str, steps: int, budget: str | None) -> BlendSpec:
@@ -172,7 +172,7 @@ def floor(method: str, steps: int, budget: str | None = None) -> float:
     """UNet evaluations per step and image the method needs (baselines: forwards + backwards)."""
     if method.startswith("mpa") and method[3:4].isdigit():
         return float(method[3])
-    if method == "kla":
+    if method in ("kla", "kla_batched"):
         return 2.0
     if method == "hybrid_late":
         return BlendSpec("hybrid_late", ("a", "b"), (0.5, 0.5)).unet_evals_per_step(steps)
@@ -210,7 +210,7 @@ def runner(method: str, names: list[str], base_bundle: ModelBundle, bundle: Mode
         spec, b = BlendSpec("mpa", tuple(sub), w), bundle
     elif method == "mpa_ls":
         spec, b = BlendSpec("mpa_ls", tuple(sub), w), bundle
-    elif method == "kla":
+    elif method in ("kla", "kla_batched"):
         spec, b = BlendSpec("kla", (sub[0],), (1.0,), lam=0.5), bundle
     elif method in ("soup", "soup_factors"):
         spec, b = BlendSpec(method, tuple(sub), w), bundle

@@ -35,7 +35,7 @@ mkdir -p "$OUT"
 echo "== blending: $MODEL latent $LATENT $DTYPE on $DEVICE, $STEPS steps, batch $BATCH, $REPEATS repeats"
 timeout "$T_BLEND" "$PY" scripts/bench_blend.py --models "$MODEL" --latent "$LATENT" --device "$DEVICE" --dtype "$DTYPE" \
   --steps "$STEPS" --batch "$BATCH" --repeats "$REPEATS" \
-  --methods single,mpa2,mpa3,mpa4,mpa2_batched,mpa3_batched,mpa4_batched,mpa_ls,kla,soup,hybrid_late \
+  --methods single,mpa2,mpa3,mpa4,mpa2_batched,mpa3_batched,mpa4_batched,mpa_ls,kla,kla_batched,soup,hybrid_late \
   --memory mpa4,mpa4_batched,mpa_ls | tee "$OUT/blend.txt"
 echo "== training: one DPOK iteration on $MODEL latent $LATENT (mixed precision $MP)"
 timeout "$T_TRAIN" "$PY" scripts/bench_train.py --model "$MODEL" --latent "$LATENT" --steps 4 --g_batch 2 --p_step 2 \
