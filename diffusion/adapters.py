@@ -128,20 +128,20 @@ class FoldedAdapter:
     """At most one adapter's ΔW folded into its layers' base weights, undone bit for bit.
 
     A rewarded soup is one LoRA of rank Σ r_i (``blend.soup``); run as a LoRA it pays every LoRA layer's
-    extra matmuls on every call. Folded in (W ← W + ΔW with PEFT's own ``get_delta_weight``, so conv
-    layers, ``fan_in_fan_out`` and the scaling are PEFT's), the UNet with every adapter disabled computes
-    that adapter's model at the base model's cost. :meth:`fold` keeps the original weights and
-    :meth:`restore` copies them back (subtracting ΔW again would not return them exactly); folding
-    another adapter restores first. The folded model equals the LoRA path up to float rounding.
+    extra matmuls on every call. Folded in (W + ΔW with PEFT's own ``get_delta_weight``, so conv layers,
+    ``fan_in_fan_out`` and the scaling are PEFT's), the UNet with every adapter disabled computes that
+    adapter's model at the base model's cost; equal to the LoRA path up to float rounding.
 
-    Cost of a fold: one B·A product per layer holding the adapter and a copy of those base weights
-    (kept until :meth:`restore`).
+    :meth:`fold` gives each base weight a new tensor W + ΔW and keeps the original tensor itself;
+    :meth:`restore` puts the original back (no copy, no arithmetic: subtracting ΔW again would not return
+    it exactly). Folding another adapter restores first. Cost of a fold: one B·A product and one add per
+    layer holding the adapter; memory: one extra copy of those layers' weights until :meth:`restore`.
     """
 
     def __init__(self, unet: torch.nn.Module) -> None:
         self.unet = unet
         self.name: str | None = None
-        self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # (base weight, its original values)
+        self._saved: list[tuple[torch.nn.Parameter, torch.Tensor]] = []  # (base weight, its original tensor)
 
     @torch.no_grad()
     def fold(self, name: str) -> None:
@@ -154,9 +154,9 @@ class FoldedAdapter:
             try:
                 for layer in layers:
                     weight = layer.get_base_layer().weight
-                    delta = layer.get_delta_weight(name)
-                    self._saved.append((weight, weight.detach().clone()))
-                    weight.add_(delta.to(weight.dtype))
+                    folded = _plus_delta(layer, name, weight)
+                    self._saved.append((weight, weight.data))
+                    weight.data = folded
             except BaseException:
                 self.restore()
                 raise
@@ -165,7 +165,17 @@ class FoldedAdapter:
 
     @torch.no_grad()
     def restore(self) -> None:
-        """Put the original base weights back (exactly); nothing to do when no adapter is folded."""
+        """Put the original base weights back (the very tensors); nothing to do when no adapter is folded."""
         for weight, original in self._saved:
-            weight.copy_(original)
+            weight.data = original
         self._saved, self.name = [], None
+
+
+def _plus_delta(layer: LoraLayer, name: str, weight: torch.Tensor) -> torch.Tensor:
+    """W + ΔW of one layer as a new tensor: one ``addmm`` for a plain linear layer (one pass over W instead of
+    PEFT's three: B·A, the scaling, the add), PEFT's ``get_delta_weight`` for every other case."""
+    a, b = layer.lora_A[name].weight, layer.lora_B[name].weight
+    if isinstance(layer.get_base_layer(), torch.nn.Linear) and not getattr(layer, "fan_in_fan_out", False) \
+            and not layer.use_dora.get(name, False) and a.dtype == b.dtype == weight.dtype and a.ndim == 2:
+        return torch.addmm(weight, b, a, alpha=layer.scaling[name])
+    return layer.get_delta_weight(name).to(weight.dtype).add_(weight)

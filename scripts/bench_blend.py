@@ -69,10 +69,10 @@ from blend.baselines.options import add_baseline_args, baseline_specs  # noqa: E
 from blend.sampler import SamplerConfig, sample  # noqa: E402
 from blend.soup import ensure_soup_adapter  # noqa: E402
 from blend.spec import BlendSpec  # noqa: E402
-from diffusion.adapters import activate, lora_layers  # noqa: E402
+from diffusion.adapters import FoldedAdapter, activate, lora_layers  # noqa: E402
 from diffusion.bundle import ModelBundle  # noqa: E402
 from diffusion.loading import load_bundle  # noqa: E402
-from diffusion.lora import LoraWeights, add_lora, random_lora, read_lora  # noqa: E402
+from diffusion.lora import LoraWeights, adapter_names, add_lora, random_lora, read_lora  # noqa: E402
 
 TOY_ADAPTERS = Path(__file__).resolve().parents[1] / "toy" / "weights" / "adapters"
 PROMPT = "a red circle on a blue background"
@@ -336,6 +336,12 @@ def time_methods(model: str, methods: list[str], args: argparse.Namespace) -> tu
     t0 = time.perf_counter()
     runs = {x: runner(x, names, base_bundle, bundle, loras, args.budget) for x in methods}
     info["soup_merge_s"] = time.perf_counter() - t0
+    soups = [a for a in adapter_names(bundle.unet) if a.startswith("soup_")]
+    if soups:  # what every sampling call of a soup pays once: its ΔW folded into the base weights, and restored
+        folded, t0 = FoldedAdapter(bundle.unet), time.perf_counter()
+        folded.fold(soups[0])
+        folded.restore()
+        info["soup_fold_s"] = time.perf_counter() - t0
     if len(names) >= 2:
         info.update(switch_cost_us(bundle.unet, names))
     prompts, seeds = [PROMPT] * args.batch, list(range(args.batch))
@@ -392,6 +398,9 @@ def print_table(model: str, methods: list[str], times: dict, mem: dict, result: 
     sw = {k: round(v, 1) for k, v in info.items() if k.endswith("_us")}
     if sw and timed:
         print(f"\nadapter switch (µs): {sw}; one-off soup merges {info['soup_merge_s']:.2f} s")
+    if "soup_fold_s" in info and timed:
+        print(f"a soup's fold into the base weights and its restore, paid once per sampling call (in its time): "
+              f"{info['soup_fold_s']:.3f} s")
     if any(m in BASELINES for m in methods):
         print(f"\nbaselines: objective {OBJECTIVE[1][0]:g}·{OBJECTIVE[0][0]} + {OBJECTIVE[1][1]:g}·{OBJECTIVE[0][1]} on "
               f"the base model; sizes {'for --budget ' + args.budget if args.budget else 'run_DB.py defaults'}; their "

@@ -3,6 +3,12 @@
 # weights (toy/weights/), all through run_DB.py. Markdown tables and PNG plots go to docs/toy/.
 #
 #   bash scripts/toy_tables.sh [--n_seeds 12] [--out outputs/toy_tables] [--docs docs/toy] [--only table1,pareto,kla]
+#   bash scripts/toy_tables.sh --set dpok      # the DPOK-trained set (toy/weights/dpok/): table1 at w = 0.5
+#
+# --set draft (default): the DRaFT-K adapters (toy/weights/adapters/) and oracles; --set dpok: the adapters and the
+# w = 0.5 MORL oracle trained by DPOK on the true rewards (build_toy.sh TOY_DPOK=1), Table 1 at w = 0.5 only (the
+# only oracle of that set) and the Pareto sweep, into outputs/toy_tables_dpok and docs/toy_dpok (no DB-KLA: that set
+# has no λ-specific oracles).
 #
 # 1 table1: held-out prompts × n_seeds, w ∈ {0.2, 0.5, 0.8}: base, both single adapters, rewarded soup
 #           (ΔW and factors), DB-MPA, DB-MPA-LS, and the MORL oracle for each w.
@@ -20,13 +26,15 @@ cd "$(dirname "$0")/.."
 N_SEEDS=12
 OUT=outputs/toy_tables
 DOCS=docs/toy
-ONLY=table1,pareto,kla
+ONLY=
+SET=draft
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --n_seeds) N_SEEDS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --docs) DOCS=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
+    --set) SET=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -36,18 +44,34 @@ export HF_HUB_OFFLINE=1
 W=toy/weights
 COMMON=(--base_model builtin:toy --rewards toy_alignment,jpeg_compressibility
         --prompt_file dataset/toy_test_prompts.json --steps 10 --guidance 5 --eta 1 --batch_size 48 --no_grids)
-ADAPTERS=(--lora alignment=$W/adapters/alignment --lora compressibility=$W/adapters/compressibility)
+case "$SET" in
+  draft)
+    ADAPTERS=(--lora alignment=$W/adapters/alignment --lora compressibility=$W/adapters/compressibility)
+    T1_WEIGHTS="0.2,0.8;0.5,0.5;0.8,0.2"; REPORT_W=0.2,0.5,0.8
+    ORACLES=(--oracle 0.2,0.8=$W/oracles/w0.2 --oracle 0.5,0.5=$W/oracles/w0.5 --oracle 0.8,0.2=$W/oracles/w0.8)
+    ONLY=${ONLY:-table1,pareto,kla} ;;
+  dpok)
+    for d in alignment compressibility oracle_w0.5; do
+      [[ -d $W/dpok/$d ]] || { echo "no $W/dpok/$d: train the DPOK set first (TOY_DPOK=1 bash scripts/build_toy.sh)" >&2; exit 2; }
+    done
+    ADAPTERS=(--lora alignment=$W/dpok/alignment --lora compressibility=$W/dpok/compressibility)
+    T1_WEIGHTS="0.5,0.5"; REPORT_W=0.5; ORACLES=(--oracle 0.5,0.5=$W/dpok/oracle_w0.5)
+    ONLY=${ONLY:-table1,pareto}
+    [[ $OUT == outputs/toy_tables ]] && OUT=outputs/toy_tables_dpok
+    [[ $DOCS == docs/toy ]] && DOCS=docs/toy_dpok
+    [[ ",$ONLY," == *",kla,"* ]] && { echo "--set dpok has no λ-specific oracles; drop kla from --only" >&2; exit 2; } ;;
+  *) echo "--set must be draft or dpok, got $SET" >&2; exit 2 ;;
+esac
 T0=$(date +%s)
 
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
-REPORT=(--stats $W/reward_stats.json --n_seeds "$N_SEEDS" --out "$DOCS")
+REPORT=(--stats $W/reward_stats.json --n_seeds "$N_SEEDS" --out "$DOCS" --weights "$REPORT_W")
 
 if want table1; then
 echo "== table1"
 $PY run_DB.py "${COMMON[@]}" "${ADAPTERS[@]}" --n_seeds "$N_SEEDS" --out_dir "$OUT/table1" \
   --methods base,single,soup,soup_factors,mpa,mpa_ls,oracle \
-  --weights "0.2,0.8;0.5,0.5;0.8,0.2" \
-  --oracle 0.2,0.8=$W/oracles/w0.2 --oracle 0.5,0.5=$W/oracles/w0.5 --oracle 0.8,0.2=$W/oracles/w0.8 >/dev/null
+  --weights "$T1_WEIGHTS" "${ORACLES[@]}" >/dev/null
 REPORT+=(--table1 "$OUT/table1")
 fi
 if want pareto; then

@@ -142,7 +142,7 @@ def test_bench_blend_smoke():
     # sized to DB-MPA m = 2's 2·T: N = 2 samples, CoDe 1 + N·S/T = 2, K = 2 particles × 3
     assert (out["floor"]["bon"], out["floor"]["code"], out["floor"]["smc"]) == (2, 2, 6)
     assert out["evals_per_step"]["tiny"] == out["floor"]  # what the samplers counted is the floor
-    assert out["info"]["tiny"]["indexed_switch_us"] > 0
+    assert out["info"]["tiny"]["indexed_switch_us"] > 0 and out["info"]["tiny"]["soup_fold_s"] > 0
     mem = _run("bench_blend.py", "--models", "tiny", "--steps", "1", "--batch", "1", "--methods", "mpa4", "--memory",
                "mpa4", "--memory_only")
     assert set(mem["memory"]["tiny"]) == {"base", "mpa4"} and mem["time"] == {}
