@@ -15,9 +15,9 @@
 #   7 kla       toy/weights/oracles_kl/lam{0.5,2}                  alignment with kl_weight / λ
 #               (5–7: 40 DRaFT iterations each, ≈ 200 s alone on one core; ≈ 53 min for the whole build)
 #   8 dpok      toy/weights/dpok/{alignment,compressibility,oracle_w0.5}  only with TOY_DPOK=1: DPOK
-#               (policy gradient) on the TRUE rewards, jpeg_compressibility included; TOY_DPOK_ITERS
-#               iterations of 32 samples (default 150, ≈ 10 s each alone on one core). Not part of the
-#               default build: the DRaFT-K set above stays the default (dpok/README.md, "Toy results").
+#               (policy gradient) on the TRUE rewards, jpeg_compressibility included; 55 / 75 / 100
+#               iterations of 64 / 32 / 32 samples (≈ 43 / 27 / 42 min on one thread; TOY_DPOK_ITERS
+#               overrides). Not part of the default build: the DRaFT-K set above stays the default.
 # TOY_ONLY=REGEX trains only the adapters whose name matches (to run two builds side by side);
 # TOY_ITERS / TOY_KL override the DRaFT iterations / kl_weight (defaults below).
 # Same seed → same weights (CPU, float32, same thread count). Intermediate files go to toy/_work/.
@@ -113,16 +113,17 @@ if [[ ${TOY_CONTROL:-0} == 1 ]]; then
   train control "$WORK/control" "toy_random_projection:1.5" "$KL"
 fi
 # ---- 8 (optional) the DPOK set: policy gradient on the true rewards (train_online_pg.py --algorithm dpok)
-# with the small-budget options (dpok/README.md, run B2): 8 prompts × 4 samples, per-prompt running normalisation,
-# one on-policy epoch, steps with sampling std < 0.05 left out (--train_min_std), ratio clip 0.2, no value net,
-# lr 5e-3 decaying linearly to 0 over 75 iterations. Only the compressibility adapter reached the issue-13 bar with
-# this recipe (docs/dpok/); alignment and the w = 0.5 oracle use it untested.
-DPOK_ITERS=${TOY_DPOK_ITERS:-75}
-train_dpok() {  # train_dpok NAME DEST REWARD
-  local name=dpok_$1 dest=$2 reward=$3
+# with the small-budget options (dpok/README.md, runs B2, C2, C3): 8 prompts × 4 samples, per-prompt running
+# normalisation, one on-policy epoch, steps with sampling std < 0.05 left out (--train_min_std), ratio clip 0.2, no
+# value net, lr 5e-3 decaying linearly to 0. The committed adapters: compressibility = B2 (75 iterations, reached the
+# issue-13 bar), alignment = C3 (8 samples per prompt, a step every 4 micro-batches, 55 iterations; did NOT reach
+# it), oracle_w0.5 = C2 (100 iterations). TOY_DPOK_ITERS overrides every run's iterations.
+train_dpok() {  # train_dpok NAME DEST REWARD ITERATIONS [extra trainer flags ...]
+  local name=dpok_$1 dest=$2 reward=$3 iters=${TOY_DPOK_ITERS:-$4}
+  shift 4
   if done_dir "$dest"; then stamp "$name: exists, skipped"; return; fi
   if [[ -n ${TOY_ONLY:-} && ! $name =~ $TOY_ONLY ]]; then stamp "$name: not in TOY_ONLY, skipped"; return; fi
-  stamp "train $name: reward $reward, $DPOK_ITERS DPOK iterations"
+  stamp "train $name: reward $reward, $iters DPOK iterations $*"
   local run=$WORK/runs/$name resume=()
   ls -d "$run"/checkpoint-* >/dev/null 2>&1 && resume=(--resume latest)
   $PY train_online_pg.py --base_model "$OUT/base" --algorithm dpok --single_flag 0 \
@@ -131,18 +132,18 @@ train_dpok() {  # train_dpok NAME DEST REWARD
     --policy_epochs 1 --ratio_clip 0.2 --train_min_std 0.05 --v_flag 0 --learning_rate 5e-3 --lr_scheduler linear \
     --p_step 8 --reward_weight 100 \
     --kl_weight 15 --clip_norm 1 --p_batch_size 16 --gradient_accumulation_steps 2 --lora_rank 8 --lora_alpha 8 \
-    --iterations "$DPOK_ITERS" --seed "$SEED" --mixed_precision no --gradient_checkpointing False \
+    --iterations "$iters" --seed "$SEED" --mixed_precision no --gradient_checkpointing False \
     --report_to none --save_interval 25 --checkpoints_total_limit 1 --progress True --output_dir "$run" \
-    "${resume[@]}" 2>&1 | tr "\r" "\n" | grep -v "^$" >> "$run.log"
-  local last; last=$(ls -d "$run"/checkpoint-"$DPOK_ITERS")
+    "$@" "${resume[@]}" 2>&1 | tr "\r" "\n" | grep -v "^$" >> "$run.log"
+  local last; last=$(ls -d "$run"/checkpoint-"$iters")
   mkdir -p "$dest"
   cp "$last/pytorch_lora_weights.safetensors" "$last/manifest.json" "$dest/"
   stamp "$name -> $dest"
 }
 if [[ ${TOY_DPOK:-0} == 1 ]]; then
-  train_dpok alignment "$OUT/dpok/alignment" "toy_alignment"
-  train_dpok compressibility "$OUT/dpok/compressibility" "jpeg_compressibility"
-  train_dpok oracle_w0.5 "$OUT/dpok/oracle_w0.5" "toy_alignment:$(wa 0.5),jpeg_compressibility:$(wj 0.5)"
+  train_dpok alignment "$OUT/dpok/alignment" "toy_alignment" 55 --num_samples 8 --gradient_accumulation_steps 4
+  train_dpok compressibility "$OUT/dpok/compressibility" "jpeg_compressibility" 75
+  train_dpok oracle_w0.5 "$OUT/dpok/oracle_w0.5" "toy_alignment:$(wa 0.5),jpeg_compressibility:$(wj 0.5)" 100
 fi
 stamp "all stages done in $(( $(date +%s) - T0 )) s"
 du -sh "$OUT"

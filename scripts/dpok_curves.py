@@ -75,7 +75,7 @@ def main() -> None:
     args = ap.parse_args()
     runs = {}
     for spec in args.run:
-        label, _, path = spec.partition("=")
+        label, _, path = spec.rpartition("=")  # a label may hold "=" (w=0.5); a path does not
         runs[label] = load(Path(path))
     md = table(runs)
     print(md)
