@@ -174,8 +174,11 @@ class FoldedAdapter:
 def _plus_delta(layer: LoraLayer, name: str, weight: torch.Tensor) -> torch.Tensor:
     """W + ΔW of one layer as a new tensor: one ``addmm`` for a plain linear layer (one pass over W instead of
     PEFT's three: B·A, the scaling, the add), PEFT's ``get_delta_weight`` for every other case."""
+    if getattr(layer, "lora_bias", {}).get(name) or getattr(layer, "use_dora", {}).get(name):
+        raise ValueError(f"adapter {name!r} has a LoRA bias or DoRA magnitude, which folding does not cover; "
+                         "run it as a LoRA (not as a soup)")
     a, b = layer.lora_A[name].weight, layer.lora_B[name].weight
     if isinstance(layer.get_base_layer(), torch.nn.Linear) and not getattr(layer, "fan_in_fan_out", False) \
-            and not layer.use_dora.get(name, False) and a.dtype == b.dtype == weight.dtype and a.ndim == 2:
+            and a.dtype == b.dtype == weight.dtype and a.ndim == 2:
         return torch.addmm(weight, b, a, alpha=layer.scaling[name])
     return layer.get_delta_weight(name).to(weight.dtype).add_(weight)
