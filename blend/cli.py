@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rewards", default=None,
                    help="comma-separated reward names [default: jpeg_compressibility,colorfulness; "
                         "image_reward,vila with the original flags]")
+    g.add_argument("--report_rewards", default=None, metavar="R1,R2,...",
+                   help="more rewards to score and show beside --rewards, outside the weighted reward (e.g. the judge "
+                        "the adapters were trained on, or a ground-truth check)")
+    g.add_argument("--guide_rewards", default=None, metavar="R1,R2,...",
+                   help="what the reward-using baselines (best-of-N, CoDe, RGG, SMC) select or guide with, one per "
+                        "--rewards entry [default: --rewards]; evaluation stays on --rewards, so a method is not graded "
+                        "by the judge it climbs")
     g.add_argument("--reward_option", action="append", default=[], metavar="REWARD.KEY=VALUE",
                    help="an argument for a reward's loader, e.g. image_reward.checkpoint=/path/ImageReward.pt")
     g.add_argument("--reward_scale", action="append", default=[], metavar="REWARD=S",

@@ -306,7 +306,17 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
         raise PlanError(f"--lambdas {args.lambdas!r} must be comma-separated numbers, e.g. 0.5,1.5") from exc
     if not lambdas:
         raise PlanError("--lambdas is empty; give DB-KLA's λ values, e.g. --lambdas 0.5,1.5")
-    reward_opts = _checked_reward_options(args.reward_option, reward_names)
+    report_names = _reward_names(args.report_rewards, False, "--report_rewards") if args.report_rewards else []
+    if set(report_names) & set(reward_names):
+        raise PlanError(f"--report_rewards {sorted(set(report_names) & set(reward_names))} already in --rewards; "
+                        f"name each reward once")
+    guide_names = reward_names
+    if args.guide_rewards:
+        guide_names = _reward_names(args.guide_rewards, False, "--guide_rewards")
+        if len(guide_names) != len(reward_names):
+            raise PlanError(f"--guide_rewards {guide_names} must name one reward per --rewards entry {reward_names}")
+    reward_opts = _checked_reward_options(args.reward_option, list(dict.fromkeys(
+        reward_names + report_names + guide_names)))
 
     adapter_names = list(DEMO_ADAPTERS) if builtin_demo else [n for n, _, _ in adapters] + [n for n, _ in members]
     for _name, path, flag in adapters:
@@ -330,8 +340,9 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
         spec_objective[oracle_specs[-1].label] = target
     scales = reward_scales(args.reward_scale, reward_names)
     scale_map = dict(zip(reward_names, scales)) if scales else None
+    guide_scales = dict(zip(guide_names, scales)) if scales else None
     specs = build_specs(args.methods, adapter_names, weights, lambdas, oracle_specs, original, reward_names, args,
-                        steps, scale_map)
+                        steps, scale_map, guide_rewards=guide_names, guide_scales=guide_scales)
     if args.weights_end:
         specs = attach_schedules(specs, weights, parse_weights(args.weights_end), args.schedule)
     objectives = []
@@ -349,20 +360,20 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
         seeds=list(range(args.seed_offset, args.seed_offset + n_seeds)),
         sampler=SamplerConfig(steps=steps, guidance=args.guidance, eta=args.eta, batched=args.batched,
                               noise=args.noise, ls_draw=args.ls_draw),
-        scheduler=args.scheduler, rewards=reward_names, reward_options=reward_opts, scales=scales,
+        scheduler=args.scheduler, rewards=reward_names + report_names, reward_options=reward_opts, scales=scales,
         objectives=objectives, spec_objective=spec_objective, batch_size=args.batch_size, out_dir=Path(args.out_dir),
         cache_dir=args.cache_dir, grids=not args.no_grids, toy_default=toy_default, argv=argv)
 
 
-def _reward_names(text: str | None, original: bool) -> list[str]:
+def _reward_names(text: str | None, original: bool, flag: str = "--rewards") -> list[str]:
     if text is not None and not [r for r in text.split(",") if r.strip()]:
-        raise PlanError("--rewards is empty; name at least one reward (python run_DB.py --list_rewards)")
+        raise PlanError(f"{flag} is empty; name at least one reward (python run_DB.py --list_rewards)")
     names = [r.strip() for r in (text or ("image_reward,vila" if original else
                                           "jpeg_compressibility,colorfulness")).split(",")]
     if "" in names:
-        raise PlanError(f"--rewards {text!r} has an empty name; separate reward names with one ','")
+        raise PlanError(f"{flag} {text!r} has an empty name; separate reward names with one ','")
     if len(set(names)) != len(names):
-        raise PlanError(f"--rewards {text!r} names a reward twice")
+        raise PlanError(f"{flag} {text!r} names a reward twice")
     return names
 
 
@@ -408,8 +419,10 @@ def _baseline_defaults() -> argparse.Namespace:
 def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tuple[float, ...]],
                 lambdas: list[float], oracle_specs: list[BlendSpec], original: bool, reward_names=(),
                 baseline_args: argparse.Namespace | None = None, steps: int = 50,
-                scales: dict[str, float] | None = None) -> list[BlendSpec]:
-    """The method configurations to run, in table order (duplicates dropped)."""
+                scales: dict[str, float] | None = None, guide_rewards=None,
+                guide_scales: dict[str, float] | None = None) -> list[BlendSpec]:
+    """The method configurations to run, in table order (duplicates dropped). The reward-using baselines select or
+    guide with ``guide_rewards`` (default ``reward_names``), one per scored reward."""
     from blend.baselines.options import baseline_specs
     from blend.spec import BASELINE_METHODS, METHODS, BlendSpec
 
@@ -448,9 +461,9 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
                 elif method == "oracle":
                     specs += oracle_specs
                 elif method in BASELINE_METHODS:  # blend.baselines
-                    specs += _baseline_specs(baseline_specs, method, adapters, list(reward_names),
+                    specs += _baseline_specs(baseline_specs, method, adapters, list(guide_rewards or reward_names),
                                              weights or [(1.0,)], baseline_args or _baseline_defaults(), steps,
-                                             scales)
+                                             guide_scales if guide_rewards else scales)
                 elif method == "kla":
                     vecs = [(1.0,)] if m == 1 else weights
                     names = tuple(adapters) if m > 1 else (adapters[0],)

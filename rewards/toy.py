@@ -58,6 +58,60 @@ class ToyAlignment:
         return sum(self.attribute_logprobs(images, prompts).values()).to(images.device)
 
 
+ALIGN_TEMPERATURE = 2.0  # T of the toy_align rewards: softmax(logits / T); see ToyAlign
+
+
+class ToyAlign:
+    """Toy world v2's saturating alignment score: the mean over colour, shape and background of the
+    judge's probability of the prompted value, with the judge's logits tempered by ``T``.
+
+    In [0, 1] (1 = all three certain); about 0.52 ± 0.15 on base samples. Bounded above, so its spread
+    shrinks as a model aligns (saturation), which is what lets a w = 0.5 compromise beat both single
+    models (docs/method.md, "When can a blend win?"). T = 2 keeps a gradient on the images the judge is
+    confidently wrong about (the un-tempered probability's gradient p(1−p) vanishes there).
+    """
+
+    def __init__(self, name: str, judge_dir: str | Path, device="cpu", temperature: float = ALIGN_TEMPERATURE) -> None:
+        from toy.judge import load_judge
+
+        self.name, self.temperature, self.device = name, float(temperature), device
+        self.judge = load_judge(judge_dir).to(device, torch.float32)
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        from toy.data import parse_caption
+
+        check_images(images, prompts)
+        labels = torch.tensor([parse_caption(p) for p in prompts], dtype=torch.long, device=self.device)
+        logits = self.judge(images.float().to(self.device).clamp(0, 1))
+        probs = [(lg / self.temperature).softmax(-1).gather(1, labels[:, i : i + 1])[:, 0]
+                 for i, lg in enumerate(logits.values())]
+        return torch.stack(probs).mean(0).to(images.device)
+
+
+def _judge_dir(which: str, judge_dir: str | Path | None) -> Path:
+    from toy import WEIGHTS_DIR
+
+    return Path(judge_dir) if judge_dir else WEIGHTS_DIR / which
+
+
+@register("toy_align", differentiable=True,
+          scale="mean over colour/shape/background of the TRAINING judge's probability (logits / 2) of the prompted"
+                " value; in [0, 1], higher is better, about 0.52 ± 0.15 on base samples",
+          description="toy world v2's alignment reward for training and guidance (the judge that is climbed)",
+          needs="toy/weights/judge (committed; rebuilt by scripts/build_toy.sh)")
+def _toy_align(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
+    return ToyAlign("toy_align", _judge_dir("judge", judge_dir), device=device)
+
+
+@register("toy_align_heldout", differentiable=True,
+          scale="as toy_align, read by the HELD-OUT judge (another architecture, seed and training set); in [0, 1], higher"
+                " is better",
+          description="toy world v2's alignment score for evaluation only: nothing trains or guides on this judge",
+          needs="toy/weights/judge_heldout (committed; rebuilt by scripts/build_toy.sh)")
+def _toy_align_heldout(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
+    return ToyAlign("toy_align_heldout", _judge_dir("judge_heldout", judge_dir), device=device)
+
+
 class ToySmoothness:
     name = "toy_smoothness"
 
@@ -140,6 +194,24 @@ def _toy_alignment_z(device="cpu", dtype=torch.float32, judge_dir=None, stats=No
     return Standardised("toy_alignment_z", ToyAlignment(judge_dir, device=device, dtype=dtype), "toy_alignment", stats)
 
 
+@register("toy_align_z", differentiable=True,
+          scale="(toy_align − μ)/σ over base-model samples (10-step sampler, training prompts); higher is better, base ≈ 0",
+          description="toy_align standardised by the toy base model's statistics (training judge)",
+          needs="toy/weights/judge and toy/weights/reward_stats.json (committed)")
+def _toy_align_z(device="cpu", judge_dir=None, stats=None, **_: object) -> Standardised:
+    return Standardised("toy_align_z", _toy_align(device=device, judge_dir=judge_dir), "toy_align", stats)
+
+
+@register("toy_align_heldout_z", differentiable=True,
+          scale="(toy_align_heldout − μ)/σ over base-model samples (10-step sampler, training prompts); higher is better,"
+                " base ≈ 0",
+          description="toy_align_heldout standardised by the toy base model's statistics (held-out judge)",
+          needs="toy/weights/judge_heldout and toy/weights/reward_stats.json (committed)")
+def _toy_align_heldout_z(device="cpu", judge_dir=None, stats=None, **_: object) -> Standardised:
+    return Standardised("toy_align_heldout_z", _toy_align_heldout(device=device, judge_dir=judge_dir),
+                        "toy_align_heldout", stats)
+
+
 @register("toy_jpeg_z",
           scale="(jpeg_compressibility − μ)/σ, μ = −4.32, σ = 0.20 kB over base-model samples on the training prompts;"
                 " higher is better (smaller file), base ≈ 0",
@@ -149,3 +221,30 @@ def _toy_jpeg_z(stats=None, **_: object) -> Standardised:
     from rewards.jpeg import JpegReward
 
     return Standardised("toy_jpeg_z", JpegReward("jpeg_compressibility", -1.0, 128), "jpeg_compressibility", stats)
+
+
+class ToyTruth:
+    """Reward-free check from the generator's ground truth: which attributes of the prompt an image shows,
+    read from pixels with the generator's palette and shape geometry (``toy.data.truth_attributes``), no
+    learned model. ``attribute`` None → the fraction of colour, shape, background that are right (0, ⅓, ⅔, 1)."""
+
+    def __init__(self, name: str, attribute: int | None) -> None:
+        self.name, self.attribute = name, attribute
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        from toy.data import parse_caption, truth_attributes
+
+        check_images(images, prompts)
+        labels = torch.tensor([parse_caption(p) for p in prompts], dtype=torch.long)
+        right = (truth_attributes(images.detach().cpu()) == labels).float()
+        out = right.mean(1) if self.attribute is None else right[:, self.attribute]
+        return out.to(images.device)
+
+
+for _name, _attr, _what in (("toy_truth", None, "the fraction of colour, shape and background that match the prompt"),
+                            ("toy_truth_colour", 0, "1 if the object's colour matches the prompt"),
+                            ("toy_truth_shape", 1, "1 if the object's shape matches the prompt")):
+    register(_name, scale=f"{_what}, read from pixels with the generator's own palette and geometry (no learned "
+                          "model); higher is better",
+             description="toy world ground truth: a check nothing is trained or guided on")(
+        lambda _n=_name, _a=_attr, **_: ToyTruth(_n, _a))

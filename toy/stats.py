@@ -1,7 +1,10 @@
 """Reward statistics of the toy base model, used to put the two rewards on one scale.
 
-Samples the base model (10-step DDIM, η 1, guidance 5) on the training prompts and writes the mean
-and std of ``toy_alignment`` and ``toy_smoothness`` to ``toy/weights/reward_stats.json``. The
+Samples the base model (10-step DDIM, η 1, guidance 5: the sampler of every toy table) on the training
+prompts and writes the mean and std of each reward below to ``toy/weights/reward_stats.json``. These
+constants define what a weight w means, so they are fixed on that one sampler; the same statistics at
+50 steps are written beside them (``at_steps``) to show how far the scale moves with the sampler (the
+JPEG size of base samples shrinks by several σ at 50 steps), never used to re-normalise. The
 fine-tuning scripts divide each reward by its base std, so a weight w means the same trade-off for
 the single adapters, the MORL oracles and the blends: the MORL oracle for w trains on
 ``w·r_align/σ_align + (1−w)·r_smooth/σ_smooth``.
@@ -24,7 +27,8 @@ from diffusion_blend.prompts import load_prompts
 from rewards import get_reward
 from toy.model import SAMPLE_ETA, SAMPLE_GUIDANCE, SAMPLE_STEPS
 
-REWARDS = ("toy_alignment", "toy_smoothness", "jpeg_compressibility")
+REWARDS = ("toy_alignment", "toy_smoothness", "jpeg_compressibility", "toy_align", "toy_align_heldout", "toy_truth")
+OTHER_STEPS = (50,)
 
 
 def main() -> None:
@@ -40,14 +44,21 @@ def main() -> None:
     g = torch.Generator().manual_seed(args.seed)
     picks = [prompts[i] for i in torch.randint(0, len(prompts), (args.n,), generator=g).tolist()]
     seeds = [100_000 + args.seed * args.n + i for i in range(args.n)]
-    cfg = SamplerConfig(steps=SAMPLE_STEPS, guidance=SAMPLE_GUIDANCE, eta=SAMPLE_ETA)
-    images = torch.cat([sample(bundle, BlendSpec("base"), picks[i : i + 32], seeds[i : i + 32], cfg).images
-                        for i in range(0, args.n, 32)])
+
+    def stats(steps: int) -> dict:
+        cfg = SamplerConfig(steps=steps, guidance=SAMPLE_GUIDANCE, eta=SAMPLE_ETA)
+        images = torch.cat([sample(bundle, BlendSpec("base"), picks[i : i + 32], seeds[i : i + 32], cfg).images
+                            for i in range(0, args.n, 32)])
+        out = {}
+        for name in REWARDS:
+            r = get_reward(name)(images, picks).double()
+            out[name] = {"mean": round(float(r.mean()), 6), "std": round(float(r.std()), 6)}
+        return out
+
     out = {"base_model": args.base_model, "prompt_file": args.prompt_file, "n": args.n, "seed": args.seed,
            "sampler": {"steps": SAMPLE_STEPS, "guidance": SAMPLE_GUIDANCE, "eta": SAMPLE_ETA}}
-    for name in REWARDS:
-        r = get_reward(name)(images, picks).double()
-        out[name] = {"mean": round(float(r.mean()), 6), "std": round(float(r.std()), 6)}
+    out.update(stats(SAMPLE_STEPS))
+    out["at_steps"] = {str(s): stats(s) for s in OTHER_STEPS}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
 
