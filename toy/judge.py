@@ -4,7 +4,7 @@ shape and background of a 32×32 image.
 Five 3×3 conv layers (32-32-64-64-64 channels, stride 2 at layers 2, 4 and 5 → 4×4), then
 flatten → MLP (1024 → 128) → three heads (6 colours, 4 shapes, 6 backgrounds). A flatten-then-MLP
 head is needed: global average pooling loses where things are and cannot tell shapes apart
-(TOY_PROBE.md §3). It is trained on fresh procedural images from every combination, with Gaussian
+(docs/toy_world.md, probe 3). It is trained on fresh procedural images from every combination, with Gaussian
 pixel noise (σ up to 0.3) and a small per-image colour jitter, so it also reads imperfect samples.
 
     python -m toy.judge --out toy/weights/judge --seconds 150
