@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model and adapters")
     g.add_argument("--base_model", "--pretrained_model_name_or_path", dest="base_model", default=None,
                    help=f"hub id, local Stable-Diffusion-format directory or builtin:tiny / builtin:toy "
-                        f"[default: the toy world's model, adapters and oracle (see README); {PAPER_BASE_MODEL} "
+                        f"[default: the toy world's model, adapters and oracle (see docs/toy_world.md); {PAPER_BASE_MODEL} "
                         f"with the original flags]")
     g.add_argument("--lora", action="append", default=[], metavar="NAME=PATH",
                    help="a LoRA adapter (PEFT dir, diffusers or kohya/A1111 .safetensors, legacy attn-procs .bin, "

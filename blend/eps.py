@@ -1,4 +1,4 @@
-"""Pure noise-prediction algebra of Diffusion Blend (PAPER.md §2–§3).
+"""Pure noise-prediction algebra of Diffusion Blend (docs/method.md §2–§3).
 
 All functions take and return tensors of one shape (B, C, H, W) and touch no model.
 
@@ -8,7 +8,7 @@ All functions take and return tensors of one shape (B, C, H, W) and touch no mod
 * combined:                                     ε = (1−λ) ε̂_pre + λ Σ_i w_i ε̂_i
 
 Blending the ε's is the same as blending drifts, scores or DDIM means, because all models share
-the x-term and the noise schedule and the coefficients sum to 1 (PAPER.md §2, last bullet).
+the x-term and the noise schedule and the coefficients sum to 1 (docs/method.md §2.9).
 """
 
 from __future__ import annotations

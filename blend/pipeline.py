@@ -5,7 +5,7 @@
     pipe.add_adapter("aesthetic", "path/or/hub-id")           # or pipe.load_lora_weights(..., adapter_name=...)
     image = pipe("a cat", weights={"aesthetic": 0.7, "t2i": 0.3}, method="mpa").images[0]
 
-Every step blends the guided noise predictions of the models named in ``weights`` (PAPER.md §2–3:
+Every step blends the guided noise predictions of the models named in ``weights`` (docs/method.md §2–§3:
 DB-MPA ε = Σ w_i ε̂_i, DB-KLA ε = (1−λ) ε̂_pre + λ Σ w_i ε̂_i, DB-MPA-LS one adapter per step drawn
 with probability w_i, rewarded soup in weight space) and hands it to the pipeline's own scheduler.
 ``weights`` may be one mapping, one mapping per prompt (or per image: per-image weights in one

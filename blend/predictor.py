@@ -1,15 +1,15 @@
 """Guided noise predictions of several models of one UNet at (x_t, t).
 
 A "model" is an adapter name or ``BASE`` (all adapters disabled). Classifier-free guidance is
-applied per model, before blending, as the paper's code does (PAPER.md §3). Two executions give
+applied per model, before blending, as the paper's code does (docs/method.md §3). Two executions give
 the same numbers up to float rounding:
 
 * looped (default): one UNet call per model on its CFG batch, switching adapters in between; m calls
   cost m× where the UNet is compute-bound (large latents on a CPU);
 * batched: one UNet call on the concatenation of every model's CFG batch, each row routed to its
   adapter by PEFT's mixed-batch path; cheaper where a call is bound by reading the weights (small
-  batches: the SD-sized UNet at latent 16 on a CPU, DB-KLA 1.57× instead of 1.95× the base; README,
-  Performance), and on a GPU.
+  batches: the SD-sized UNet at latent 16 on a CPU, DB-KLA 1.57× instead of 1.95× the base;
+  docs/performance.md), and on a GPU.
 
 Models named in ``fold`` (the merged adapters of soups) run with their ΔW folded into the base
 weights and every adapter disabled (``diffusion.adapters.FoldedAdapter``): the base model's cost instead

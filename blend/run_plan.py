@@ -32,7 +32,7 @@ DEFAULT_BASE_MODEL = "builtin:toy"
 REPO = Path(__file__).resolve().parents[1]
 TOY_WEIGHTS = REPO / "toy" / "weights"
 # `python run_DB.py` with no model arguments: the toy world's base model, its two reward adapters and the
-# w = 0.5 MORL oracle, on the held-out toy prompts (README.md, "The built-in toy world"). Any flag given overrides.
+# w = 0.5 MORL oracle, on the held-out toy prompts (docs/toy_world.md). Any flag given overrides.
 TOY_DEFAULTS = {
     "base_model": "builtin:toy",
     "lora": [f"alignment={TOY_WEIGHTS / 'adapters' / 'alignment'}",

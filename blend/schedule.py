@@ -2,7 +2,7 @@
 
 A schedule maps the sampling progress p ∈ [0, 1] (p = 0 at the first step, t = T; p = 1 at the
 last step) to one weight vector over the blend's adapters. The sampler evaluates it once per step
-and blends with w(p_i) at step i (DB-MPA with a time-varying w, PAPER.md §2: each step's rule is a
+and blends with w(p_i) at step i (DB-MPA with a time-varying w, docs/method.md §2.5: each step's rule is a
 valid blend as long as the weights of that step sum to 1).
 
 * :class:`WeightSchedule` — a start and an end vector with linear or cosine interpolation

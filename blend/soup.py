@@ -3,7 +3,7 @@
 * :func:`merge_delta` — the exact weight-space interpolation ΔW = Σ_i w_i ΔW_i with
   ΔW_i = s_i B_i A_i. Written as one LoRA of rank Σ r_i: A = [A_1; …; A_m], B = [w_1 s_1 B_1, …,
   w_m s_m B_m], scale 1. No approximation.
-* :func:`average_factors` — what the reference project's ``run_RS.py`` does (PAPER.md §6): average
+* :func:`average_factors` — what the reference project's ``run_RS.py`` does (docs/method.md §6): average
   every tensor of the adapters' state dicts, i.e. A = Σ w_i A_i and B = Σ w_i B_i separately.
   Its ΔW = (Σ w_i B_i)(Σ w_j A_j) has cross terms w_i w_j B_i A_j, so it is NOT the soup of the
   ΔW's; it is kept, clearly named, so that tables can be compared with the paper's RS row.

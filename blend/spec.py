@@ -131,7 +131,7 @@ class BlendSpec:
             if self.lam > KLA_WARN_ABOVE:
                 warnings.warn(f"DB-KLA with λ = {self.lam:g} > {KLA_WARN_ABOVE:g} extrapolates far beyond the "
                               "fine-tuned model (weak KL); expect reward hacking and a large Jensen gap "
-                              "(PAPER.md §2, Remark 2)", stacklevel=2)
+                              "(docs/method.md §2.4, Remark 2)", stacklevel=2)
         elif self.lam != 1.0:
             raise ValueError(f"λ applies to method 'kla' only, not {m!r}")
 

@@ -2,7 +2,7 @@
 
 The paper evaluates on colour prompts: the 25 DrawBench colour prompts for training and a
 "Short-DrawBench" set of 1,000 prompts built from 10 colours × 30 objects with the templates
-"A {c} colored {o}." and "A {c1} {o1} and a {c2} {o2}." (PAPER.md §7). The word lists below are
+"A {c} colored {o}." and "A {c1} {o1} and a {c2} {o2}." (docs/method.md §7). The word lists below are
 this project's own; the files are written as JSON lists of strings (the format ``run_DB.py`` and the
 trainer read; DPOK's ``{prompt: {...}}`` dict format is read too).
 

@@ -11,7 +11,7 @@ disabled the UNet is bit for bit the pretrained one. It is also cheap, and does 
   again, after checking one sentinel layer, so that a change made behind its back (PEFT's
   ``set_adapter``/``enable_adapters``, :func:`routed`) is noticed and the flags are rewritten.
 
-Measured by ``scripts/bench_blend.py`` (``*_switch_us`` in its JSON; README, Performance): on the
+Measured by ``scripts/bench_blend.py`` (``*_switch_us`` in its JSON; docs/performance.md): on the
 SD-1.5-sized UNet (128 LoRA layers per adapter, 4 adapters) a switch went from 7.4 ms to 0.23 ms, and a
 repeated activation of the same adapter from 9.2 ms to 0.5 µs (one CPU thread, heavily loaded machine).
 """

@@ -4,7 +4,7 @@ Written to match ``diffusers.DDIMScheduler.step`` (diffusers 0.42.1) operation f
 same model output and noise give the same ``prev_sample`` bit for bit. Additions: the mean and the
 standard deviation of the transition are returned, ``timestep`` may be a per-row tensor (training
 on transitions from a replay buffer), and :func:`gaussian_logprob` gives DPOK's per-step
-log-probability (mean over latent elements, not sum; see PAPER.md §4).
+log-probability (mean over latent elements, not sum; see docs/method.md §4).
 
 With ᾱ_t the cumulative product of alphas, t' the previous timestep of the inference grid and
 ε the (guided) noise prediction:

@@ -3,7 +3,7 @@
 
 The official repository (bluewoods127/DB-2025, ``datasets/``) builds its colour prompts from 10 colours and
 30 objects with two templates, "A {c} colored {o}." and "A {c1} {o1} and a {c2} {o2}." (``GPT_prompt.py``;
-PAPER.md §7). Its 1k file is 1,000 draws from an unseeded random generator kept in set order, so no
+docs/method.md §7). Its 1k file is 1,000 draws from an unseeded random generator kept in set order, so no
 generator can reproduce it; each set is therefore recorded here as facts: the two word lists (in the
 official order) and, per prompt, the indices of its words. This module writes the sentences itself and
 ``tests/test_official_prompts.py`` checks every set against the sha256 of the official list.

@@ -31,7 +31,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors argpa
 
 @dataclass
 class TrainConfig:
-    """DPOK (and DRaFT-K) LoRA fine-tuning. Defaults are DPOK's (PAPER.md §4), except where noted."""
+    """DPOK (and DRaFT-K) LoRA fine-tuning. Defaults are DPOK's (docs/method.md §4), except where noted."""
 
     # --- model and data -----------------------------------------------------------------------
     base_model: str = _f("stable-diffusion-v1-5/stable-diffusion-v1-5",  # the maintained copy of DPOK's deleted id

@@ -1,4 +1,4 @@
-"""``--algorithm draft``: DRaFT-K / AlignProp-style fine-tuning of the same LoRA (TOY_PROBE.md §9).
+"""``--algorithm draft``: DRaFT-K / AlignProp-style fine-tuning of the same LoRA (docs/toy_world.md, probe 6).
 
 Per optimizer step, ``gradient_accumulation_steps`` rollouts of ``g_batch_size × num_samples``
 images are sampled with the current LoRA. The first T − K steps run without a graph; the last K keep

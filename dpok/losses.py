@@ -1,4 +1,4 @@
-"""DPOK's loss terms as pure functions (PAPER.md §4, ``_train_policy_func``).
+"""DPOK's loss terms as pure functions (docs/method.md §4, ``_train_policy_func``).
 
     adv   = R − V(x_t, c, k)                                   (R when there is no value function)
     ratio = clamp(exp(log π_θ(x_{t−1}|x_t) − log π_old), 1 − δ, 1 + δ)

@@ -1,5 +1,5 @@
 """Rollouts: DDIM sampling (η > 0, classifier-free guidance) that records every transition and its
-log-probability, with the step and log-probability of ``diffusion.ddim`` (PAPER.md §4,
+log-probability, with the step and log-probability of ``diffusion.ddim`` (docs/method.md §4,
 ``forward_collect_traj_ddim``).
 """
 

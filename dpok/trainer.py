@@ -1,4 +1,4 @@
-"""The DPOK training loop (PAPER.md §4), on accelerate: one GPU, several, several machines, or the CPU.
+"""The DPOK training loop (docs/method.md §4), on accelerate: one GPU, several, several machines, or the CPU.
 
 One iteration:
 

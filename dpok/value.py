@@ -1,4 +1,4 @@
-"""DPOK's value function ``ValueMulti`` (PAPER.md §4), with the text feature taken from the base model.
+"""DPOK's value function ``ValueMulti`` (docs/method.md §4), with the text feature taken from the base model.
 
 V(x_t, c, k): the flattened latent x_t concatenated with a text feature of the prompt, through three
 ``ConditionalLinear`` layers (Linear(x) ⊙ Embedding(k), ReLU after each) and a final Linear → 1.

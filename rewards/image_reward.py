@@ -1,6 +1,6 @@
 """ImageReward (Xu et al. 2023, zai-org/ImageReward v1.0, formerly THUDM) rebuilt on transformers' BLIP models.
 
-The ``image-reward`` package cannot be installed beside the pinned stack (shared/docs/ENVIRONMENT.md §2),
+The ``image-reward`` package cannot be installed beside the pinned stack (docs/environment.md §1–§2),
 so the scorer is rebuilt from ``BlipVisionModel`` + ``BlipTextModel`` and the official ``ImageReward.pt``
 is loaded through a key map. The computation is the package's ``ImageReward.score``:
 

@@ -2,7 +2,7 @@
 
 The definition of DDPO and DAS (``jpeg_compressibility`` = −kB). Not differentiable. Images
 smaller than ``min_side`` are first upsampled (bicubic) so that the ~0.6 kB JPEG header does not
-swamp the signal on tiny images (TOY_PROBE.md §4); at 512² nothing is resized.
+swamp the signal on tiny images (docs/toy_world.md, probe 4); at 512² nothing is resized.
 """
 
 from __future__ import annotations

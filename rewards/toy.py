@@ -1,4 +1,4 @@
-"""Rewards of the built-in toy world (``toy/``; TOY_PROBE.md §4, §9).
+"""Rewards of the built-in toy world (``toy/``; docs/toy_world.md, probes 4 and 6).
 
 * ``toy_alignment`` — the toy's ImageReward: a small CNN judge (``toy.judge``, trained on the
   procedural set) reads colour, shape and background; the reward is the sum over the three
@@ -11,7 +11,7 @@
 * ``toy_smoothness`` — minus the total variation: the mean absolute difference between horizontal
   and vertical neighbours, on the image in [−1, 1]. Differentiable; it is the training surrogate of
   ``jpeg_compressibility`` (the evaluation reward: −kB of the 128-px upsample at q95), which it
-  tracks closely on this toy (TOY_PROBE.md §9: −TV +0.073 came with −0.75 kB).
+  tracks closely on this toy (docs/toy_world.md, probe 6: −TV +0.073 came with −0.75 kB).
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class ToyRandomProjection:
           scale="⟨image in [−1, 1], v⟩/√d with a fresh v ~ N(0, I) per call; higher is 'better' only for that call"
                 " (a control), std ≈ 0.5, mean 0",
           description="a control reward with no consistent direction: fine-tuning on it measures optimiser drift "
-                      "(TOY_PROBE.md §9)")
+                      "(docs/toy_world.md, probe 6)")
 def _toy_random_projection(seed=0, **_: object) -> ToyRandomProjection:
     return ToyRandomProjection(int(seed))
 

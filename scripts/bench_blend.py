@@ -40,7 +40,7 @@ Models:
 Adapters other than the toy's are random rank-4 LoRAs on every attention projection (DPOK's layout).
 
     python scripts/bench_blend.py --models tiny --steps 4 --repeats 3 --memory none   # a quick run
-    python scripts/bench_blend.py --models toy,tiny,sd15 --repeats 3                  # the README table
+    python scripts/bench_blend.py --models toy,tiny,sd15 --repeats 3                  # the docs/performance.md table
     python scripts/bench_blend.py --models tiny --steps 2 --repeats 1 --memory none --budget auto  # sized baselines
 
 The last printed line is a JSON object: ``{"time": {model: {method: ratio}}, "memory": {...}, "floor": {...},

@@ -5,7 +5,7 @@
 #
 # Stages (each is skipped when its output and manifest exist; a killed stage resumes from its last
 # checkpoint when run again):
-# Measured on 2 shared CPU cores (README.md, "The built-in toy world"):
+# Measured on 2 shared CPU cores (docs/toy_world.md):
 #   1 data      dataset/toy_{train,test}_prompts.json                                      < 1 s
 #   2 base      toy/weights/base        pixel-space UNet + CLIP text encoder (toy.train_base)  1586 s
 #   3 judge     toy/weights/judge       the alignment scorer (toy.judge)                       172 s
@@ -73,7 +73,7 @@ wa() { $PY -c "print(f'{$1/$SA:.6g}')"; }   # weight w on alignment → w/σ_ali
 ws() { $PY -c "print(f'{$1/$SS:.6g}')"; }   # weight w on smoothness → w/σ_smooth
 wj() { $PY -c "print(f'{$1/$SJ:.6g}')"; }   # weight w on the true JPEG reward → w/σ_jpeg
 
-# DRaFT-K (train_online_pg.py --algorithm draft; TOY_PROBE.md §9): 16 prompts per iteration, gradient
+# DRaFT-K (train_online_pg.py --algorithm draft; docs/toy_world.md, probe 6): 16 prompts per iteration, gradient
 # through the last 2 of 10 DDIM steps, guidance 5, KL anchor ||eps - eps_pre||^2 on the guided eps.
 ITERS=${TOY_ITERS:-40}
 KL=${TOY_KL:-30}
@@ -108,7 +108,7 @@ done
 for lam in 0.5 2; do
   train "oracle_lam$lam" "$OUT/oracles_kl/lam$lam" "toy_alignment:$(wa 1)" "$($PY -c "print($KL/$lam)")"
 done
-# ---- optional: a random-reward control (not committed; measures optimiser drift, TOY_PROBE.md §9)
+# ---- optional: a random-reward control (not committed; measures optimiser drift, docs/toy_world.md, probe 6)
 if [[ ${TOY_CONTROL:-0} == 1 ]]; then
   train control "$WORK/control" "toy_random_projection:1.5" "$KL"
 fi

@@ -6,7 +6,7 @@
 The model has SD v1.5's architecture (UNet 860 M parameters: blocks 320/640/1280/1280, cross-attention
 768; CLIP-L-sized text encoder; SD's VAE; 64×64×4 latents decoded to 512×512), built from configs
 with random weights, so nothing is downloaded. One iteration of train_online_pg.py's trainer with
-the paper's settings (PAPER.md §4: 6 prompts × 50 DDIM steps with CFG 7.5, value step 5 × 256, 5
+the paper's settings (docs/method.md §4: 6 prompts × 50 DDIM steps with CFG 7.5, value step 5 × 256, 5
 policy steps × 12 micro-batches × 2 transitions, LoRA r 4, fp16, gradient checkpointing) runs on
 the black-box ``jpeg_compressibility`` reward; the script prints the time of the rollout, reward,
 value and policy update, and the peak GPU memory, and writes them as JSON (``--json``).

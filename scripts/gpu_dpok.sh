@@ -12,7 +12,7 @@
 #           (each toy run: --max_samples $SAMPLES, capped at $MINUTES minutes of training; curve.jsonl,
 #            summary.json and the adapter in $OUT/toy_<name>/)
 #
-# The paper's sample count: DPOK's command (PAPER.md §4) runs 100000 // 5 = 20000 iterations of 6 prompts
+# The paper's sample count: DPOK's command (docs/method.md §4) runs 100000 // 5 = 20000 iterations of 6 prompts
 # per GPU, 120 k samples. Budget (estimated, not measured): the toy UNet (1.4 M parameters, 32×32) does a
 # 256-image rollout in well under a second on an H200, so 120 k samples take about 5 minutes per run.
 # GPU_DPOK_SMOKE=1 runs everything at tiny size on the CPU in a few minutes (the code-path check).

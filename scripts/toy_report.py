@@ -162,7 +162,7 @@ COMPARISONS = [("mpa", "soup"), ("mpa", "soup_factors"), ("mpa_ls", "mpa"), ("mp
 
 
 def comparisons(groups: dict[str, list[dict]], z: Z, weights: list[float]) -> tuple[str, list[dict]]:
-    """The paired differences the README's conclusions rest on, with 95% intervals, p-values and the naive
+    """The paired differences the conclusions of docs/toy_world.md rest on, with 95% intervals, p-values and the naive
     (every image independent) error for comparison."""
     lines = ["| w | comparison (paired Δ WR_z) | Δ | s.e. | 95% interval | p | naive s.e. | s.e. / naive |",
              "|---|---|---|---|---|---|---|---|"]

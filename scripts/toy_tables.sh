@@ -18,9 +18,9 @@
 #           the λ-specific oracles (alignment retrained with kl_weight/λ, λ = 0.5 and 2; λ = 1 is the adapter itself).
 # Re-running resumes (run_DB.py skips finished images). Noise: run_DB.py's default, x_T and step noise
 # per (prompt, seed), DB-MPA-LS draws per image; errors cluster by prompt (blend.stats, scripts/toy_report.py).
-# Each markdown table is also written as LaTeX, each plot as PNG and PDF; comparisons.md holds the paired
-# differences the README's conclusions use (95% intervals, p-values, naive s.e. for comparison).
-# Measured: 4,192 s on one thread with the 2 cores shared (README "Build and run times"); ≈ 35 min on 2 free cores.
+# Each markdown table is also written as LaTeX, each plot as PNG and PDF; docs/toy/comparisons.md holds the paired
+# differences the conclusions of docs/toy_world.md use (95% intervals, p-values, naive s.e. for comparison).
+# Measured: 4,192 s on one thread with the 2 cores shared (docs/toy_world.md, "Build and run times"); ≈ 35 min on 2 free cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_SEEDS=12

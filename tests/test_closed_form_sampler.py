@@ -7,7 +7,7 @@ model adds that term through a Linear(1 → d) layer that is zero in the base an
 as a rank-1 LoRA per reward i: a real PEFT adapter, switched by the real sampler.
 
 Blending ε's with weights w must then sample N(μ + σ² Σ w_i a_i/α, σ² I), and DB-KLA with λ
-must sample the tilt by λ a/α (PAPER.md §2: exact for a single Gaussian and linear rewards).
+must sample the tilt by λ a/α (docs/method.md §2.3: exact for a single Gaussian and linear rewards).
 """
 
 from __future__ import annotations

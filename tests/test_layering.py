@@ -1,4 +1,4 @@
-"""The package layering of DESIGN.md: ``diffusion/`` knows one model and imports nothing from ``blend/`` or ``dpok/``;
+"""The package layering of docs/design.md: ``diffusion/`` knows one model and imports nothing from ``blend/`` or ``dpok/``;
 ``blend/`` and ``dpok/`` share only ``diffusion/``; no import cycles between modules; no generic top-level ``common``."""
 
 from __future__ import annotations

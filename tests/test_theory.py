@@ -102,7 +102,7 @@ def test_score_and_posterior_moments_against_autograd():
 
 
 def test_linearised_control_is_gradient_of_posterior_reward():
-    """ū = ∇_x bᵀE[x0 | x_t = x] (the Jensen-gap approximation of PAPER.md §2)."""
+    """ū = ∇_x bᵀE[x0 | x_t = x] (the Jensen-gap approximation of docs/method.md §2.3)."""
     mix = _mixture3(2)
     ab, b = 0.3, torch.tensor([1.0, -2.0, 0.5], dtype=DTYPE)
     x = torch.randn(5, 3, generator=torch.Generator().manual_seed(4), dtype=DTYPE).requires_grad_(True)

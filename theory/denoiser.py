@@ -1,4 +1,4 @@
-"""Exact noise predictors, posterior moments and the control terms of PAPER.md §2 for Gaussian mixtures.
+"""Exact noise predictors, posterior moments and the control terms of docs/method.md §2 for Gaussian mixtures.
 
 For data p0 and x_t = √ᾱ x0 + √(1−ᾱ) z (all at one ᾱ = ᾱ_t):
 

@@ -18,7 +18,7 @@ the path. So for coefficients c_j with Σ_j c_j = 1 (DB-MPA: c = w; DB-KLA: (1�
 
 i.e. blending velocities is blending scores plus the shared linear term, exactly as blending ε is
 blending scores on the VP path (ε = −√(1−ᾱ) s). The approximation DB makes is the same one: the tilted
-target's score s^tar = s^pre + u is replaced by Σ_j c_j s_j, whose error is the Jensen gap of PAPER.md §2.
+target's score s^tar = s^pre + u is replaced by Σ_j c_j s_j, whose error is the Jensen gap of docs/method.md §2.3.
 The path is also the VP path rescaled: x_t = c_t·y with y = √ᾱ x0 + √(1−ᾱ) z, c_t = √((1−t)² + t²) and
 √ᾱ = (1 − t)/c_t, so a score blend at flow time t is the score blend at that ᾱ (``vp_alpha_bar``).
 DB-MPA-LS carries over unchanged (one model's velocity per step, drawn with probability w_j).

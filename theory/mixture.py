@@ -6,7 +6,7 @@ Data and its noised marginal (VP forward process x_t = √ᾱ_t x0 + √(1−ᾱ
     p_t = Σ_k π_k N(√ᾱ_t μ_k, ᾱ_t Σ_k + (1−ᾱ_t) I)
 
 Tilt by a linear reward r(x) = aᵀx at KL strength α, with natural parameter b = a/α
-(PAPER.md §1: p^tar ∝ p^pre · exp(r/α)):
+(docs/method.md §1: p^tar ∝ p^pre · exp(r/α)):
 
     p0(x) · exp(bᵀx) / Z(b) = Σ_k π'_k N(μ_k + Σ_k b, Σ_k)
     π'_k ∝ π_k · exp(bᵀμ_k + ½ bᵀΣ_k b),      log Z(b) = logsumexp_k(log π_k + bᵀμ_k + ½ bᵀΣ_k b)

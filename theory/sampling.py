@@ -31,7 +31,7 @@ StepHook = Callable[[int, int, torch.Tensor, torch.Tensor], None]
 
 
 def make_scheduler(num_inference_steps: int) -> DDIMScheduler:
-    """SD1.5's DDIM scheduler (PAPER.md §3): 1000 train steps, scaled-linear β 0.00085→0.012."""
+    """SD1.5's DDIM scheduler (docs/method.md §3): 1000 train steps, scaled-linear β 0.00085→0.012."""
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
                               beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     scheduler.set_timesteps(num_inference_steps)

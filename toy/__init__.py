@@ -1,6 +1,6 @@
 """The built-in toy world: procedural captioned shapes, a 32×32 pixel-space SD-family model, a learned
 prompt-alignment judge (the toy's ImageReward) and the fine-tuned adapters, all rebuilt by
-``scripts/build_toy.sh`` on two CPU cores (see README.md, "The built-in toy world")."""
+``scripts/build_toy.sh`` on two CPU cores (see docs/toy_world.md)."""
 
 from pathlib import Path
 

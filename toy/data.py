@@ -8,7 +8,7 @@ combinations. A fixed permutation holds out 12 combinations: their captions are 
 Each image is drawn at 4× (128 px) with PIL and box-downsampled to 32 px (anti-aliased edges); the
 shape has a random radius of 5–11 px (in 32-px units) and a random centre that keeps it inside.
 Everything is a function of an integer seed, so the same seed gives the same pixels everywhere
-(TOY_PROBE.md §1).
+(docs/toy_world.md, probe 1).
 
     python -m toy.data --out dataset      # writes the two prompt files
 """

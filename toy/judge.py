@@ -3,10 +3,11 @@ shape and background of a 32×32 image.
 
 Two architectures, chosen by ``--arch`` and recorded in the judge's ``config.json``:
 
-* ``cnn5`` (the training judge, ``toy/weights/judge``): five 3×3 conv layers (32-32-64-64-64 channels, stride 2 at layers 2, 4 and 5 → 4×4), then
+* ``cnn5`` (the training judge, ``toy/weights/judge``): five 3×3 conv layers (32-32-64-64-64 channels,
+  stride 2 at layers 2, 4 and 5 → 4×4), then
 flatten → MLP (1024 → 128) → three heads (6 colours, 4 shapes, 6 backgrounds). A flatten-then-MLP
 head is needed: global average pooling loses where things are and cannot tell shapes apart
-(a first judge with global average pooling could not tell shapes apart).
+(docs/toy_world.md, probe 3).
 * ``pool4`` (the held-out judge, ``toy/weights/judge_heldout``): four 5×5 conv layers (48-48-96-96,
   BatchNorm, ReLU, 2×2 average pooling after layers 2–4 → 4×4), flatten → MLP (1536 → 96) → the same
   three heads. It is trained with another seed on another pool of procedural images, so it shares no

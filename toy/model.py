@@ -1,7 +1,7 @@
 """The toy base model's configuration: a pixel-space Stable-Diffusion-family model at 32×32.
 
 * ``UNet2DConditionModel``: in/out 3 channels (pixels, no VAE), blocks (32, 64, 64), cross-attention
-  at 8×8 only, cross-attention dim 64, head dim 8 — 1.41 M parameters (TOY_PROBE.md §2: attention at
+  at 8×8 only, cross-attention dim 64, head dim 8 — 1.41 M parameters (docs/toy_world.md, probe 2: attention at
   16×16 doubles the step cost).
 * ``CLIPTextModel``: hidden 64, 2 layers, 4 heads, FFN 256, 12 positions, with the **full** CLIP
   vocabulary (49,408 rows) so that the ordinary path (``CLIPTokenizer.from_pretrained`` + the model)
@@ -40,7 +40,7 @@ SCHEDULER_CONFIG = dict(
     timestep_spacing="leading",
 )
 
-# how the toy samples everywhere (TOY_PROBE.md §8/§9)
+# how the toy samples everywhere (docs/toy_world.md, probes 5 and 6)
 SAMPLE_STEPS = 10
 SAMPLE_ETA = 1.0
 SAMPLE_GUIDANCE = 5.0

@@ -1,4 +1,4 @@
-"""CoDe (Singh et al., TMLR 2025) as the DB paper runs it (PAPER.md §6): blockwise best-of-N on the base model.
+"""CoDe (Singh et al., TMLR 2025) as the DB paper runs it (docs/method.md §6): blockwise best-of-N on the base model.
 
 At every step i with i mod B = 0 and i < T − 1, the DDIM step from x_t is branched: N candidates
 x_{t−1} = μ_t + σ_t z_c share the mean (one ε); candidate 0 uses the chain's own z, the others fresh

@@ -1,6 +1,6 @@
 """Cost of one image, counted by what the sampler actually ran, and equal-cost sizing (``--budget``).
 
-Fields, per image (PEERS.md §3 notation: T steps, m rewards, N candidates, B CoDe block, K particles):
+Fields, per image (docs/method.md §6 notation: T steps, m rewards, N candidates, B CoDe block, K particles):
 
 * ``unet_forwards``  — UNet evaluations; a classifier-free-guidance pair counts once, as in the DB tables;
 * ``unet_backwards`` — vector-Jacobian products through the UNet (one per reward gradient at x_t);

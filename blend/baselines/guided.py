@@ -1,4 +1,4 @@
-"""Reward-gradient guidance (RGG) and its K-particle version, DAS-style SMC (PAPER.md §6, §8).
+"""Reward-gradient guidance (RGG) and its K-particle version, DAS-style SMC (docs/method.md §6, §8).
 
 At step i from x_t (η = 1 DDIM, guided ε, x̂0 = Tweedie's estimate through the UNet):
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # blend.spec imports torch; add_baseline_args must stay light
 
 
 def add_baseline_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("baselines (--methods bon,bon_mpa,bon_ls,code,rgg,smc; PAPER.md §6)")
+    g = p.add_argument_group("baselines (--methods bon,bon_mpa,bon_ls,code,rgg,smc; docs/method.md §6)")
     g.add_argument("--budget", default=None, metavar="auto|N",
                    help="equal-cost comparison: size best-of-N's N, CoDe's N and SMC's K so that each spends at most "
                         "N UNet evaluations per image ('auto' = DB-MPA's m·T); overrides --bon_n, --code_n, --smc_k")

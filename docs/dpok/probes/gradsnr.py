@@ -1,4 +1,4 @@
-# ruff: noqa  -- kept as it was run for the issue-13 probes (docs/dpok/probes/README.md), not library code
+# ruff: noqa  -- kept as it was run for the issue-13 probes (docs/dpok/probes/probes.md), not library code
 """Gradient SNR per DDIM step at the base (LoRA B = 0): cos between the policy gradients of independent halves."""
 import sys
 import time

@@ -1,4 +1,4 @@
-# ruff: noqa  -- kept as it was run for the issue-13 probes (docs/dpok/probes/README.md), not library code
+# ruff: noqa  -- kept as it was run for the issue-13 probes (docs/dpok/probes/probes.md), not library code
 """JPEG variance decomposition on the toy base: between prompts, within prompt, and the share of late-step noise."""
 import sys
 import time
