@@ -19,14 +19,20 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from diffusion_blend.logging import get_logger, setup_logging
-    from dpok.config import parse_args
+    from dpok.config import check_values, parse_args
 
     setup_logging()
     log = get_logger("dpok")
     cfg, ignored = parse_args(argv)
     for msg in ignored:
         log.warning(msg)
+    try:  # bad flag values are refused before torch and the models are imported
+        check_values(cfg)
+    except ValueError as exc:
+        log.error("error: %s", exc)
+        return 2
 
+    from dpok.run_lock import OutputDirInUse
     from dpok.trainer import Trainer
 
     try:
@@ -34,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         last = trainer.train()
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, OutputDirInUse) as exc:
         log.error("error: %s", exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
         return 2
     if trainer.acc.is_main_process:

@@ -206,18 +206,24 @@ def check_checkpoint(path: str, flag: str, base_model: str, allow_other_base: bo
     manifest = d / "manifest.json"
     if not manifest.exists():
         return
-    trained = json.loads(manifest.read_text()).get("base_model")
+    data = json.loads(manifest.read_text())
+    trained = data.get("base_model")
+    if not trained:
+        return
+    from diffusion.sources import canonical_base_model, training_cwd
 
-    def norm(m: str) -> str:
-        """A base model's identity: builtin:toy is its directory; paths are resolved (also from the repository)."""
+    def norm(m: str, ran_in: Path | None = None) -> str:
+        """A base model's identity as the loader reads it (``diffusion.sources``): builtin:toy is its directory;
+        local paths are resolved (from ``ran_in`` first, then the current directory, then the repository), deleted
+        hub ids are their maintained copies."""
         if m == "builtin:toy":
             return str((TOY_WEIGHTS / "base").resolve())
-        for cand in (Path(m).expanduser(), REPO / m):
-            if cand.exists():
-                return str(cand.resolve())
-        return m
+        if ran_in is not None and not Path(m).expanduser().is_absolute() and (ran_in / m).exists():
+            return str((ran_in / m).resolve())
+        return canonical_base_model(m, search=[REPO])
 
-    if trained and norm(trained) != norm(base_model):
+    # an older manifest may hold the base as typed: a relative path is relative to where the trainer ran
+    if norm(trained, training_cwd(d, (data.get("config") or {}).get("output_dir"))) != norm(base_model):
         msg = f"{flag} {path} was trained on base model {trained!r}, not on --base_model {base_model!r}"
         if not allow_other_base:
             raise PlanError(f"{msg}; pass the base it was trained on, or --allow_other_base to use it anyway")

@@ -6,7 +6,8 @@
 
 Hub ids that were deleted are read as their maintained copies (:data:`HUB_ALIASES`), with a log line:
 ``runwayml/stable-diffusion-v1-5`` (the paper's base, removed from the hub in 2024) is
-``stable-diffusion-v1-5/stable-diffusion-v1-5``.
+``stable-diffusion-v1-5/stable-diffusion-v1-5``. ``diffusion.sources.canonical_base_model`` gives the one
+spelling of a source that this reading implies (used by the base-model checks of checkpoints).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import torch
 from diffusion.builtin import BUILTIN_MODELS, BUILTIN_PREFIX, load_builtin
 from diffusion.bundle import ModelBundle, check_tokenizer
 from diffusion.families import load_local_dir
+from diffusion.sources import HUB_ALIASES, SD15, canonical_base_model
 from diffusion_blend.logging import get_logger
 
 log = get_logger("diffusion")
 
-SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-HUB_ALIASES = {"runwayml/stable-diffusion-v1-5": SD15}  # deleted id -> the maintained copy
+__all__ = ["HUB_ALIASES", "HUB_PARTS", "SD15", "canonical_base_model", "load_bundle", "resolve_hub_alias"]
 
 
 def resolve_hub_alias(source: str) -> str:

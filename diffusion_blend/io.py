@@ -7,26 +7,40 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
+def _create_temp(path: Path) -> Path:
+    """An empty new file next to ``path``, created with mode 0o666 so that the umask applies (as for any file the
+    user creates; ``tempfile.mkstemp`` would make it 0o600)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets the permissions the user's umask gives a new file (0o666 & ~umask), also when the block's writer
+    replaced the temporary file by one of its own (the safetensors writer creates 0o600 files).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+    tmp_path = _create_temp(path)
+    mode = stat.S_IMODE(tmp_path.stat().st_mode)
     try:
         yield tmp_path
+        if stat.S_IMODE(tmp_path.stat().st_mode) != mode:
+            os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

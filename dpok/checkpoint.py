@@ -128,10 +128,43 @@ def load_rank_state(path: str | Path, rank: int) -> dict:
     return torch.load(f, map_location="cpu", weights_only=False)
 
 
-# Settings that change what is trained: a resume with other values continues a different run.
-TRAINING_SETTINGS = ("base_model", "algorithm", "reward", "reward_weight", "kl_weight", "lora_rank", "lora_alpha",
-                     "lora_targets", "learning_rate")
+# The TrainConfig fields that do NOT change what is trained: where and how often things are written, how long
+# the run is, what is shown, and execution choices that leave every number the same. Every other field (a new
+# flag included) is a training setting: a resume with another value is refused unless --allow_changed_settings.
+NOT_TRAINING_SETTINGS: dict[str, str] = {
+    "output_dir": "where the run is written",
+    "cache_dir": "where downloads are cached",
+    "resume": "which checkpoint to continue",
+    "overwrite_output_dir": "fresh starts only",
+    "allow_changed_settings": "this guard's switch",
+    "iterations": "run length",
+    "max_train_steps": "run length (iterations = max_train_steps // p_step; --p_step is guarded)",
+    "save_interval": "checkpoint frequency",
+    "save_legacy_bin": "an extra file format of the same weights",
+    "checkpoints_total_limit": "how many checkpoints are kept",
+    "report_to": "trackers",
+    "sample_grid_interval": "tracker images",
+    "sample_grid_prompts": "tracker images",
+    "logging_dir": "tracker directory",
+    "log_interval": "log lines",
+    "progress": "progress bar",
+    "multi_gpu": "no effect (the launcher sets the processes; their number is checked separately)",
+    "gradient_checkpointing": "memory only: the same gradients",
+    "rollout_chunk": "memory only: the same noise and samples",
+}
+# Training settings that a checkpoint can never continue with another value: its tensors have their shape.
+STRUCTURAL = ("lora_rank", "lora_alpha", "lora_targets", "num_inference_steps")
 LORA_SHAPE = ("lora_rank", "lora_alpha", "lora_targets")
+
+
+def training_settings(config_cls: type | None = None) -> tuple[str, ...]:
+    """Every field of the config dataclass (default :class:`dpok.config.TrainConfig`) except
+    :data:`NOT_TRAINING_SETTINGS`, in declaration order."""
+    from dataclasses import fields
+
+    if config_cls is None:
+        from dpok.config import TrainConfig as config_cls
+    return tuple(f.name for f in fields(config_cls) if f.name not in NOT_TRAINING_SETTINGS)
 
 
 def check_fresh_start(output_dir: str | Path, overwrite: bool) -> list[Path]:
@@ -148,37 +181,80 @@ def check_fresh_start(output_dir: str | Path, overwrite: bool) -> list[Path]:
     return found
 
 
-def _normalise(key: str, value: object) -> object:
-    if key == "reward" and isinstance(value, str):
-        from dpok.config import parse_reward_spec
+def _field_defaults(config_cls: type | None) -> dict[str, object]:
+    from dataclasses import MISSING, fields
 
-        return parse_reward_spec(value)
-    if key == "base_model" and isinstance(value, str) and Path(value).expanduser().exists():
-        return str(Path(value).expanduser().resolve())
-    if key == "lora_targets" and isinstance(value, str):
-        return [t.strip() for t in value.split(",") if t.strip()]
-    return value
-
-
-def changed_settings(old: dict, new: dict) -> dict[str, dict]:
-    """{setting: {"from": checkpoint's value, "to": this run's value}} over :data:`TRAINING_SETTINGS`."""
+    if config_cls is None:
+        from dpok.config import TrainConfig as config_cls
     out = {}
-    for key in TRAINING_SETTINGS:
-        if key in old and _normalise(key, old[key]) != _normalise(key, new.get(key)):
-            out[key] = {"from": old[key], "to": new.get(key)}
+    for f in fields(config_cls):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
     return out
 
 
-def check_resume_settings(path: str | Path, old: dict, new: dict, allow: bool) -> dict[str, dict]:
-    """The settings this resume changes; raises ValueError unless ``allow`` (LoRA shape changes always raise)."""
-    changes = changed_settings(old, new)
+def _normalise(key: str, value: object, config: dict, search: list[Path]) -> object:
+    """The form in which two values of ``key`` are the same setting (``config``: the rest of that run's settings;
+    ``search``: where that run's relative paths may be relative to)."""
+    if key == "reward" and isinstance(value, str):
+        from dpok.config import parse_reward_spec
+
+        try:
+            return parse_reward_spec(value)
+        except ValueError:
+            return value
+    if key == "base_model" and isinstance(value, str):
+        from diffusion.sources import canonical_base_model
+
+        return canonical_base_model(value, search=search)
+    if key == "prompt_path" and isinstance(value, str):
+        from diffusion.sources import local_source
+
+        local = local_source(value, search)
+        return str(local) if local is not None else value
+    if key == "lora_targets" and isinstance(value, str):
+        return [t.strip() for t in value.split(",") if t.strip()]
+    if key == "lora_alpha" and value is None:  # unset = the rank (scale 1)
+        return float(config.get("lora_rank") or 0)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def changed_settings(old: dict, new: dict, config_cls: type | None = None,
+                     old_search: list[Path] | None = None) -> dict[str, dict]:
+    """{setting: {"from": checkpoint's value, "to": this run's value}} over :func:`training_settings`.
+    A setting the checkpoint's config lacks (a flag added since) counts with its default value; ``old_search``:
+    directories the checkpoint's relative paths may be relative to (where its trainer ran)."""
+    defaults = _field_defaults(config_cls)
+    out = {}
+    for key in training_settings(config_cls):
+        was = old.get(key, defaults.get(key))
+        now = new.get(key, defaults.get(key))
+        if _normalise(key, was, old, old_search or []) != _normalise(key, now, new, []):
+            out[key] = {"from": was, "to": now}
+    return out
+
+
+def describe_changes(changes: dict[str, dict]) -> str:
+    return "; ".join(f"--{k} {v['from']!r} → {v['to']!r}" for k, v in changes.items())
+
+
+def check_resume_settings(path: str | Path, changes: dict[str, dict], allow: bool) -> dict[str, dict]:
+    """Raise ValueError for ``changes`` (from :func:`changed_settings`) unless ``allow``; changes of
+    :data:`STRUCTURAL` settings always raise. → ``changes``."""
     if not changes:
         return changes
-    text = "; ".join(f"--{k} {v['from']!r} → {v['to']!r}" for k, v in changes.items())
-    shape = [k for k in changes if k in LORA_SHAPE]
+    text = describe_changes(changes)
+    shape = [k for k in changes if k in STRUCTURAL]
     if shape:
-        raise ValueError(f"--resume {path}: the LoRA shape changed ({text}); a checkpoint can only continue with "
-                         f"its own --lora_rank/--lora_alpha/--lora_targets. Use a new --output_dir to train another")
+        what = "the LoRA shape" if set(shape) <= set(LORA_SHAPE) else "settings that size its tensors"
+        raise ValueError(f"--resume {path}: {what} changed ({text}); a checkpoint can only continue with its own "
+                         f"--lora_rank/--lora_alpha/--lora_targets/--num_inference_steps (its LoRA, value function "
+                         f"and replay buffer have their shape). Resume with the checkpoint's values, or use a new "
+                         f"--output_dir to train another")
     if not allow:
         raise ValueError(f"--resume {path}: settings that change what is trained differ from the checkpoint's "
                          f"({text}). Resume with the checkpoint's values, use a new --output_dir, or pass "

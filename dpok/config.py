@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -138,9 +139,11 @@ class TrainConfig:
                             "checkpoint directory", alias="--resume_from_checkpoint")
     overwrite_output_dir: bool = _f(False, "start fresh even though --output_dir holds checkpoints of another run "
                                     "(they are deleted); without it such a start is refused")
-    allow_changed_settings: bool = _f(False, "with --resume: accept a changed reward, base model, --kl_weight, "
-                                      "--reward_weight, --algorithm or --learning_rate; the new values take effect "
-                                      "and every manifest records the change")
+    allow_changed_settings: bool = _f(False, "with --resume: accept changed settings that change what is trained "
+                                      "(every flag except the run-length, saving and logging ones listed in "
+                                      "dpok/checkpoint.py NOT_TRAINING_SETTINGS; never the LoRA shape or "
+                                      "--num_inference_steps); the new values take effect and every manifest "
+                                      "records the change")
     report_to: str = _f("tensorboard", "accelerate tracker(s): tensorboard, wandb, all or none (a tracker that is "
                         "not installed is an error)")
     sample_grid_interval: int = _f(10, "log a captioned grid of samples (fixed prompts and noise) to the trackers "
@@ -150,6 +153,8 @@ class TrainConfig:
     multi_gpu: int = _f(0, "accepted for compatibility; no effect: the processes are set by `accelerate launch` "
                         "(or torchrun) and the UNet is always wrapped by accelerate")
     progress: bool = _f(True, "show a progress bar on the main process")
+    log_interval: int = _f(1, "log a line with the reward and the seconds of each phase (rollout, reward, value, "
+                           "policy) every N iterations, with or without a tracker")
 
     # ------------------------------------------------------------------------------------------------
     def rewards(self) -> dict[str, float]:
@@ -274,34 +279,97 @@ def parse_reward_spec(spec: str) -> dict[str, float]:
     return out
 
 
+# Fields whose empty string means something ("" = no tracker); every other text flag must not be empty.
+MAY_BE_EMPTY = ("report_to",)
+# Fields where infinity means something (no clipping); every other number flag must be finite.
+MAY_BE_INFINITE = ("clip_norm", "ratio_clip")
+# Count flags: at least 1 (or, where the default is None, unset).
+COUNTS = ("num_inference_steps", "g_batch_size", "num_samples", "g_step", "p_step", "p_batch_size",
+          "gradient_accumulation_steps", "buffer_size", "v_batch_size", "v_step", "lora_rank", "save_interval",
+          "draft_k", "max_train_steps", "iterations", "samples_per_iteration", "rollout_chunk", "policy_epochs",
+          "checkpoints_total_limit", "sample_grid_prompts", "log_interval", "stat_buffer_size", "stat_min_count")
+
+
+def _need(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+def check_values(cfg: TrainConfig) -> None:
+    """Refuse flag values no run can use, naming the flag and the fix (ValueError). Needs nothing but the config
+    (no model, no torch), so the command line runs it before any heavy import.
+
+    Derived from the fields: no text flag is empty (except :data:`MAY_BE_EMPTY`), no number flag is NaN or
+    infinite (except :data:`MAY_BE_INFINITE`), the :data:`COUNTS` are ≥ 1; then the ranges of single flags.
+    """
+    for f in fields(cfg):
+        value, flag = getattr(cfg, f.name), f"--{f.name}"
+        if isinstance(value, str) and not value.strip() and f.name not in MAY_BE_EMPTY:
+            default = f" (default {f.default!r})" if isinstance(f.default, str) else ""
+            raise ValueError(f"{flag} is empty; pass a value{default} or leave the flag out")
+        if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and f.name not in MAY_BE_INFINITE)):
+            raise ValueError(f"{flag} {value}: must be a finite number")
+    for name in COUNTS:
+        value = getattr(cfg, name)
+        _need(value is None or value >= 1, f"--{name} must be ≥ 1, got {value}")
+    c = cfg
+    _need(c.algorithm in ALGORITHMS, f"--algorithm must be one of {ALGORITHMS}, got {c.algorithm!r}")
+    _need(c.eta > 0, f"--eta {c.eta}: DPOK needs a stochastic sampler (eta > 0) because the policy's log-probability "
+                     f"of a deterministic DDIM step (eta = 0) is undefined; use --eta 1 (the paper's)")
+    _need(c.eta <= 1, f"--eta {c.eta}: DDIM's eta is at most 1 (1 = DDPM's variance; above it the step's variance "
+                      f"can exceed 1 - alpha_bar_prev and the step gives NaN); use --eta 1 (the paper's)")
+    for name in ("learning_rate", "v_lr", "adam_epsilon", "ratio_clip", "clip_norm"):
+        _need(getattr(c, name) > 0, f"--{name} must be > 0, got {getattr(c, name)}")
+    for name in ("adam_weight_decay", "kl_weight", "train_min_std", "lr_warmup_steps", "v_warmup"):
+        _need(getattr(c, name) >= 0, f"--{name} must be ≥ 0, got {getattr(c, name)}")
+    for name in ("adam_beta1", "adam_beta2"):
+        _need(0 <= getattr(c, name) < 1, f"--{name} must be in [0, 1), got {getattr(c, name)}")
+    _need(c.lora_alpha is None or c.lora_alpha > 0, f"--lora_alpha must be > 0 (or unset = --lora_rank), "
+                                                    f"got {c.lora_alpha}")
+    _need(c.kl_warmup >= -1, f"--kl_warmup must be ≥ -1 (-1: the KL term from the start), got {c.kl_warmup}")
+    _need(c.seed is None or 0 <= c.seed < 2**32, f"--seed must be in 0..2**32-1 (or unset: drawn), got {c.seed}")
+    _need(c.sample_grid_interval >= 0, f"--sample_grid_interval must be ≥ 0 (0 = off), got {c.sample_grid_interval}")
+    _need(c.single_flag in (0, 1), f"--single_flag is 0 (prompt file) or 1 (single prompt), got {c.single_flag}")
+    _need(c.v_flag in (0, 1), f"--v_flag is 0 (no value function) or 1, got {c.v_flag}")
+    if c.single_flag == 0:
+        _need(c.prompt_path is not None, "--single_flag 0 trains on a prompt file: pass --prompt_path FILE "
+                                         "(or --single_flag 1 --single_prompt TEXT)")
+    _need(c.single_flag == 0 or c.prompt_path is None,
+          f"--prompt_path {c.prompt_path} would be ignored: --single_flag 1 (the default) trains on --single_prompt "
+          f"only; add --single_flag 0 to train on the prompt file (or drop --prompt_path)")
+    _need(c.num_iterations() >= 1,
+          f"the run has no iteration: --max_train_steps {c.max_train_steps} // --p_step {c.p_step} = 0; raise "
+          f"--max_train_steps to at least --p_step, or pass --iterations N")
+    if c.advantage_norm == "prompt_running":
+        _need(c.stat_min_count <= c.stat_buffer_size,
+              f"--stat_min_count {c.stat_min_count} exceeds --stat_buffer_size {c.stat_buffer_size}: no prompt "
+              f"would ever use its own statistics; lower --stat_min_count")
+    if c.v_warmup > 0:
+        _need(c.v_flag == 1, f"--v_warmup {c.v_warmup} warms up the value function, but --v_flag is 0; "
+                             f"use --v_flag 1 or --v_warmup 0")
+        _need(c.v_warmup < c.num_iterations(), f"--v_warmup {c.v_warmup} leaves no policy iteration of "
+                                               f"{c.num_iterations()}; lower it or raise --iterations")
+    if c.train_timesteps is not None:
+        _need(1 <= c.train_timesteps <= c.num_inference_steps,
+              f"--train_timesteps must be in 1..--num_inference_steps ({c.num_inference_steps}), "
+              f"got {c.train_timesteps}")
+    if c.algorithm == "draft":
+        _need(c.draft_k <= c.num_inference_steps,
+              f"--draft_k {c.draft_k} exceeds --num_inference_steps {c.num_inference_steps}")
+    _need(c.lora_init in ("gaussian", "true", "false", "pissa", "olora", "loftq", "eva", "orthogonal")
+          or c.lora_init.startswith("pissa"), f"--lora_init {c.lora_init!r} is not a PEFT init; use gaussian")
+    weights = parse_reward_spec(c.reward)
+    bad = [n for n, w in weights.items() if not math.isfinite(w)]
+    _need(not bad, f"--reward {c.reward!r}: the weight of {bad[0] if bad else ''!r} is not a finite number; "
+                   f"use NAME:W with a finite W")
+
+
 def validate(cfg: TrainConfig, num_processes: int = 1) -> list[str]:
-    """Raise ValueError (naming the fix) for impossible settings; return notes on derived values."""
+    """Raise ValueError (naming the fix) for impossible settings (:func:`check_values`, then the ones that depend
+    on the number of processes, and the trackers); return notes on derived values."""
+    check_values(cfg)
     notes: list[str] = []
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            raise ValueError(msg)
-
-    need(cfg.algorithm in ALGORITHMS, f"--algorithm must be one of {ALGORITHMS}, got {cfg.algorithm!r}")
-    need(cfg.eta > 0, f"--eta {cfg.eta}: DPOK needs a stochastic sampler (eta > 0) because the policy's log-"
-                      f"probability of a deterministic DDIM step (eta = 0) is undefined; use --eta 1 (the paper's)")
-    for name in ("num_inference_steps", "g_batch_size", "num_samples", "g_step", "p_step", "p_batch_size",
-                 "gradient_accumulation_steps", "buffer_size", "v_batch_size", "v_step", "lora_rank",
-                 "save_interval", "draft_k"):
-        need(getattr(cfg, name) >= 1, f"--{name} must be ≥ 1, got {getattr(cfg, name)}")
-    need(cfg.num_iterations() >= 1,
-         f"the run has no iteration: --max_train_steps {cfg.max_train_steps} // --p_step {cfg.p_step} = 0; raise "
-         f"--max_train_steps to at least --p_step, or pass --iterations N")
-    need(cfg.ratio_clip > 0, f"--ratio_clip must be > 0 (DPOK: 1e-4), got {cfg.ratio_clip}")
-    need(cfg.clip_norm > 0, f"--clip_norm must be > 0 (DPOK: 0.1), got {cfg.clip_norm}")
-    need(cfg.single_flag in (0, 1), f"--single_flag is 0 (prompt file) or 1 (single prompt), got {cfg.single_flag}")
-    need(cfg.v_flag in (0, 1), f"--v_flag is 0 (no value function) or 1, got {cfg.v_flag}")
-    if cfg.single_flag == 0:
-        need(cfg.prompt_path is not None, "--single_flag 0 trains on a prompt file: pass --prompt_path FILE "
-                                          "(or --single_flag 1 --single_prompt TEXT)")
-    need(cfg.single_flag == 0 or cfg.prompt_path is None,
-         f"--prompt_path {cfg.prompt_path} would be ignored: --single_flag 1 (the default) trains on --single_prompt "
-         f"only; add --single_flag 0 to train on the prompt file (or drop --prompt_path)")
+    need = _need
     if cfg.samples_per_iteration is not None:
         per = num_processes * cfg.num_samples
         need(cfg.samples_per_iteration % per == 0,
@@ -312,7 +380,7 @@ def validate(cfg: TrainConfig, num_processes: int = 1) -> list[str]:
                      f"prompts per process")
     rollout = cfg.g_batch_size * cfg.num_samples
     if cfg.rollout_chunk is not None:
-        need(cfg.rollout_chunk >= 1 and rollout % cfg.rollout_chunk == 0,
+        need(rollout % cfg.rollout_chunk == 0,
              f"--rollout_chunk {cfg.rollout_chunk} does not divide the {rollout} samples per rollout per process "
              f"(--g_batch_size {cfg.g_batch_size} x --num_samples {cfg.num_samples}); pick a divisor of {rollout}")
     if cfg.advantage_norm == "prompt":
@@ -320,38 +388,11 @@ def validate(cfg: TrainConfig, num_processes: int = 1) -> list[str]:
                                    "use --num_samples 2 or more (or --advantage_norm batch)")
     if cfg.advantage_norm == "batch":
         need(rollout >= 2, "--advantage_norm batch needs ≥ 2 samples per rollout; raise --g_batch_size")
-    if cfg.advantage_norm == "prompt_running":
-        need(cfg.stat_buffer_size >= 1 and cfg.stat_min_count >= 1,
-             f"--stat_buffer_size ({cfg.stat_buffer_size}) and --stat_min_count ({cfg.stat_min_count}) must be ≥ 1")
-        need(cfg.stat_min_count <= cfg.stat_buffer_size,
-             f"--stat_min_count {cfg.stat_min_count} exceeds --stat_buffer_size {cfg.stat_buffer_size}: no prompt "
-             f"would ever use its own statistics; lower --stat_min_count")
     if cfg.policy_epochs is not None:
-        need(cfg.policy_epochs >= 1, f"--policy_epochs must be ≥ 1 (or unset for DPOK's buffer draws), "
-                                     f"got {cfg.policy_epochs}")
         fresh = cfg.g_step * rollout * (cfg.train_timesteps or cfg.num_inference_steps)
         need(cfg.buffer_size >= fresh,
              f"--policy_epochs trains on this iteration's {fresh} new transitions per process, but --buffer_size "
              f"{cfg.buffer_size} keeps fewer; raise --buffer_size to at least {fresh}")
-    need(cfg.v_warmup >= 0, f"--v_warmup must be ≥ 0, got {cfg.v_warmup}")
-    if cfg.v_warmup > 0:
-        need(cfg.v_flag == 1, f"--v_warmup {cfg.v_warmup} warms up the value function, but --v_flag is 0; "
-                              f"use --v_flag 1 or --v_warmup 0")
-        need(cfg.v_warmup < cfg.num_iterations(), f"--v_warmup {cfg.v_warmup} leaves no policy iteration of "
-                                                  f"{cfg.num_iterations()}; lower it or raise --iterations")
-    if cfg.train_timesteps is not None:
-        need(1 <= cfg.train_timesteps <= cfg.num_inference_steps,
-             f"--train_timesteps must be in 1..--num_inference_steps ({cfg.num_inference_steps}), "
-             f"got {cfg.train_timesteps}")
-    need(cfg.train_min_std >= 0, f"--train_min_std must be ≥ 0 (0: every stochastic step), got {cfg.train_min_std}")
-    if cfg.algorithm == "draft":
-        need(cfg.draft_k <= cfg.num_inference_steps,
-             f"--draft_k {cfg.draft_k} exceeds --num_inference_steps {cfg.num_inference_steps}")
-    need(cfg.lora_init in ("gaussian", "true", "false", "pissa", "olora", "loftq", "eva", "orthogonal")
-         or cfg.lora_init.startswith("pissa"), f"--lora_init {cfg.lora_init!r} is not a PEFT init; use gaussian")
-    weights = parse_reward_spec(cfg.reward)
-    need(all(w == w for w in weights.values()), "--reward weights must be numbers")
-    need(cfg.sample_grid_interval >= 0, f"--sample_grid_interval must be ≥ 0 (0 = off), got {cfg.sample_grid_interval}")
     from dpok.observe import check_trackers
 
     check_trackers(cfg.report_to)

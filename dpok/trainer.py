@@ -37,6 +37,7 @@ from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step_with_logprob
 from diffusion.loading import load_bundle
 from diffusion.lora import attention_modules, content_sha256, extract_lora, save_lora
+from diffusion.sources import canonical_base_model
 from diffusion_blend.logging import get_logger
 from diffusion_blend.prompts import load_prompts
 from diffusion_blend.provenance import provenance
@@ -47,6 +48,7 @@ from dpok.losses import dpok_loss, normalise_advantage, value_loss
 from dpok.observe import SampleGridLogger
 from dpok.options import PerPromptStats, epoch_minibatches, step_stds, subsample_steps, trainable_steps
 from dpok.rollout import PromptCache, draw_noise, guided_eps, sample_trajectories
+from dpok.run_lock import OutputDirInUse, OutputDirLock
 from dpok.value import ValueMulti
 
 log = get_logger("dpok")
@@ -125,19 +127,51 @@ class Trainer:
             raise ValueError("--save_legacy_bin: DPOK's legacy .bin has no alpha (scale 1), so it needs "
                              "--lora_alpha equal to --lora_rank (or unset)")
         self.seed = self._resolve_seed()
+        self._lock = OutputDirLock(cfg.output_dir)
+        self._take_lock()  # before anything in --output_dir is read or deleted
+        try:
+            self._build(bundle)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, bundle: ModelBundle | None) -> None:
+        cfg = self.cfg
         self._guard_output_dir()
         self.resume_from = ckpt.resolve_resume(cfg.resume, cfg.output_dir) if cfg.resume else None
-        if self.resume_from is not None and cfg.seed is None:
-            self.seed = int(ckpt.load_rank_state(self.resume_from, self.rank)["seed"])
+        state, self.setting_changes = None, {}
+        if self.resume_from is not None:  # checked before any model is loaded
+            state = ckpt.load_rank_state(self.resume_from, self.rank)
+            self.setting_changes = self._check_resume(self.resume_from, state)
+            if cfg.seed is None:
+                self.seed = int(state["seed"])
         set_seed(self.seed)
         self._setup_model(bundle)
         self._setup_data()
         self._setup_optim()
         self.counters = Counters()
-        if self.resume_from is not None:
-            self._load(self.resume_from)
+        if state is not None:
+            self._load(self.resume_from, state)
 
     # ------------------------------------------------------------------ setup
+    def _take_lock(self) -> None:
+        """The main process takes ``--output_dir``'s lock (dpok/run_lock.py); every process fails alike when
+        another run holds it."""
+        error: list[str | None] = [None]
+        if self.acc.is_main_process:
+            try:
+                self._lock.acquire()
+            except OutputDirInUse as exc:
+                error = [str(exc)]
+        if self.world > 1:
+            broadcast_object_list(error)
+        if error[0]:
+            raise OutputDirInUse(error[0])
+
+    def close(self) -> None:
+        """Give back ``--output_dir``'s lock (done by :meth:`train` when it ends; safe to call twice)."""
+        self._lock.release()
+
     def _resolve_seed(self) -> int:
         if self.cfg.seed is not None:
             return int(self.cfg.seed)
@@ -529,6 +563,9 @@ class Trainer:
                 self.acc.log(metrics, step=self.counters.iteration)
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.4g}", kl=f"{metrics.get('kl', 0):.3g}")
+                if self.acc.is_main_process and (self.counters.iteration % cfg.log_interval == 0
+                                                 or self.counters.iteration == total):
+                    log.info(phase_line(self.counters.iteration, total, metrics))
                 for cb in self.after_iteration:
                     cb(self, metrics)
                 stop = self._stop_requested()
@@ -548,6 +585,7 @@ class Trainer:
                 signal.signal(signal.SIGINT, old_handler)
             if cfg.report_to not in ("none", ""):
                 self.acc.end_training()
+            self.close()
         return last
 
     # ------------------------------------------------------------------ checkpoints
@@ -575,7 +613,8 @@ class Trainer:
         return {
             "kind": "diffusion-blend LoRA checkpoint", "format_version": 1, "algorithm": cfg.algorithm,
             "adapter_file": "pytorch_lora_weights.safetensors",
-            "base_model": cfg.base_model, "rewards": self.reward.weights, "reward_weight": cfg.reward_weight,
+            # the loader's one spelling of the base (absolute path, maintained hub id), and the flag as typed
+            "base_model": canonical_base_model(cfg.base_model), "base_model_given": cfg.base_model, "rewards": self.reward.weights, "reward_weight": cfg.reward_weight,
             "kl_weight": cfg.kl_weight,
             "lora": {"rank": cfg.lora_rank, "alpha": cfg.lora_alpha or cfg.lora_rank, "targets": list(self.targets),
                      "init": cfg.lora_init, "modules": len(self.lora_modules),
@@ -608,13 +647,25 @@ class Trainer:
         self.acc.wait_for_everyone()
         return final
 
-    def _load(self, path: Path) -> None:
-        state = ckpt.load_rank_state(path, self.rank)
+    def _check_resume(self, path: Path, state: dict) -> dict[str, dict]:
+        """The checkpoint must come from as many processes and, unless allowed, the same training settings
+        (every config field but the run-length/saving/logging ones, ``dpok.checkpoint.training_settings``);
+        → the allowed changes."""
+        from diffusion.sources import training_cwd
+
         if state.get("num_processes", 1) != self.world:
             raise ValueError(f"{path} was written by {state['num_processes']} process(es), this run has {self.world}: "
                              f"resume with the same number of processes for an exact continuation")
-        ckpt.check_resume_settings(path, state.get("config") or {}, self.cfg.to_dict(),
-                                   self.cfg.allow_changed_settings)
+        old = dict(state.get("config") or {})
+        old["seed"] = state.get("seed", old.get("seed"))  # the seed it ran with (drawn when not given)
+        new = self.cfg.to_dict()
+        if new["seed"] is None:  # not given: the checkpoint's is used
+            new["seed"] = old["seed"]
+        ran_in = training_cwd(path, old.get("output_dir"))
+        changes = ckpt.changed_settings(old, new, old_search=[ran_in] if ran_in else [])
+        return ckpt.check_resume_settings(path, changes, self.cfg.allow_changed_settings)
+
+    def _load(self, path: Path, state: dict) -> None:
         params = dict(self.unet.named_parameters())
         missing = [n for n in state["lora"] if n not in params]
         if missing or len(state["lora"]) != len(self.lora_params):
@@ -638,7 +689,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.counters = Counters(state["iteration"], state["samples_seen"], state["optimizer_steps"],
                                  dict(state.get("extra") or {}))
-        self._apply_setting_changes(path, state)
+        self._apply_setting_changes(path)
         log.info("resumed from %s at iteration %d", path, self.counters.iteration)
 
     # ------------------------------------------------------------------ output-dir and resume guards
@@ -654,19 +705,30 @@ class Trainer:
                 shutil.rmtree(p)
         self.acc.wait_for_everyone()
 
-    def _apply_setting_changes(self, path: Path, state: dict) -> None:
-        """After an allowed change of settings on resume: record it, and let the new learning rate take effect
-        (the optimizer and scheduler states carry the old one)."""
-        changes = ckpt.changed_settings(state.get("config") or {}, self.cfg.to_dict())
+    def _apply_setting_changes(self, path: Path) -> None:
+        """After an allowed change of settings on resume: record it, and let the new values take effect where the
+        loaded states carry the old ones (optimizer hyper-parameters, learning-rate schedule, buffer size)."""
+        changes = self.setting_changes
         if not changes:
             return
-        log.warning("--allow_changed_settings: continuing %s with %s", path,
-                    "; ".join(f"{k} {v['from']!r} → {v['to']!r}" for k, v in changes.items()))
+        log.warning("--allow_changed_settings: continuing %s with %s", path, ckpt.describe_changes(changes))
         history = list(self.counters.extra.get("settings_changes", []))
         history.append({"iteration": self.counters.iteration, "from_checkpoint": str(path), "changes": changes})
         self.counters.extra["settings_changes"] = history
-        if "learning_rate" in changes:
-            lr = self.cfg.learning_rate
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:
+            group.update(betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.adam_weight_decay,
+                         eps=cfg.adam_epsilon)
+        if self.value is not None:
+            for group in self.value_opt.param_groups:
+                group.update(lr=cfg.v_lr, initial_lr=cfg.v_lr)
+        if self.buffer.capacity != cfg.buffer_size:
+            keep = min(len(self.buffer), cfg.buffer_size)
+            self.buffer.capacity = cfg.buffer_size
+            self.buffer.data = {k: v[len(self.buffer) - keep:] for k, v in self.buffer.data.items()}
+            self.buffer.prompts = self.buffer.prompts[len(self.buffer.prompts) - keep:]
+        if {"learning_rate", "lr_scheduler", "lr_warmup_steps"} & set(changes):
+            lr = cfg.learning_rate
             sched = self.lr_scheduler
             sched.base_lrs = [lr] * len(self.optimizer.param_groups)
             lambdas = getattr(sched, "lr_lambdas", None) or [lambda _: 1.0] * len(self.optimizer.param_groups)
@@ -674,6 +736,21 @@ class Trainer:
                 group["initial_lr"] = lr
                 group["lr"] = lr * fn(sched.last_epoch)
             sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+
+PHASES = ("rollout", "reward", "value", "policy")
+
+
+def phase_line(iteration: int, total: int, metrics: dict) -> str:
+    """One log line per (logged) iteration: the reward, the KL and the seconds of each phase that ran (DPOK:
+    rollout, reward, value, policy; DRaFT only has the iteration's total)."""
+    parts = [f"iteration {iteration}/{total}: reward {metrics.get('reward/mean', float('nan')):.4g} "
+             f"± {metrics.get('reward/std', float('nan')):.3g}"]
+    if "kl" in metrics:
+        parts.append(f"kl {metrics['kl']:.3g}")
+    phases = [f"{p} {metrics[f'{p}_seconds']:.2f}" for p in PHASES if f"{p}_seconds" in metrics]
+    parts.append("seconds: " + ", ".join([*phases, f"total {metrics.get('iteration_seconds', float('nan')):.2f}"]))
+    return "; ".join(parts)
 
 
 def _scalars(d: dict) -> dict:

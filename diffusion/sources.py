@@ -1,0 +1,60 @@
+"""A base model's identity: the name two spellings of the same model share (no torch; cheap to import).
+
+``diffusion.loading.load_bundle`` reads a ``source`` as, in this order: ``builtin:NAME``; a local directory
+(``~`` expanded, relative paths from the current directory); a hub id, where a deleted id is read as its
+maintained copy (:data:`HUB_ALIASES`). :func:`canonical_base_model` maps a source to the same thing in one
+spelling: the resolved absolute path of a local directory, the maintained hub id of an alias, ``builtin:NAME``
+as is. The trainer records it in its manifest, and the base-model checks (``run_DB.py``, ``--resume``)
+compare these forms.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+BUILTIN_PREFIX = "builtin:"
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+HUB_ALIASES = {"runwayml/stable-diffusion-v1-5": SD15}  # deleted id -> the maintained copy
+
+
+def local_source(source: str, search: Sequence[str | os.PathLike] = ()) -> Path | None:
+    """The existing local path ``source`` names (from the current directory, as the loader reads it; a relative
+    path is then tried under each of ``search``), resolved; None when it names none."""
+    if source.startswith(BUILTIN_PREFIX) or not source:
+        return None
+    path = Path(source).expanduser()
+    candidates = [path] + ([Path(base) / path for base in search] if not path.is_absolute() else [])
+    for cand in candidates:
+        if cand.exists():
+            return cand.resolve()
+    return None
+
+
+def canonical_base_model(source: str, search: Sequence[str | os.PathLike] = ()) -> str:
+    """One spelling per base model: ``builtin:NAME`` as is; a local directory → its resolved absolute path
+    (``search``: more directories a relative path may be relative to, for manifests written elsewhere); a deleted
+    hub id → its maintained copy; any other hub id as is."""
+    if source.startswith(BUILTIN_PREFIX):
+        return source
+    local = local_source(source, search)
+    if local is not None:
+        return str(local)
+    return HUB_ALIASES.get(source, source)
+
+
+def training_cwd(checkpoint_dir: str | os.PathLike, output_dir: str | None) -> Path | None:
+    """The directory a trainer ran in, from where its checkpoint lies and the ``--output_dir`` it was given:
+    ``<cwd>/<output_dir>/checkpoint-<N>``. None when ``output_dir`` is absolute or does not match the path."""
+    if not output_dir or Path(output_dir).expanduser().is_absolute():
+        return None
+    parts = Path(os.path.normpath(output_dir)).parts
+    if ".." in parts:
+        return None
+    run = Path(checkpoint_dir).resolve().parent
+    if not parts:  # --output_dir .
+        return run
+    if run.parts[-len(parts):] != parts:
+        return None
+    return Path(*run.parts[:-len(parts)])
