@@ -70,7 +70,7 @@ def test_crop_rounding_differs_on_odd_margins():
 # ---- the measured gap to the PIL path (rewards/README.md quotes these numbers) --------------------------------------
 
 GAP_SIZES = [(512, 512), (480, 640), (64, 64), (97, 64), (300, 225), (768, 512), (1024, 1024)]
-# (max, worst per-size mean) in uint8 steps, measured (torch 2.13.0, pillow of the pinned venv) and rounded up
+# (max, worst per-size mean) in uint8 steps, measured (torch 2.13.0, Pillow 12.3.0) and rounded up
 GAP_BOUNDS = {("smooth", True): (4.0, 0.33), ("smooth", False): (6.0, 0.33),
               ("blocks16", True): (17.0, 0.45), ("blocks16", False): (41.0, 3.7),
               ("blocks4", True): (23.0, 2.3), ("blocks4", False): (52.0, 5.8)}
@@ -110,6 +110,7 @@ LETTERBOX = {
     (448, 301): ((224, 150), (0, 37)),  # 301 · 0.5 = 150.5 → 150 (half to even), not 151
     (97, 64): ((224, 148), (0, 38)),  # 64 · 224 / 97 = 147.8 → 148
     (224, 224): ((224, 224), (0, 0)),  # nothing to do
+    (224, 160): ((224, 160), (0, 32)),  # official: no resize *and no padding* (the ViT then fails); we pad
 }
 
 
