@@ -7,7 +7,10 @@ then the MLP of ``sac+logos+ava1-l14-linearMSE.pth``: Linear(768,1024) → Dropo
 Dropout → Linear(128,64) → Dropout → Linear(64,16) → Linear(16,1), no activations.
 
 Scale: predicted AVA-style rating, about 1…10 (most photos 4…7); higher = more aesthetic.
-Differentiable with respect to the images. Not a reward of the paper (DB drops it; DDPO/DAS use it).
+Differentiable with respect to the images, but the gradients are those of the clamped function: the
+official path is PIL only (8-bit output after resizing), so the resize is clamped to [0, 1] and pixels
+where bicubic overshoots (hard edges) get zero gradient (``rewards/preprocess.py``). Not a reward of the
+paper (DB drops it; DDPO/DAS use it).
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ class AestheticScorer(nn.Module):
     def forward(self, images: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
         check_images(images, prompts)
         p = self.mlp[0].weight
-        pixels = clip_preprocess(images.to(p.device, p.dtype), self.size, CLIP_MEAN, CLIP_STD, crop="torchvision")
+        # clamped after resizing like the official 8-bit PIL path (the only official one; rewards/preprocess.py)
+        pixels = clip_preprocess(images.to(p.device, p.dtype), self.size, CLIP_MEAN, CLIP_STD, crop="torchvision",
+                                 clamp=True)
         return self.score_pixels(pixels).float()
 
 

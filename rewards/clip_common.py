@@ -11,14 +11,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from rewards.checkpoints import CheckpointMismatchError
-from rewards.preprocess import CLIP_MEAN, CLIP_STD, clip_preprocess
+from rewards.preprocess import CLIP_MEAN, CLIP_STD
 from rewards.registry import check_images
 
 CLIP_VOCAB_SIZE = 49408
@@ -108,18 +108,22 @@ def clip_text_embeds(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
 class ClipPairScorer(nn.Module):
     """``scale · cos(image_i, prompt_i)`` (optionally ``+ shift``, clamped at ``floor``) for a CLIPModel. → (N,)
 
+    ``preprocess``: (N, 3, H, W) in [0, 1] → normalised (N, 3, S, S) pixels (``rewards.preprocess``).
+    ``text_clean``: applied to each prompt before the tokenizer (HPSv2: open_clip's clean-up), or None.
     ``scale="logit_scale"`` uses the model's ``logit_scale.exp()`` (PickScore); a number is used as is.
     """
 
-    def __init__(self, name: str, model, tokenizer, size: int, mean, std, crop: str,
-                 scale: float | str = 1.0, shift: float = 0.0, floor: float | None = None) -> None:
+    def __init__(self, name: str, model, tokenizer, preprocess: Callable[[torch.Tensor], torch.Tensor], *,
+                 text_clean: Callable[[str], str] | None = None, scale: float | str = 1.0, shift: float = 0.0,
+                 floor: float | None = None) -> None:
         super().__init__()
         self.name, self.model, self.tokenizer = name, model, tokenizer
-        self.size, self.mean, self.std, self.crop = size, mean, std, crop
+        self.preprocess, self.text_clean = preprocess, text_clean
         self.scale, self.shift, self.floor = scale, shift, floor
 
     def tokenize(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(prompts), padding="max_length", truncation=True,
+        texts = [self.text_clean(p) for p in prompts] if self.text_clean is not None else list(prompts)
+        enc = self.tokenizer(texts, padding="max_length", truncation=True,
                              max_length=self.tokenizer.model_max_length, return_tensors="pt")
         dev = self.model.logit_scale.device
         return {"input_ids": enc["input_ids"].to(dev), "attention_mask": enc["attention_mask"].to(dev)}
@@ -138,5 +142,5 @@ class ClipPairScorer(nn.Module):
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         check_images(images, prompts)
         p = self.model.logit_scale
-        pixels = clip_preprocess(images.to(p.device, p.dtype), self.size, self.mean, self.std, crop=self.crop)
+        pixels = self.preprocess(images.to(p.device, p.dtype))
         return self.score_pixels(pixels, **self.tokenize(prompts)).float()

@@ -5,17 +5,20 @@
 are CLIP-preprocessed (Resize 224 bicubic, CenterCrop 224, CLIP mean/std) as ``CLIPProcessor`` does.
 
 Scale: about 15…35 for SD images; higher = better text–image agreement. Differentiable (except
-where the cosine is clamped at 0).
+where the cosine is clamped at 0); the resize is clamped to [0, 1] like the processor's 8-bit output, so
+pixels where bicubic overshoots get zero gradient (``rewards/preprocess.py``).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from rewards.checkpoints import cache_root, resolve_dir
 from rewards.clip_common import ClipPairScorer, load_clip_dir, preprocess_params, tokenizer_from
+from rewards.preprocess import clip_preprocess
 from rewards.registry import register
 
 MODEL_REPO = "openai/clip-vit-large-patch14"
@@ -33,8 +36,9 @@ def load_clip_score(model: str | Path | None = None, *, scale: float = 100.0, ca
                             allow_patterns=["*.json", "*.txt", "model.safetensors"], allow_download=allow_download)
     clip = load_clip_dir(model_dir, "CLIP score", "CLIPModel", dtype)
     size, mean, std = preprocess_params(model_dir, clip.config.vision_config.image_size)
-    scorer = ClipPairScorer("clip_score", clip, tokenizer_from(model_dir), size, mean, std, crop="transformers",
-                            scale=scale, floor=0.0)
+    # CLIPProcessor works on 8-bit images: clamped after resizing (rewards/preprocess.py)
+    pre = partial(clip_preprocess, size=size, mean=mean, std=std, crop="transformers", clamp=True)
+    scorer = ClipPairScorer("clip_score", clip, tokenizer_from(model_dir), pre, scale=scale, floor=0.0)
     return scorer.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 

@@ -2,18 +2,25 @@
 
 The official checkpoint is an open_clip ViT-H-14 state dict (``{"state_dict": ...}``); open_clip drags
 torchvision in, so the weights are converted to ``transformers.CLIPModel`` by the key map below.
-Official score (``hpsv2.score``, ``hps_version="v2.1"``): open_clip's val transform (Resize 224
-bicubic, CenterCrop 224, CLIP mean/std), ``tokenizer([prompt])`` (CLIP BPE, 77 tokens),
-``model(image, text)`` → L2-normalised features, HPS = ``image_features @ text_features.T`` diagonal,
-i.e. the plain cosine (no logit scale).
+Official score (``hpsv2.score``, ``hps_version="v2.1"``; HPSv2's vendored open_clip with
+``light_augmentation=True`` → ``image_transform(..., resize_longest_max=True)``):
+
+* image: ``ToTensor`` → ``ResizeMaxSize(224, fill=0)`` on the float tensor (longest edge → 224, bicubic,
+  not clamped; zero letterbox to 224×224, no crop) → CLIP mean/std; re-stated by
+  :func:`rewards.preprocess.letterbox_preprocess`;
+* prompt: open_clip's clean-up (ftfy, HTML unescape ×2, whitespace, lower case;
+  :mod:`rewards.open_clip_text`), then the CLIP BPE (77 tokens);
+* ``model(image, text)`` → L2-normalised features, HPS = ``image_features @ text_features.T`` diagonal,
+  i.e. the plain cosine (no logit scale).
 
 Scale: cosine, about 0.20…0.35 for SD images (the HPSv2 paper reports ×100); higher = more preferred
-by humans. Differentiable with respect to the images.
+by humans. Differentiable with respect to the images (no clamp anywhere, as in the official transform).
 """
 
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -27,7 +34,8 @@ from rewards.checkpoints import (
     resolve_file,
 )
 from rewards.clip_common import ClipPairScorer, tokenizer_from
-from rewards.preprocess import CLIP_MEAN, CLIP_STD
+from rewards.open_clip_text import ftfy_missing_warning, open_clip_clean
+from rewards.preprocess import CLIP_MEAN, CLIP_STD, letterbox_preprocess
 from rewards.registry import register
 
 HUB_REPO = "xswu/HPSv2"
@@ -131,8 +139,10 @@ def load_hps(checkpoint: str | Path | None = None, *, version: str = "v2.1", cac
     model = CLIPModel(clip_config_from_open_clip(sd, vision_heads, text_heads))
     load_strict(model, {k: v.float() for k, v in mapped.items()}, path, "HPSv2 (transformers CLIP)")
     size = model.config.vision_config.image_size
-    scorer = ClipPairScorer(f"hps_{version}", model.eval().requires_grad_(False), tokenizer_from(None, 77), size,
-                            CLIP_MEAN, CLIP_STD, crop="torchvision", scale=1.0)
+    ftfy_missing_warning()
+    pre = partial(letterbox_preprocess, size=size, mean=CLIP_MEAN, std=CLIP_STD)
+    scorer = ClipPairScorer(f"hps_{version}", model.eval().requires_grad_(False), tokenizer_from(None, 77), pre,
+                            text_clean=open_clip_clean, scale=1.0)
     return scorer.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 

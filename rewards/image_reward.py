@@ -12,7 +12,10 @@ is loaded through a key map. The computation is the package's ``ImageReward.scor
   ``(mlp − 0.16717362830052426) / 1.0333394966054072``.
 
 Scale: normalised ImageReward, roughly −2 … +2 (mean 0, std 1 over the authors' data); higher =
-better text–image alignment and preference. Differentiable with respect to the images.
+better text–image alignment and preference. Differentiable with respect to the images: the resize is not
+clamped to [0, 1], as in the official differentiable path (``ImageReward/ReFL.py``: the decoded image is
+clamped *before* ``Resize(224, BICUBIC)`` on the float tensor, nothing after); the official PIL path
+(``ImageReward.score``) clamps implicitly by its 8-bit output, so values differ slightly at hard edges.
 """
 
 from __future__ import annotations
@@ -137,7 +140,8 @@ class ImageRewardScorer(nn.Module):
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         check_images(images, prompts)
         p = self.layers[0].weight
-        pixels = clip_preprocess(images.to(p.device, p.dtype), self.image_size, crop="torchvision")
+        # not clamped after resizing: the official differentiable path (ReFL.py) is not (rewards/preprocess.py)
+        pixels = clip_preprocess(images.to(p.device, p.dtype), self.image_size, crop="torchvision", clamp=False)
         return self.score_pixels(pixels, **self.tokenize(prompts)).float()
 
 

@@ -7,17 +7,21 @@ Official computation (the PickScore README): processor ``laion/CLIP-ViT-H-14-lai
 Scale: raw PickScore is about 17…25 for SD-1.5 images (logit_scale.exp() ≈ 100 times a cosine);
 higher = more preferred by Pick-a-Pic users. The paper reports PickScore **shifted by −19**
 (DB's ``baselines/scorers/PickScore_scorer.py`` returns score − 19), so ``pickscore_shifted`` (or
-``shift=-19``) gives the paper's numbers (about −2…+6). Differentiable with respect to the images.
+``shift=-19``) gives the paper's numbers (about −2…+6). Differentiable with respect to the images; the
+resize is clamped to [0, 1] like the processor's 8-bit output, so the gradients are those of the clamped
+function (zero where bicubic overshoots; ``rewards/preprocess.py``).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from rewards.checkpoints import cache_root, resolve_dir
 from rewards.clip_common import ClipPairScorer, load_clip_dir, preprocess_params, tokenizer_from
+from rewards.preprocess import clip_preprocess
 from rewards.registry import register
 
 MODEL_REPO = "yuvalkirstain/PickScore_v1"
@@ -54,8 +58,10 @@ def load_pickscore(model: str | Path | None = None, processor: str | Path | None
     clip = load_clip_dir(model_dir, "PickScore", "CLIPModel", dtype)
     size, mean, std = preprocess_params(proc_dir, clip.config.vision_config.image_size)
     tok_dir = proc_dir if proc_dir is not None else model_dir
-    scorer = ClipPairScorer("pickscore" if shift == 0 else "pickscore_shifted", clip, tokenizer_from(tok_dir),
-                            size, mean, std, crop="transformers", scale="logit_scale", shift=shift)
+    # CLIPProcessor works on 8-bit images: clamped after resizing (rewards/preprocess.py)
+    pre = partial(clip_preprocess, size=size, mean=mean, std=std, crop="transformers", clamp=True)
+    scorer = ClipPairScorer("pickscore" if shift == 0 else "pickscore_shifted", clip, tokenizer_from(tok_dir), pre,
+                            scale="logit_scale", shift=shift)
     return scorer.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 

@@ -88,3 +88,43 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+
+
+def hard_edge_images(n: int, h: int, w: int, seed: int = 0, cell: int = 4) -> torch.Tensor:
+    """Images of flat 0/1 blocks (``cell``×``cell`` pixels, random per channel): every block border is a hard edge,
+    where bicubic resizing overshoots [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    low = (torch.rand(n, 3, -(-h // cell), -(-w // cell), generator=g) > 0.5).float()
+    return low.repeat_interleave(cell, -2).repeat_interleave(cell, -1)[..., :h, :w].contiguous()
+
+
+def pil_float_resize(channel: np.ndarray, width: int, height: int) -> np.ndarray:
+    """PIL's bicubic resize of one float32 channel (mode "F": no 8-bit rounding, no clamping)."""
+    return np.asarray(Image.fromarray(channel.astype(np.float32), mode="F").resize((width, height), Image.BICUBIC))
+
+
+def normalise(x: torch.Tensor, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
+    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def official_tensor_clip_preprocess(image: torch.Tensor, size: int = 224) -> torch.Tensor:
+    """ImageReward's ``ReFL.py`` path on one float image (3, H, W): torchvision ``Resize(size, BICUBIC)`` on the
+    tensor (no clamp), ``CenterCrop`` (offset rounded), Normalize. Re-stated with PIL float resizes."""
+    _, h, w = image.shape
+    nh, nw = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+    arr = np.stack([pil_float_resize(c, nw, nh) for c in image.numpy()])
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    return normalise(torch.from_numpy(arr[:, top:top + size, left:left + size].copy()))
+
+
+def official_letterbox(image: torch.Tensor, new_hw: tuple[int, int], top_left: tuple[int, int],
+                       size: int = 224) -> torch.Tensor:
+    """HPSv2's val transform on one float image (3, H, W), by hand: PIL float bicubic resize to ``new_hw``, paste
+    at ``top_left`` on a black ``size``×``size`` canvas, then Normalize (so the border is −mean/std)."""
+    (nh, nw), (top, left) = new_hw, top_left
+    out = []
+    for c in image.numpy():
+        canvas = Image.new("F", (size, size), 0.0)
+        canvas.paste(Image.fromarray(pil_float_resize(c, nw, nh), mode="F"), (left, top))
+        out.append(np.asarray(canvas))
+    return normalise(torch.from_numpy(np.stack(out)))

@@ -15,6 +15,7 @@ from conftest_rewards import (
     gelu,
     layer_norm,
     official_clip_preprocess,
+    official_letterbox,
     quantized_images,
     randomize_,
     to_pil,
@@ -228,21 +229,61 @@ def restated_hps(sd, pixels, prompts):
     return (img @ txt.T).diagonal()
 
 
-def test_hps_equals_restatement(tmp_path):
+@pytest.fixture
+def hps_scorer(tmp_path):
     sd = open_clip_state_dict()
     (tmp_path / "HPSv2").mkdir()
     torch.save({"state_dict": sd}, tmp_path / "HPSv2" / "HPS_v2.1_compressed.pt")
-    scorer = get_reward("hps", cache_dir=tmp_path, vision_heads=HEADS, text_heads=HEADS)  # found via cache layout
+    return get_reward("hps", cache_dir=tmp_path, vision_heads=HEADS, text_heads=HEADS), sd  # found via cache layout
+
+
+def test_hps_equals_restatement(hps_scorer):
+    scorer, sd = hps_scorer
     images = quantized_images(2, 224, 224, seed=9)
-    want = restated_hps(sd, official_pixels(images, "torchvision"), PROMPTS)
+    want = restated_hps(sd, official_pixels(images, "torchvision"), PROMPTS)  # 224²: no resize, no padding
     assert (want[0] - want[1]).abs() > 1e-3
     torch.testing.assert_close(scorer(images, PROMPTS), want, atol=1e-5, rtol=1e-5)
-    images = quantized_images(2, 97, 64, seed=10).requires_grad_(True)
+
+
+# HPSv2's ResizeMaxSize letterbox, by hand: (H, W) → resized (H', W'), paste at (top, left) on black.
+@pytest.mark.parametrize("hw,new_hw,top_left", [((48, 64), (168, 224), (28, 0)), ((80, 48), (224, 134), (0, 45))])
+def test_hps_non_square_images_are_letterboxed(hps_scorer, hw, new_hw, top_left):
+    scorer, sd = hps_scorer
+    images = quantized_images(2, *hw, seed=10).requires_grad_(True)
     got = scorer(images, PROMPTS)
-    torch.testing.assert_close(got.detach(), restated_hps(sd, official_pixels(images.detach(), "torchvision"),
-                                                          PROMPTS), atol=0.01, rtol=0)
+    pixels = torch.stack([official_letterbox(im, new_hw, top_left) for im in images.detach()])
+    torch.testing.assert_close(got.detach(), restated_hps(sd, pixels, PROMPTS), atol=1e-4, rtol=0)
     got.sum().backward()
-    assert images.grad.abs().sum() > 0
+    assert (images.grad != 0).float().mean() > 0.99  # every content pixel reaches the score
+
+
+def test_hps_prompts_cleaned_as_open_clip(hps_scorer):
+    """open_clip's tokenizer: ftfy, html.unescape twice, strip, whitespace runs → one space, lower case."""
+    scorer, _ = hps_scorer
+    raw = ["Rock &amp; Roll", "Tom&#39;s  CAT\tx", "  fish &amp;amp; CHIPS\n", "A\u00a0photo  OF\ta Cat"]
+    clean = ["rock & roll", "tom's cat x", "fish & chips", "a photo of a cat"]
+    ids = scorer.tokenize(raw)["input_ids"]
+    torch.testing.assert_close(ids, scorer.tokenize(clean)["input_ids"])
+    assert ids[1, :6].tolist() == [49406, 2435, 568, 2368, 343, 49407]  # <sot> tom 's cat x <eot>
+    assert not torch.equal(ids, clip_tokenizer()(raw, padding="max_length", max_length=77,
+                                                 return_tensors="pt")["input_ids"])  # the uncleaned ids differ
+
+
+def test_hps_prompt_clean_without_ftfy_warns(monkeypatch):
+    import rewards.open_clip_text as oct
+
+    monkeypatch.setattr(oct, "ftfy", None)
+    monkeypatch.setattr(oct, "_warned", False)
+    with pytest.warns(UserWarning, match="ftfy is not installed"):
+        oct.ftfy_missing_warning()
+    assert oct.open_clip_clean(" Tom&amp;#39;s\t CAT ") == "tom's cat"  # &amp;#39; → &#39; → '
+
+
+def test_hps_prompt_clean_with_ftfy():
+    pytest.importorskip("ftfy")
+    from rewards.open_clip_text import open_clip_clean
+
+    assert open_clip_clean("Tom\u2019s ﬁsh &amp; CHIPS") == "tom's fish & chips"  # curly quote, ligature
 
 
 def test_hps_rejects_other_checkpoints(tmp_path):

@@ -9,7 +9,16 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest_rewards import attention, gelu, layer_norm, official_clip_preprocess, quantized_images, to_pil
+from conftest_rewards import (
+    attention,
+    gelu,
+    hard_edge_images,
+    layer_norm,
+    official_clip_preprocess,
+    official_tensor_clip_preprocess,
+    quantized_images,
+    to_pil,
+)
 
 from rewards import get_reward
 from rewards.checkpoints import CheckpointMismatchError, MissingCheckpointError
@@ -164,6 +173,18 @@ def test_other_sizes_close_to_official(scorer, ckpt_dir):
                                    return_tensors="pt")
     want = restated_image_reward(sd, pixels, enc["input_ids"], enc["attention_mask"])
     torch.testing.assert_close(scorer(images, PROMPTS), want, atol=0.05, rtol=0)  # uint8 rounding in PIL only
+
+
+def test_hard_edges_follow_refl_tensor_path(scorer, ckpt_dir):
+    """ReFL.py's differentiable path resizes the float tensor without clamping; bicubic overshoots at hard edges
+    and the score (and its gradient) must include the overshoot, as there."""
+    _, sd = ckpt_dir
+    images = hard_edge_images(2, 64, 80, seed=4, cell=8)
+    pixels = torch.stack([official_tensor_clip_preprocess(im) for im in images])
+    enc = image_reward_tokenizer()(PROMPTS, padding="max_length", truncation=True, max_length=35,
+                                   return_tensors="pt")
+    want = restated_image_reward(sd, pixels, enc["input_ids"], enc["attention_mask"])
+    torch.testing.assert_close(scorer(images, PROMPTS), want, atol=1e-4, rtol=0)
 
 
 def test_gradients_reach_images(scorer):
