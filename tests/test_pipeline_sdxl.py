@@ -9,7 +9,7 @@ import torch
 
 from diffusion.adapters import activate
 from diffusion.lora import random_lora
-from diffusion.tiny import make_tiny_sd3, make_tiny_sdxl
+from diffusion.tiny import make_tiny_sdxl
 from diffusion_blend import DiffusionBlendPipeline, DiffusionBlendXLPipeline
 
 
@@ -52,7 +52,3 @@ def test_mpa_blends_on_sdxl(xl_pipes):
     mix = blend("a cat", weights={"a": 0.5, "b": 0.5}, **kw).images
     assert not torch.equal(mix, a) and not torch.equal(mix, b)
 
-
-def test_sd3_bundle_is_refused_by_the_pipeline():
-    with pytest.raises(ValueError, match="sd3"):
-        DiffusionBlendPipeline.from_bundle(make_tiny_sd3())
