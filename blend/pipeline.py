@@ -29,6 +29,8 @@ import torch
 from diffusers import (
     AutoencoderKL,
     DiffusionPipeline,
+    FlowMatchEulerDiscreteScheduler,
+    SD3Transformer2DModel,
     StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
@@ -44,7 +46,7 @@ from diffusers.loaders import (
 from diffusers.pipelines.stable_diffusion import StableDiffusionPipelineOutput
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import retrieve_timesteps
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
 from blend.predictor import CallOptions
 from blend.sampler import SamplerConfig, _RowPlan, denoise, encode_per_model, initial_noise, step_generators
@@ -760,8 +762,10 @@ class DiffusionBlendSD3Pipeline(_BlendCore, DiffusionPipeline, SD3LoraLoaderMixi
     _optional_components = ["text_encoder_3", "tokenizer_3", "vae"]
     _callback_tensor_inputs = ["latents"]
 
-    def __init__(self, transformer, scheduler, vae, text_encoder, tokenizer, text_encoder_2, tokenizer_2,
-                 text_encoder_3=None, tokenizer_3=None) -> None:
+    def __init__(self, transformer: SD3Transformer2DModel, scheduler: FlowMatchEulerDiscreteScheduler,
+                 vae: AutoencoderKL, text_encoder: CLIPTextModelWithProjection, tokenizer: CLIPTokenizer,
+                 text_encoder_2: CLIPTextModelWithProjection, tokenizer_2: CLIPTokenizer,
+                 text_encoder_3: T5EncoderModel | None = None, tokenizer_3: T5TokenizerFast | None = None) -> None:
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
                               text_encoder_3=text_encoder_3, tokenizer=tokenizer, tokenizer_2=tokenizer_2,
@@ -782,6 +786,10 @@ class DiffusionBlendSD3Pipeline(_BlendCore, DiffusionPipeline, SD3LoraLoaderMixi
     def interrupt(self) -> bool:
         return self._interrupt
 
+    # the stock SD3 pipeline's prompt encoding, used as it is (its encode_prompt calls these helpers)
+    encode_prompt = StableDiffusion3Pipeline.encode_prompt
+    _get_clip_prompt_embeds = StableDiffusion3Pipeline._get_clip_prompt_embeds
+    _get_t5_prompt_embeds = StableDiffusion3Pipeline._get_t5_prompt_embeds
     from_pretrained = classmethod(DiffusionBlendPipeline.from_pretrained.__func__)
     from_pipe = classmethod(DiffusionBlendPipeline.from_pipe.__func__)
 
