@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from blend.eps import BASE, classifier_free_guidance
-from diffusion.adapters import FoldedAdapter, activate, routed
+from diffusion.adapters import FoldedAdapter, activate, mixed_batch_ok, routed
 from diffusion.bundle import ModelBundle
 from diffusion.conditioning import Cond, cat_conditioning, run_denoiser
 
@@ -114,7 +114,7 @@ class NoisePredictor:
             c = cond[model] if isinstance(cond, Mapping) else cond
             plan.append((model, xs, u if idx is None else u[idx], c if idx is None else c[idx]))
         if (self.batched or route) and len(plan) > 1 and not any(p[0] in full for p in plan) \
-                and self.options.routable and self.options.cfg:
+                and self.options.routable and self.options.cfg and mixed_batch_ok(self.bundle.unet):
             self._folded.restore()
             return self._batched(plan, t)
         out = {}
