@@ -41,7 +41,7 @@ import inspect
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +49,7 @@ import torch
 from tqdm.auto import tqdm
 
 from blend.eps import BASE, blend_eps, combine
-from blend.predictor import NoisePredictor
+from blend.predictor import CallOptions, NoisePredictor
 from blend.schedule import step_progress
 from blend.spec import HYBRID_OTHERS, BlendSpec
 from diffusion.adapters import activate
@@ -170,21 +170,30 @@ def encode_for_models(bundle: ModelBundle, prompts: Sequence[str], models: Seque
     LoRA when it has one, the pretrained text encoder otherwise (``BASE``, full-UNet members, UNet-only
     adapters). The text encoder's adapter flags are restored afterwards.
     """
+    return encode_per_model(bundle, models, lambda: bundle.encode_prompts(list(prompts)))
+
+
+def encode_per_model(bundle: ModelBundle, models: Sequence[str], encode: Callable[[], object],
+                     base_as_is: bool = False):
+    """``encode()`` once per text-encoder state the ``models`` need: its value when the text encoder holds no
+    LoRA parts, else ``{model: value}`` (see :func:`encode_for_models`). ``base_as_is``: ``BASE`` encodes with
+    the text encoder's adapter flags as they are (a diffusers pipeline's ``set_adapters`` state)."""
     te_adapters = set(adapter_names(bundle.text_encoder))
     if not te_adapters:
-        return bundle.encode_prompts(list(prompts))
+        return encode()
     from peft.tuners.lora import LoraLayer
 
     layers = [m for m in bundle.text_encoder.modules() if isinstance(m, LoraLayer)]
     saved = [(layer._disable_adapters, list(layer._active_adapter)) for layer in layers]
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, object] = {}
     try:
-        by_state: dict[str, torch.Tensor] = {}
+        by_state: dict[str, object] = {}
         for model in models:
             state = model if model in te_adapters else BASE
             if state not in by_state:
-                activate(bundle.text_encoder, state)
-                by_state[state] = bundle.encode_prompts(list(prompts))
+                if not (base_as_is and state == BASE):
+                    activate(bundle.text_encoder, state)
+                by_state[state] = encode()
             out[model] = by_state[state]
     finally:
         for layer, (disabled, active) in zip(layers, saved):
@@ -292,7 +301,8 @@ class _RowPlan:
 def denoise(bundle: ModelBundle, specs: Sequence[BlendSpec], x: torch.Tensor, cond, uncond, scheduler,
             config: SamplerConfig, *, seeds: Sequence[int] | None = None, noise: torch.Tensor | None = None,
             generator=None, progress: bool = False, label: str = "",
-            prompts: Sequence[str] | None = None) -> tuple[torch.Tensor, list[int], list | None]:
+            prompts: Sequence[str] | None = None, options: CallOptions | None = None,
+            on_step: Callable | None = None) -> tuple[torch.Tensor, list[int], list | None]:
     """Run the blended reverse process from x_T to x_0 with ``scheduler.step``; → (x_0, evals per row, choices).
 
     Args:
@@ -302,21 +312,24 @@ def denoise(bundle: ModelBundle, specs: Sequence[BlendSpec], x: torch.Tensor, co
         scheduler: any diffusers scheduler, after ``set_timesteps``.
         noise: pre-drawn step noise (steps, N, C, H, W), passed as ``variance_noise`` where the scheduler takes it.
         generator: what the scheduler's ``step`` gets as ``generator`` (a generator or one per row).
+        options: a diffusers pipeline call's extras (``blend.predictor.CallOptions``; default: none).
+        on_step: ``on_step(i, t, x) -> (x, stop)`` after every scheduler step (a pipeline's
+            ``callback_on_step_end``): its x replaces the sample, ``stop`` ends the loop (``pipe._interrupt``).
     """
     timesteps = scheduler.timesteps.tolist()
     plan = _RowPlan(specs, seeds, len(timesteps), prompts if config.noise == "per_image" else None, config.ls_draw)
     soups = {s.soup_spec.soup_adapter_name for s in specs if s.soup_spec is not None}
-    predictor = NoisePredictor(bundle, config.guidance, batched=config.batched, fold=soups)
+    predictor = NoisePredictor(bundle, config.guidance, batched=config.batched, fold=soups, options=options)
     try:
         return _denoise_steps(predictor, plan, timesteps, x, cond, uncond, scheduler, config, noise, generator,
-                              progress, label)
+                              progress, label, on_step)
     finally:
         predictor.restore_weights()  # a soup's ΔW folded into the base weights comes out bit for bit
 
 
 def _denoise_steps(predictor: NoisePredictor, plan: _RowPlan, timesteps: list, x: torch.Tensor, cond, uncond,
                    scheduler, config: SamplerConfig, noise: torch.Tensor | None, generator, progress: bool,
-                   label: str) -> tuple[torch.Tensor, list[int], list | None]:
+                   label: str, on_step: Callable | None = None) -> tuple[torch.Tensor, list[int], list | None]:
     n = x.shape[0]
     step_kwargs = {}
     if _accepts(scheduler.step, "eta"):
@@ -350,6 +363,10 @@ def _denoise_steps(predictor: NoisePredictor, plan: _RowPlan, timesteps: list, x
         if takes_noise:
             step_kwargs["variance_noise"] = noise[i]
         x = scheduler.step(eps, t, x, **step_kwargs, return_dict=False)[0]
+        if on_step is not None:
+            x, stop = on_step(i, t, x)
+            if stop:
+                break
     return x, evals, plan.choices
 
 

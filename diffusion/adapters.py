@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from peft.tuners.lora import LoraLayer
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 from diffusion.guidance import BASE  # the pretrained model: every adapter disabled
 
@@ -30,15 +31,24 @@ _INDEX = "_db_lora_index"  # attribute of the UNet holding the _Index
 _ROUTED = object()  # marker: the last writer was routed(); flags are in an unknown per-layer state
 
 
+def held_adapters(layer: BaseTunerLayer) -> set[str]:
+    """Names of the adapters a PEFT layer holds, for any tuner (LoRA/DoRA ``lora_A``, LoHa ``hada_*``, LoKr ``lokr_*``)."""
+    return {n for attr in layer.adapter_layer_names for n in getattr(layer, attr, {})}
+
+
 class _Index:
-    """The LoRA layers of one UNet and, per adapter name, the active-adapter list of each layer."""
+    """The PEFT layers of one UNet (LoRA, DoRA, LoHa, LoKr …) and, per adapter name, each layer's active list."""
 
     def __init__(self, unet: torch.nn.Module) -> None:
-        self.layers: list[LoraLayer] = [m for m in unet.modules() if isinstance(m, LoraLayer)]
-        names = {n for layer in self.layers for n in layer.lora_A}
+        self.layers: list[BaseTunerLayer] = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
+        held = [held_adapters(layer) for layer in self.layers]
+        names = {n for h in held for n in h}
+        # PEFT's mixed-batch path (``routed``) covers plain LoRA layers only (no DoRA, LoHa or LoKr)
+        self.mixed_batch = all(isinstance(layer, LoraLayer) and not any(layer.use_dora.values())
+                               for layer in self.layers)
         # for each adapter, the value of ``_active_adapter`` each layer gets (a fresh list per layer, as PEFT does)
         self.plans: dict[str, list[tuple[dict, list[str]]]] = {
-            n: [(layer.__dict__, [n] if n in layer.lora_A else []) for layer in self.layers] for n in names}
+            n: [(layer.__dict__, [n] if n in h else []) for layer, h in zip(self.layers, held)] for n in names}
         self.dicts = [layer.__dict__ for layer in self.layers]
         self.current: object = None  # the model last set by activate(); None = unknown
 
@@ -60,9 +70,15 @@ def _index(unet: torch.nn.Module) -> _Index:
     return idx
 
 
-def lora_layers(unet: torch.nn.Module) -> list[LoraLayer]:
-    """The UNet's PEFT LoRA layers, in module order (indexed once; see :func:`clear_cache`)."""
+def lora_layers(unet: torch.nn.Module) -> list[BaseTunerLayer]:
+    """The UNet's PEFT layers, in module order (indexed once; see :func:`clear_cache`)."""
     return _index(unet).layers
+
+
+def mixed_batch_ok(unet: torch.nn.Module) -> bool:
+    """Can :func:`routed` give rows different adapters? Only when every PEFT layer is a plain LoRA (no DoRA,
+    LoHa, LoKr: PEFT's mixed-batch forward does not cover them; they run one adapter per call)."""
+    return _index(unet).mixed_batch
 
 
 def clear_cache(unet: torch.nn.Module) -> None:
@@ -148,7 +164,7 @@ class FoldedAdapter:
         """Fold ``name`` into the base weights and disable every adapter (a no-op if it is folded already)."""
         if self.name != name:
             self.restore()
-            layers = [layer for layer in _index(self.unet).layers if name in layer.lora_A]
+            layers = [layer for layer in _index(self.unet).layers if name in getattr(layer, "lora_A", {})]
             if not layers:
                 raise KeyError(f"the UNet has no adapter named {name!r}; it has {adapters_in(self.unet)}")
             try:

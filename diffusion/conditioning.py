@@ -87,22 +87,23 @@ def family_of(cond: Cond) -> str:
 
 
 def run_denoiser(denoiser: torch.nn.Module, family: str | None, x: torch.Tensor, t: int | float | torch.Tensor,
-                 cond: Cond) -> torch.Tensor:
+                 cond: Cond, **kwargs) -> torch.Tensor:
     """The network's raw prediction at (x (N, C, H, W), t) — ε for ``sd``/``sdxl``, velocity for ``sd3``.
 
-    ``family`` None infers it from the conditioning (:func:`family_of`).
+    ``family`` None infers it from the conditioning (:func:`family_of`). ``kwargs`` go to the network as they are
+    (a diffusers pipeline's ``cross_attention_kwargs``, ``timestep_cond``, SD3's ``joint_attention_kwargs``).
     """
     family = family or family_of(cond)
     if family == "sd":
         hidden = cond.hidden if isinstance(cond, Conditioning) else cond
-        return denoiser(x, t, encoder_hidden_states=hidden).sample
+        return denoiser(x, t, encoder_hidden_states=hidden, **kwargs).sample
     if not isinstance(cond, Conditioning):
         raise TypeError(f"a {family} model needs a Conditioning (pooled embeddings), not a plain tensor")
     if family == "sdxl":
         return denoiser(x, t, encoder_hidden_states=cond.hidden,
-                        added_cond_kwargs={"text_embeds": cond.pooled, "time_ids": cond.time_ids}).sample
+                        added_cond_kwargs={"text_embeds": cond.pooled, "time_ids": cond.time_ids}, **kwargs).sample
     if family == "sd3":
         timestep = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
         return denoiser(hidden_states=x, encoder_hidden_states=cond.hidden, pooled_projections=cond.pooled,
-                        timestep=timestep).sample
+                        timestep=timestep, **kwargs).sample
     raise ValueError(f"unknown model family {family!r}; supported: {', '.join(FAMILIES)}")

@@ -170,7 +170,7 @@ def test_pipeline_hybrid_is_the_samplers(tiny_with_adapters):
                                   unet=bundle.unet, scheduler=bundle.scheduler)
     pipe.set_progress_bar_config(disable=True)
     lat = pipe(PROMPTS, weights=dict(zip("ab", W)), method="hybrid_late", seeds=[0, 1], num_inference_steps=4,
-               guidance_scale=7.5, output_type="latent").images
+               guidance_scale=7.5, eta=1.0, output_type="latent").images  # the sampler's (paper's) η
     ref = sample_hybrid(bundle, HybridSchedule(("a", "b"), W, **NAMED["hybrid_late"]), PROMPTS, [0, 1],
                         SamplerConfig(steps=4))
     assert torch.equal(bundle.decode(lat).cpu(), ref.images)

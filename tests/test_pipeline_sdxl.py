@@ -9,7 +9,7 @@ import torch
 
 from diffusion.adapters import activate
 from diffusion.lora import random_lora
-from diffusion.tiny import make_tiny_sd3, make_tiny_sdxl
+from diffusion.tiny import make_tiny_sdxl
 from diffusion_blend import DiffusionBlendPipeline, DiffusionBlendXLPipeline
 
 
@@ -53,6 +53,23 @@ def test_mpa_blends_on_sdxl(xl_pipes):
     assert not torch.equal(mix, a) and not torch.equal(mix, b)
 
 
-def test_sd3_bundle_is_refused_by_the_pipeline():
-    with pytest.raises(ValueError, match="sd3"):
-        DiffusionBlendPipeline.from_bundle(make_tiny_sd3())
+
+@pytest.mark.parametrize("kw", [dict(prompt_2=["oil painting", "a sketch"], negative_prompt_2="blurry"),
+                                dict(original_size=(64, 48), crops_coords_top_left=(4, 8), target_size=(40, 40)),
+                                dict(negative_original_size=(20, 20), negative_target_size=(30, 30)),
+                                dict(guidance_rescale=0.6), dict(denoising_end=0.5)])
+def test_sdxl_arguments_match_the_stock_pipeline(xl_pipes, kw):
+    stock, blend = xl_pipes
+    base = dict(num_inference_steps=3, guidance_scale=4.0, output_type="np")
+    # one prompt with negative sizes: diffusers 0.42 repeats [negative, positive] time ids row-wise, which pairs
+    # them with the wrong rows of a larger batch; the blend pipeline gives every row its own
+    prompts = ["a red cat"] if "negative_original_size" in kw else ["a red cat", "a dog"]
+    activate(stock.unet, "a")
+    try:
+        ref = stock(prompts, generator=torch.Generator().manual_seed(0), **base, **kw).images
+    finally:
+        activate(stock.unet, None)
+    ours = blend(prompts, weights={"a": 1.0}, generator=torch.Generator().manual_seed(0), **base, **kw).images
+    plain = blend(prompts, weights={"a": 1.0}, generator=torch.Generator().manual_seed(0), **base).images
+    assert abs(ours - plain).max() > 1e-4  # the argument acts
+    torch.testing.assert_close(torch.as_tensor(ours), torch.as_tensor(ref), rtol=0, atol=1e-5)
