@@ -257,6 +257,49 @@ def paired(rows_a: Sequence[dict], rows_b: Sequence[dict], value_a, value_b=None
                     [a["seed"] for a, _ in pairs], unit)
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values of a family of tests (Holm 1979, Scand. J. Statist. 6(2)).
+
+    Sorted ascending, p_(i) becomes max over j ≤ i of min(1, (k − j + 1)·p_(j)); rejecting every test with
+    adjusted p < α controls the family-wise error rate at α. NaN p-values are left as NaN and not counted.
+    """
+    ps = list(p_values)
+    idx = sorted((i for i, p in enumerate(ps) if p == p), key=lambda i: ps[i])
+    k, running, out = len(idx), 0.0, [float("nan")] * len(ps)
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (k - rank) * ps[i]))
+        out[i] = running
+    return out
+
+
+def simultaneous_level(k: int, level: float = 0.95) -> float:
+    """The per-interval level that makes k intervals hold together at ``level`` (Bonferroni: 1 − (1−level)/k).
+
+    Intervals at this level that exclude 0 agree with Holm's rejections at α = 1 − level or are stricter."""
+    return 1 - (1 - level) / max(k, 1)
+
+
+def with_training_seeds(per_seed: Sequence[Estimate], pooled: Estimate) -> Estimate:
+    """A difference averaged over independently trained models (e.g. DB-MPA − the oracle of training seed s).
+
+    ``per_seed``: the paired estimate against each training seed's model; ``pooled``: the paired estimate of
+    the per-image difference averaged over those models (its s.e. holds the sampling noise given these S
+    models). The variance adds the training-seed component, estimated by the spread of the S per-seed means
+    (conservative: that spread also holds some sampling noise):
+
+        V = se_pooled² + Var_s(Δ_s) / S,   df by Welch–Satterthwaite from (df_pooled, S − 1).
+
+    With one seed the seed component is unknown and the pooled estimate is returned unchanged.
+    """
+    means = np.array([e.mean for e in per_seed], dtype=np.float64)
+    s = len(means)
+    if s < 2:
+        return pooled
+    a, b = pooled.se ** 2, float(means.var(ddof=1)) / s
+    df = (a + b) ** 2 / ((a * a) / max(pooled.df, 1) + (b * b) / (s - 1)) if a + b > 0 else pooled.df
+    return Estimate(pooled.mean, math.sqrt(a + b), pooled.n, max(1, int(df)), f"{pooled.unit}+training seed")
+
+
 def fmt_p(p: float) -> str:
     if p != p:
         return "—"
@@ -264,4 +307,5 @@ def fmt_p(p: float) -> str:
 
 
 __all__ = ["Estimate", "UNITS", "naive", "clustered", "twoway", "estimate", "bootstrap_twoway", "cluster_var",
-           "paired", "row_estimate", "describe_unit", "default_unit", "t_quantile", "t_sf", "fmt_p"]
+           "paired", "row_estimate", "describe_unit", "default_unit", "t_quantile", "t_sf", "fmt_p", "holm",
+           "simultaneous_level", "with_training_seeds"]

@@ -90,3 +90,26 @@ def test_twoway_bootstrap_agrees_with_the_analytic_error():
     # one seed: the two-way error falls back to the prompt clusters
     one = twoway(y[seeds == 0], prompts[seeds == 0], seeds[seeds == 0])
     assert one.unit == "prompt" and one.se == pytest.approx(naive(y[seeds == 0]).se)
+
+
+def test_holm_matches_the_step_down_definition():
+    from blend.stats import holm
+
+    # k = 4: sorted 0.01, 0.02, 0.03, 0.5 → 0.04, max(0.04, 0.06), max(0.06, 0.06), max(0.06, 0.5)
+    assert holm([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert holm([0.9, 0.3]) == pytest.approx([0.9, 0.6]) and holm([0.8, 0.7]) == [1.0, 1.0]  # monotone, capped
+    out = holm([float("nan"), 0.01, 0.04])
+    assert out[0] != out[0] and out[1:] == pytest.approx([0.02, 0.04])  # NaN not counted
+
+
+def test_training_seed_variance_widens_the_interval():
+    from blend.stats import Estimate, simultaneous_level, with_training_seeds
+
+    pooled = Estimate(0.10, 0.02, 144, 11, "prompt")
+    same = [Estimate(0.10, 0.03, 144, 11, "prompt")] * 3
+    spread = [Estimate(m, 0.03, 144, 11, "prompt") for m in (0.0, 0.1, 0.2)]
+    assert with_training_seeds(same, pooled).se == pytest.approx(0.02)  # no seed spread: sampling s.e. only
+    wide = with_training_seeds(spread, pooled)
+    assert wide.se == pytest.approx((0.02 ** 2 + 0.01 / 3) ** 0.5) and wide.df < 11
+    assert with_training_seeds(spread[:1], pooled) is pooled
+    assert simultaneous_level(2) == pytest.approx(0.975)
