@@ -279,6 +279,14 @@ def _check_sampler_flags(args: argparse.Namespace, flag_names: dict[str, str]) -
         raise PlanError(f"--scheduler {args.scheduler!r} is not known; choose from {', '.join(SCHEDULERS)}")
 
 
+def check_weight_counts(weights: list[tuple[float, ...]], adapters: list[str], reward_names: list[str]) -> None:
+    """One weight per adapter (per reward for the baselines that run without adapters)."""
+    m = len(adapters)
+    bad = [w for w in weights if len(w) != (m or len(reward_names))]
+    if bad:
+        raise PlanError(f"weight vector {bad[0]} has {len(bad[0])} entries but there are {m} adapters {adapters}")
+
+
 def check_weight_sums(weights: list[tuple[float, ...]], flag: str) -> None:
     """Every weight vector of ``flag`` must be finite and sum to 1 (every method that takes weights needs it)."""
     for w in weights:
@@ -334,7 +342,7 @@ def check_plan_size(specs: list[BlendSpec], prompts: list[str], seeds: list[int]
             per_step = 1.0
         evals += per_step * steps * len(prompts) * len(seeds)
     hours = evals * ASSUMED_SECONDS_PER_EVAL / 3600
-    what = (f"{n_images:,} images ({len(specs)} configs × {len(prompts)} prompts × {len(seeds)} seeds), at least "
+    what = (f"{n_images:,} images ({len(specs)} configs × {len(prompts):,} prompts × {len(seeds):,} seeds), at least "
             f"{evals:,.0f} UNet evaluations: about {hours:,.1f} h at an assumed {ASSUMED_SECONDS_PER_EVAL:g} s per "
             f"evaluation (baselines cost more)")
     if not yes:
@@ -360,15 +368,26 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     toy_default = apply_builtin_default(args, set(explicit))
     original = bool(args.t2i_path or args.vila_path or args.ir_weight is not None)
     _check_sampler_flags(args, flag_names)
+    adapters = [(n, p, "--lora") for n, p in named_paths(args.lora, "--lora")]
+    if args.t2i_path:
+        adapters.append(("t2i", args.t2i_path, "--t2i_path"))
+    if args.vila_path:
+        adapters.append(("vila", args.vila_path, "--vila_path"))
+    members = named_paths(args.model, "--model")
+    oracles = named_paths(args.oracle, "--oracle")
+    base_model = args.base_model or (PAPER_BASE_MODEL if original else DEFAULT_BASE_MODEL)
+    builtin_demo = base_model.startswith("builtin:tiny") and not adapters and not members  # random demo adapters
     if args.prompt_file and args.prompts is not None:
         raise PlanError("--prompt_file and --prompts both name the prompts; give one of them")
     weights = parse_weights(args.weights)
     if args.ir_weight is not None:
         weights.append((args.ir_weight, 1.0 - args.ir_weight))
-    check_weight_sums(weights, "--weights")
-    weights_end = parse_weights(args.weights_end, "--weights_end")
-    check_weight_sums(weights_end, "--weights_end")
     reward_names = _reward_names(args.rewards, original)
+    adapter_names = list(DEMO_ADAPTERS) if builtin_demo else [n for n, _, _ in adapters] + [n for n, _ in members]
+    weights_end = parse_weights(args.weights_end, "--weights_end")
+    for vectors, flag in ((weights, "--weights"), (weights_end, "--weights_end")):
+        check_weight_counts(vectors, adapter_names, reward_names)
+        check_weight_sums(vectors, flag)
     prompts = _prompts(args.prompt_file, args.prompts)
     if args.n_seeds is not None and args.n_seeds < 1:
         raise PlanError("--n_seeds must be ≥ 1")
@@ -390,15 +409,6 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     device = resolve_device(args.device)
     if device.type == "cpu" and getattr(torch, args.dtype) != torch.float32:
         raise PlanError("use --dtype float32 on the CPU (half precision is for GPUs)")
-    adapters = [(n, p, "--lora") for n, p in named_paths(args.lora, "--lora")]
-    if args.t2i_path:
-        adapters.append(("t2i", args.t2i_path, "--t2i_path"))
-    if args.vila_path:
-        adapters.append(("vila", args.vila_path, "--vila_path"))
-    members = named_paths(args.model, "--model")
-    oracles = named_paths(args.oracle, "--oracle")
-    base_model = args.base_model or (PAPER_BASE_MODEL if original else DEFAULT_BASE_MODEL)
-    builtin_demo = base_model.startswith("builtin:tiny") and not adapters and not members  # random demo adapters
     if toy_default:
         log.info("no model given: running the built-in toy-world default (python run_DB.py --help for flags)")
     if builtin_demo and not weights:
@@ -408,7 +418,6 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     steps = args.steps if args.steps is not None else (10 if base_model.startswith("builtin:") else 50)
     reward_opts = _checked_reward_options(args.reward_option, reward_names)
 
-    adapter_names = list(DEMO_ADAPTERS) if builtin_demo else [n for n, _, _ in adapters] + [n for n, _ in members]
     for _name, path, flag in adapters:
         check_adapter_source(path, flag)
         check_checkpoint(path, flag, base_model, args.allow_other_base)
@@ -553,9 +562,7 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
     if needs_w and m > 1 and not weights:
         raise PlanError(f"methods {sorted(needs_w)} need --weights (a vector over the {m} adapters {adapters}, e.g. "
                         f"--weights {','.join(['%g' % (1 / m)] * m)})")
-    bad = [w for w in weights if len(w) != (m or len(reward_names))]
-    if bad:
-        raise PlanError(f"weight vector {bad[0]} has {len(bad[0])} entries but there are {m} adapters {adapters}")
+    check_weight_counts(weights, adapters, list(reward_names))
     specs: list[BlendSpec] = []
     with warnings.catch_warnings():
         warnings.simplefilter("default")
