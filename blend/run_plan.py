@@ -546,6 +546,8 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
     m = len(adapters)
     if methods_arg:
         methods = [x.strip() for x in methods_arg.split(",") if x.strip()]
+        if not methods:
+            raise PlanError(f"--methods {methods_arg!r} names no method; choose from {', '.join(all_methods)}")
         unknown = [x for x in methods if x not in all_methods]
         if unknown:
             raise PlanError(f"unknown method(s) {unknown}; choose from {', '.join(all_methods)}")

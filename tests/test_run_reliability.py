@@ -68,6 +68,7 @@ def numbers(rows: list[dict]) -> list[tuple]:
     (["--methods", ""], r"^error: --methods is empty"),
     (["--weights", ""], r"^error: --weights is empty"),
     (["--weights", ";"], r"^error: --weights ';' is empty"),
+    (["--methods", " , "], r"^error: --methods ' , ' names no method"),
     (["--device", " "], r"^error: --device is empty"),
     (["--scheduler", "ddim", "--guidance_scale", "inf"], r"^error: --guidance_scale must be a finite number"),
     (["--eta", "nan"], r"^error: --eta must be a finite number"),
