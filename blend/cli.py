@@ -7,8 +7,10 @@ default when no model is named, ``--list_rewards``, run.log, and one ``error:`` 
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -90,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompts", default=None, help="prompts inline, separated by '|'")
     g.add_argument("--n_seeds", type=int, default=None, help="seeds per prompt (0..n-1) [default: 5 as the original]")
     g.add_argument("--seed_offset", type=int, default=0, help="first seed")
+    g.add_argument("--yes", action="store_true",
+                   help=f"start a plan of more than {run_plan.LARGE_PLAN:,} images (refused without it, after "
+                        f"printing its size and a time estimate)")
     g = p.add_argument_group("sampler")
     g.add_argument("--steps", "--num_inference_steps", dest="steps", type=int, default=None,
                    help="DDIM steps [default: 50 (paper); 10 for the built-in tiny model]")
@@ -175,6 +180,48 @@ def _explicit_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
 USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, TimeoutError)
 
 
+def check_flag_values(parser: argparse.ArgumentParser, args: argparse.Namespace, explicit: set[str],
+                      argv: list[str] | None) -> None:
+    """Refuse what argparse lets through, for every flag of ``parser`` (derived from its actions, not a list): an
+    empty value given on the command line (``--methods ""`` would silently mean the default) and a non-finite number
+    of a float flag (``--eta nan``). Raises :class:`PlanError` naming the flag as typed."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest not in explicit or action.nargs == 0:
+            continue
+        value = getattr(args, action.dest, None)
+        values = value if isinstance(value, list) else [value]
+        flag = typed_flag(parser, argv, action.dest)
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            raise PlanError(f"{flag} is empty; give it a value or leave the flag out (an empty value is not its "
+                            f"default)")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise PlanError(f"{flag} must be a finite number, got {value}")
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """``--out_dir`` must be a directory or creatable as one; raises SystemExit with one ``error:`` line."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SystemExit(f"error: --out_dir {out_dir} is a file, not a directory; pass a directory (it is created "
+                         f"if missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"error: --out_dir {out_dir} cannot be created ({exc.strerror or exc}: "
+                         f"{exc.filename or out_dir}); pass a directory you can write to") from None
+
+
+def _os_error_line(exc: OSError, out_dir: Path) -> str:
+    """One ``error:`` line for an OSError of the run (a full disk says what was kept)."""
+    where = exc.filename or out_dir
+    if exc.errno == errno.ENOSPC:
+        parts = sorted((out_dir / "parts").glob("*.jsonl")) if (out_dir / "parts").is_dir() else []
+        n_rows = sum(sum(1 for line in p.open("rb") if line.strip()) for p in parts)
+        return (f"error: the disk is full (no space left writing {where}); every result row written before it is "
+                f"kept ({n_rows} rows in {out_dir / 'parts'}, images whole or absent); free space and re-run the "
+                f"same command to resume")
+    return f"error: {exc.strerror or exc}: {where}"
+
+
 def _to_run_log(out_dir: Path, message: str) -> None:
     """Write ``message`` to this run's run.log only (the console gets it from SystemExit)."""
     target = str((out_dir / "run.log").resolve())
@@ -185,7 +232,9 @@ def _to_run_log(out_dir: Path, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; user errors exit with one ``error:`` line (also in run.log), Ctrl-C with one line."""
+    """Run the command line; user errors exit with one ``error:`` line (also in run.log), Ctrl-C with one line.
+
+    Every flag and the plan are checked before torch, diffusers or peft are imported (:mod:`blend.run_plan`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.ui:  # run_DB.py hands --ui to blend.ui before this (blend.ui imports this module, not the reverse)
@@ -194,10 +243,15 @@ def main(argv: list[str] | None = None) -> int:
         print(list_rewards_text())
         return 0
     out_dir = Path(args.out_dir)
+    if not args.out_dir.strip():
+        raise SystemExit("error: --out_dir is empty; give it a directory or leave the flag out")
+    check_out_dir(out_dir)
     setup_logging(log_file=out_dir / "run.log")
     try:
-        plan = plan_from_args(args, _explicit_flags(parser, argv), argv,
-                              flag_names={"steps": typed_flag(parser, argv, "steps")})
+        explicit = _explicit_flags(parser, argv)
+        check_flag_values(parser, args, explicit, argv)
+        plan = plan_from_args(args, explicit, argv,
+                              flag_names={dest: typed_flag(parser, argv, dest) for dest in explicit | {"steps"}})
         from blend.runner import execute
 
         result = execute(plan)
@@ -213,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except USER_ERRORS as exc:
         message = f"error: {exc}"
+        _to_run_log(out_dir, message)
+        raise SystemExit(message) from None
+    except OSError as exc:  # a full disk, a permission: one line naming the file, not a traceback
+        message = _os_error_line(exc, out_dir)
         _to_run_log(out_dir, message)
         raise SystemExit(message) from None
 

@@ -149,6 +149,32 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
     return ((images.detach().float().clamp(0, 1) * 255).round() / 255).contiguous()
 
 
+PNG_START = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC: the last 8 bytes of every complete PNG
+
+
+def image_ok(path: Path) -> bool:
+    """Is ``path`` a complete PNG? Cheap (16 bytes read): the signature and the final IEND chunk, which an empty or
+    truncated file lacks. Damage inside a file is caught when it is read (:func:`run_units` samples it again)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(8) != PNG_START:
+                return False
+            fh.seek(-8, 2)
+            return fh.read(8) == PNG_END
+    except OSError:
+        return False
+
+
+def _image_usable(path: Path) -> bool:
+    """:func:`image_ok`, with a warning for a file that exists but is not a complete PNG (it is sampled again)."""
+    if image_ok(path):
+        return True
+    if path.exists():
+        log.warning("image %s is empty or truncated (%d bytes); sampling it again", path, path.stat().st_size)
+    return False
+
+
 def read_images(out_dir: Path, rels: Sequence[str]) -> torch.Tensor:
     arrays = [np.asarray(Image.open(out_dir / rel).convert("RGB"), dtype=np.float32) / 255 for rel in rels]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -230,9 +256,10 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
             continue
         sks = {(p, s): keys.sample(spec, exp.prompts[p], s) for p, s in pairs}
         rels = {ps: image_relpath(spec, exp.prompts[ps[0]], ps[1], sk) for ps, sk in sks.items()}
-        need = [ps for ps in pairs if not (keys.row(sks[ps]) in rows and (out_dir / rels[ps]).exists())]
+        ok = {ps: _image_usable(out_dir / rels[ps]) for ps in pairs}
+        need = [ps for ps in pairs if not (keys.row(sks[ps]) in rows and ok[ps])]
         if need:
-            resample = any(not (out_dir / rels[ps]).exists() or sks[ps] not in samples for ps in need)
+            resample = any(not ok[ps] or sks[ps] not in samples for ps in need)
             plan.append((spec, pairs, need, sks, rels, resample))
     # batch-major: every method of a batch of (prompt, seed) pairs in a row, so that the prompt embeddings of the
     # batch are encoded once and reused (PromptEmbeddings; the images are the same bit for bit; the first method of
@@ -245,6 +272,14 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
     n_rows = 0
     for spec, pairs, need, sks, rels, resample in tqdm(plan, desc=f"sampling (rank {rank})",
                                                        disable=rank != 0 or not plan):
+        damaged: set[str] = set()
+        if not resample:
+            try:
+                images = read_images(out_dir, [rels[ps] for ps in need])
+            except (OSError, ValueError, SyntaxError) as exc:  # PIL.UnidentifiedImageError is an OSError
+                log.warning("an image of config %s cannot be read (%s); sampling its unit again", spec.label, exc)
+                damaged = {rels[ps] for ps in need}
+                resample = True
         if resample:
             if spec.soup_spec is not None:  # a soup, or a hybrid's soup steps: merge once
                 ensure_soup_adapter(bundle.unet, spec.soup_spec, loras)
@@ -257,7 +292,7 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
             finite = torch.isfinite(result.images.flatten(1)).all(dim=1).tolist()
             pils = to_pil(result.images)
             for ps in pairs:
-                if not (out_dir / rels[ps]).exists():
+                if rels[ps] in damaged or not image_ok(out_dir / rels[ps]):
                     with atomic_path(out_dir / rels[ps]) as tmp:
                         pils[idx[ps]].save(tmp, format="PNG")
             infos = {ps: {"seconds": result.seconds / len(pairs), "unet_evals": result.unet_evals[idx[ps]],
@@ -268,7 +303,6 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
         else:
             infos = {ps: {k: samples[sks[ps]].get(k) for k in ("seconds", "unet_evals", "choices", "costs")} | {
                 "image_flag": (samples[sks[ps]].get("nonfinite") or {}).get("image")} for ps in need}
-            images = read_images(out_dir, [rels[ps] for ps in need])
         prompts = [exp.prompts[p] for p, _ in need]
         scores: dict[str, list[float]] = {}
         for name, fn in reward_fns.items():

@@ -87,13 +87,23 @@ def summarise(rows: list[dict], unit: str | None = None) -> dict[str, dict]:
 
 
 def _pm(ms: list[float], digits: int = 3) -> str:
+    """'mean ± s.e.'; '—' without a finite value, 'mean ± –' where no standard error exists (one image or one
+    cluster), never 'nan'."""
     m, s = ms
+    if m is None or not math.isfinite(m):
+        return "—"
+    if s is None or not math.isfinite(s):
+        return f"{m:.{digits}f} ± – (no s.e.)"
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
 def _paired_cell(d: dict | None, digits: int = 3) -> str:
     if not d:
         return "—"
+    if d["mean"] is None or not math.isfinite(d["mean"]):
+        return "—"
+    if not all(v is not None and math.isfinite(v) for v in (d["se"], *d["ci95"])):
+        return f"{d['mean']:+.{digits}f} ± – (no s.e.)"
     lo, hi = d["ci95"]
     return f"{d['mean']:+.{digits}f} ± {d['se']:.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}], p {stats.fmt_p(d['p'])}"
 

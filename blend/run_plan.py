@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -49,7 +50,10 @@ TOY_DEFAULTS = {
 }
 DEFAULT_PROMPTS = ["a red circle on a blue background", "a green square on a yellow background",
                    "a purple triangle on a cyan background", "a yellow cross on a red background"]
-DEMO_ADAPTERS = ("demo_a", "demo_b")  # builtin:tiny with no adapter: two random LoRAs (blend.runner writes them)
+DEMO_ADAPTERS = ("demo_a", "demo_b")
+WEIGHT_TOL = 1e-6  # = blend.spec.WEIGHT_TOL (tested); blend.spec imports torch, this module must not
+LARGE_PLAN = 20_000  # images; a larger plan is refused without --yes (check_plan_size)
+ASSUMED_SECONDS_PER_EVAL = 0.05  # for the time estimate of a large plan when out_dir has no timed rows yet  # builtin:tiny with no adapter: two random LoRAs (blend.runner writes them)
 
 
 class PlanError(ValueError):
@@ -96,16 +100,18 @@ class RunPlan:
 
 # ---------------------------------------------------------------------- parsing single flags
 
-def parse_weights(items: list[str]) -> list[tuple[float, ...]]:
+def parse_weights(items: list[str], flag: str = "--weights") -> list[tuple[float, ...]]:
     """Weight vectors from ``--weights`` items ('0.3,0.7', several separated by ';', optional brackets)."""
     vectors = []
     for item in items:
-        for part in item.split(";"):
-            if part.strip():
-                try:
-                    vectors.append(tuple(float(x) for x in part.strip().strip("()[]").split(",")))
-                except ValueError as exc:
-                    raise PlanError(f"--weights {part!r} is not a comma-separated list of numbers") from exc
+        parts = [part for part in item.split(";") if part.strip()]
+        if not parts:
+            raise PlanError(f"{flag} {item!r} is empty; give a weight vector, e.g. {flag} 0.5,0.5")
+        for part in parts:
+            try:
+                vectors.append(tuple(float(x) for x in part.strip().strip("()[]").split(",")))
+            except ValueError as exc:
+                raise PlanError(f"{flag} {part!r} is not a comma-separated list of numbers") from exc
     return vectors
 
 
@@ -177,7 +183,7 @@ def apply_builtin_default(args: argparse.Namespace, explicit: set[str]) -> bool:
     if explicit & model_flags:
         return False
     for key, value in TOY_DEFAULTS.items():
-        if key not in explicit:
+        if key not in explicit and not (key == "prompt_file" and "prompts" in explicit):  # --prompts names them
             setattr(args, key, value)
     return True
 
@@ -206,8 +212,15 @@ def check_checkpoint(path: str, flag: str, base_model: str, allow_other_base: bo
     manifest = d / "manifest.json"
     if not manifest.exists():
         return
-    data = json.loads(manifest.read_text())
-    trained = data.get("base_model")
+    try:
+        info = json.loads(manifest.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        raise PlanError(f"{flag} {path}: cannot read its manifest {manifest} ({exc}); restore it from the trainer's "
+                        f"output, or remove it to skip the base-model check") from None
+    if not isinstance(info, dict):
+        raise PlanError(f"{flag} {path}: its manifest {manifest} holds a JSON {type(info).__name__}, not an object; "
+                        f"restore it from the trainer's output, or remove it to skip the base-model check")
+    trained = info.get("base_model")
     if not trained:
         return
     from diffusion.sources import canonical_base_model, training_cwd
@@ -223,7 +236,7 @@ def check_checkpoint(path: str, flag: str, base_model: str, allow_other_base: bo
         return canonical_base_model(m, search=[REPO])
 
     # an older manifest may hold the base as typed: a relative path is relative to where the trainer ran
-    if norm(trained, training_cwd(d, (data.get("config") or {}).get("output_dir"))) != norm(base_model):
+    if norm(trained, training_cwd(d, (info.get("config") or {}).get("output_dir"))) != norm(base_model):
         msg = f"{flag} {path} was trained on base model {trained!r}, not on --base_model {base_model!r}"
         if not allow_other_base:
             raise PlanError(f"{msg}; pass the base it was trained on, or --allow_other_base to use it anyway")
@@ -249,6 +262,100 @@ def check_weight_labels(weights: list[tuple[float, ...]]) -> list[tuple[float, .
     return out
 
 
+# ---------------------------------------------------------------------- checks that need no torch
+
+def _check_sampler_flags(args: argparse.Namespace, flag_names: dict[str, str]) -> None:
+    """Sizes, η and the guidance scale; the scheduler name (diffusion.schedulers is light)."""
+    from diffusion.schedulers import SCHEDULERS
+
+    if args.batch_size < 1:
+        raise PlanError(f"--batch_size must be ≥ 1, got {args.batch_size}")
+    if args.steps is not None and args.steps < 1:
+        raise PlanError(f"{flag_names.get('steps', '--steps')} must be ≥ 1, got {args.steps}")
+    for dest, value in (("guidance", args.guidance), ("eta", args.eta)):
+        if not math.isfinite(value):
+            raise PlanError(f"{flag_names.get(dest, '--' + dest)} must be a finite number, got {value}")
+    # DDIM's σ_t = η·sqrt((1−ᾱ_{t−1})/(1−ᾱ_t))·sqrt(1−ᾱ_t/ᾱ_{t−1}) leaves a real direction term
+    # sqrt(1−ᾱ_{t−1}−σ_t²) only for η ≤ 1 (η = 2 makes every image NaN); no other scheduler here takes η
+    if not 0 <= args.eta <= 1:
+        raise PlanError(f"--eta must be in [0, 1] (DDIM: 0 deterministic, 1 the paper's stochastic sampler), "
+                        f"got {args.eta:g}")
+    if args.scheduler not in SCHEDULERS:
+        raise PlanError(f"--scheduler {args.scheduler!r} is not known; choose from {', '.join(SCHEDULERS)}")
+
+
+def check_weight_counts(weights: list[tuple[float, ...]], adapters: list[str], reward_names: list[str]) -> None:
+    """One weight per adapter (per reward for the baselines that run without adapters)."""
+    m = len(adapters)
+    bad = [w for w in weights if len(w) != (m or len(reward_names))]
+    if bad:
+        raise PlanError(f"weight vector {bad[0]} has {len(bad[0])} entries but there are {m} adapters {adapters}")
+
+
+def check_weight_sums(weights: list[tuple[float, ...]], flag: str) -> None:
+    """Every weight vector of ``flag`` must be finite and sum to 1 (every method that takes weights needs it)."""
+    for w in weights:
+        shown = ",".join(f"{x:g}" for x in w)
+        if not all(math.isfinite(x) for x in w):
+            raise PlanError(f"{flag} {shown}: weights must be finite numbers")
+        total = sum(w)
+        if abs(total - 1.0) > WEIGHT_TOL:
+            fix = f"; normalised: {flag} " + ",".join(f"{x / total:g}" for x in w) if total > 0 else ""
+            raise PlanError(f"{flag} {shown} sums to {total:g}; a weight vector must sum to 1 (within "
+                            f"{WEIGHT_TOL:g}){fix}")
+
+
+def _check_surrogates(text: str | None, reward_names: list[str], specs: list[BlendSpec]) -> None:
+    """``--guidance_surrogate R=OTHER[:S]``: R one of --rewards, OTHER a differentiable reward, and some method that
+    guides with it (the specs that carry the option) among --methods; anything else would be ignored."""
+    if text is None:
+        return
+    from blend.baselines.common import parse_surrogates
+    from rewards.registry import REGISTRY
+
+    try:
+        surrogates = parse_surrogates(text)
+    except ValueError as exc:
+        raise PlanError(f"--guidance_surrogate {text!r}: {exc}") from None
+    if not surrogates:
+        raise PlanError(f"--guidance_surrogate {text!r} names no surrogate; give REWARD=OTHER[:SCALE]")
+    differentiable = sorted(k for k, v in REGISTRY.items() if v.differentiable)
+    for name, (other, _) in surrogates.items():
+        if name not in reward_names:
+            raise PlanError(f"--guidance_surrogate {name}={other}: {name!r} is not in --rewards "
+                            f"{','.join(reward_names)}, so it would be ignored")
+        if other not in REGISTRY or not REGISTRY[other].differentiable:
+            what = "is not a known reward" if other not in REGISTRY else "is not differentiable"
+            raise PlanError(f"--guidance_surrogate {name}={other}: {other!r} {what}; differentiable rewards: "
+                            f"{', '.join(differentiable)}")
+    if not any(s.option("surrogate") for s in specs):
+        users = sorted({s.method for s in specs if s.is_baseline} & {"rgg", "smc"}) or ["rgg", "smc"]
+        raise PlanError(f"--guidance_surrogate is used by the gradient-guided baselines ({', '.join(users)}) only, "
+                        f"and --methods runs none of them; drop it or add rgg/smc to --methods")
+
+
+def check_plan_size(specs: list[BlendSpec], prompts: list[str], seeds: list[int], steps: int, yes: bool) -> None:
+    """A plan of more than :data:`LARGE_PLAN` images is refused without ``--yes``; its size and time are logged."""
+    n_images = len(specs) * len(prompts) * len(seeds)
+    if n_images <= LARGE_PLAN:
+        return
+    evals = 0.0
+    for s in specs:
+        try:
+            per_step = s.unet_evals_per_step(steps)
+        except ValueError:
+            per_step = 1.0
+        evals += per_step * steps * len(prompts) * len(seeds)
+    hours = evals * ASSUMED_SECONDS_PER_EVAL / 3600
+    what = (f"{n_images:,} images ({len(specs)} configs × {len(prompts):,} prompts × {len(seeds):,} seeds), at least "
+            f"{evals:,.0f} UNet evaluations: about {hours:,.1f} h at an assumed {ASSUMED_SECONDS_PER_EVAL:g} s per "
+            f"evaluation (baselines cost more)")
+    if not yes:
+        raise PlanError(f"this command asks for {what}; pass --yes to start it, or ask for fewer seeds, prompts or "
+                        f"methods (plans above {LARGE_PLAN:,} images need --yes)")
+    log.warning("a large run (--yes): %s", what)
+
+
 # ---------------------------------------------------------------------- the plan
 
 def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str] | None = None,
@@ -256,24 +363,16 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     """Check the parsed ``run_DB.py`` flags ``args`` and describe the run; loads no model, leaves ``args`` as is.
 
     ``explicit``: the destinations the user set (``blend.cli._explicit_flags``); with no model flag among them, the
-    toy world's default run fills every flag not in it; ``argv`` is recorded in config.json; ``flag_names`` maps a destination to the option string the user
-    typed, for messages (e.g. {"steps": "--num_inference_steps"}). Raises :class:`PlanError`.
+    toy world's default run fills every flag not in it; ``argv`` is recorded in config.json; ``flag_names`` maps a
+    destination to the option string the user typed, for messages (e.g. {"steps": "--num_inference_steps"}).
+    The checks that need no torch run first (a bad flag is refused in well under a second); torch, diffusers and the
+    reward registry are imported only after them. Raises :class:`PlanError`.
     """
-    import torch
-
-    from blend.experiment import Objective
-    from blend.sampler import SamplerConfig
-    from blend.spec import BlendSpec
-    from diffusion.schedulers import SCHEDULERS
-
     args = argparse.Namespace(**vars(args))
     flag_names = flag_names or {}
-    device = resolve_device(args.device)
-    if device.type == "cpu" and getattr(torch, args.dtype) != torch.float32:
-        raise PlanError("use --dtype float32 on the CPU (half precision is for GPUs)")
-
     toy_default = apply_builtin_default(args, set(explicit))
     original = bool(args.t2i_path or args.vila_path or args.ir_weight is not None)
+    _check_sampler_flags(args, flag_names)
     adapters = [(n, p, "--lora") for n, p in named_paths(args.lora, "--lora")]
     if args.t2i_path:
         adapters.append(("t2i", args.t2i_path, "--t2i_path"))
@@ -283,35 +382,29 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     oracles = named_paths(args.oracle, "--oracle")
     base_model = args.base_model or (PAPER_BASE_MODEL if original else DEFAULT_BASE_MODEL)
     builtin_demo = base_model.startswith("builtin:tiny") and not adapters and not members  # random demo adapters
-    if toy_default:
-        log.info("no model given: running the built-in toy-world default (python run_DB.py --help for flags)")
-    if args.batch_size < 1:
-        raise PlanError(f"--batch_size must be ≥ 1, got {args.batch_size}")
-    if args.steps is not None and args.steps < 1:
-        raise PlanError(f"{flag_names.get('steps', '--steps')} must be ≥ 1, got {args.steps}")
-    if args.eta < 0:
-        raise PlanError(f"--eta must be ≥ 0, got {args.eta}")
-    if args.scheduler not in SCHEDULERS:
-        raise PlanError(f"--scheduler {args.scheduler!r} is not known; choose from {', '.join(SCHEDULERS)}")
-
+    if args.prompt_file and args.prompts is not None:
+        raise PlanError("--prompt_file and --prompts both name the prompts; give one of them")
     weights = parse_weights(args.weights)
     if args.ir_weight is not None:
         weights.append((args.ir_weight, 1.0 - args.ir_weight))
-    if builtin_demo and not weights:
-        weights = [(0.5, 0.5)]
-    weights = check_weight_labels(weights)
     reward_names = _reward_names(args.rewards, original)
+    adapter_names = list(DEMO_ADAPTERS) if builtin_demo else [n for n, _, _ in adapters] + [n for n, _ in members]
+    weights_end = parse_weights(args.weights_end, "--weights_end")
+    for vectors, flag in ((weights, "--weights"), (weights_end, "--weights_end")):
+        check_weight_counts(vectors, adapter_names, reward_names)
+        check_weight_sums(vectors, flag)
     prompts = _prompts(args.prompt_file, args.prompts)
-    n_seeds = args.n_seeds if args.n_seeds is not None else (2 if builtin_demo else 5)
-    if n_seeds < 1:
+    if args.n_seeds is not None and args.n_seeds < 1:
         raise PlanError("--n_seeds must be ≥ 1")
-    steps = args.steps if args.steps is not None else (10 if base_model.startswith("builtin:") else 50)
     try:
         lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
     except ValueError as exc:
         raise PlanError(f"--lambdas {args.lambdas!r} must be comma-separated numbers, e.g. 0.5,1.5") from exc
     if not lambdas:
         raise PlanError("--lambdas is empty; give DB-KLA's λ values, e.g. --lambdas 0.5,1.5")
+    if not all(math.isfinite(x) for x in lambdas):
+        raise PlanError(f"--lambdas {args.lambdas!r} must be finite numbers")
+
     report_names = _reward_names(args.report_rewards, False, "--report_rewards") if args.report_rewards else []
     if set(report_names) & set(reward_names):
         raise PlanError(f"--report_rewards {sorted(set(report_names) & set(reward_names))} already in --rewards; "
@@ -321,10 +414,26 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
         guide_names = _reward_names(args.guide_rewards, False, "--guide_rewards")
         if len(guide_names) != len(reward_names):
             raise PlanError(f"--guide_rewards {guide_names} must name one reward per --rewards entry {reward_names}")
+
+    import torch  # only now: every check above needs no torch
+
+    from blend.experiment import Objective
+    from blend.sampler import SamplerConfig
+    from blend.spec import BlendSpec
+
+    device = resolve_device(args.device)
+    if device.type == "cpu" and getattr(torch, args.dtype) != torch.float32:
+        raise PlanError("use --dtype float32 on the CPU (half precision is for GPUs)")
+    if toy_default:
+        log.info("no model given: running the built-in toy-world default (python run_DB.py --help for flags)")
+    if builtin_demo and not weights:
+        weights = [(0.5, 0.5)]
+    weights = check_weight_labels(weights)
+    n_seeds = args.n_seeds if args.n_seeds is not None else (2 if builtin_demo else 5)
+    steps = args.steps if args.steps is not None else (10 if base_model.startswith("builtin:") else 50)
     reward_opts = _checked_reward_options(args.reward_option, list(dict.fromkeys(
         reward_names + report_names + guide_names)))
 
-    adapter_names = list(DEMO_ADAPTERS) if builtin_demo else [n for n, _, _ in adapters] + [n for n, _ in members]
     for _name, path, flag in adapters:
         check_adapter_source(path, flag)
         check_checkpoint(path, flag, base_model, args.allow_other_base)
@@ -334,7 +443,7 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     if "oracle" in (args.methods or "").split(",") and not oracles:
         raise PlanError("--methods oracle needs --oracle W=PATH (a MORL adapter trained on weights W)")
     for i, (w_text, path) in enumerate(oracles):
-        w = parse_weights([w_text])[0]
+        w = parse_weights([w_text], "--oracle")[0]
         if adapter_names and len(w) != len(adapter_names):
             raise PlanError(f"--oracle {w_text}={path}: its weights have {len(w)} entries but there are "
                             f"{len(adapter_names)} adapters {adapter_names}")
@@ -349,8 +458,9 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     guide_scales = dict(zip(guide_names, scales)) if scales else None
     specs = build_specs(args.methods, adapter_names, weights, lambdas, oracle_specs, original, reward_names, args,
                         steps, scale_map, guide_rewards=guide_names, guide_scales=guide_scales)
-    if args.weights_end:
-        specs = attach_schedules(specs, weights, parse_weights(args.weights_end), args.schedule)
+    _check_surrogates(getattr(args, "guidance_surrogate", None), reward_names, specs)
+    if weights_end:
+        specs = attach_schedules(specs, weights, weights_end, args.schedule)
     objectives = []
     if len(reward_names) == len(adapter_names) or not adapter_names and any(s.is_baseline for s in specs):
         objectives = [Objective(w, tuple(reward_names), scales) for w in weights]
@@ -359,11 +469,13 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
                     or s.method == "kla" and len(s.adapters) > 1 \
                     or s.is_baseline:
                 spec_objective[s.label] = Objective(s.weights, tuple(reward_names)).label
+    seeds = list(range(args.seed_offset, args.seed_offset + n_seeds))
+    check_plan_size(specs, prompts, seeds, steps, bool(getattr(args, "yes", False)))
     return RunPlan(
         base_model=base_model, device=str(device), dtype=args.dtype, adapters=adapters, members=members,
         oracles=oracle_paths, demo_adapters=DEMO_ADAPTERS if builtin_demo else (), specs=specs,
         methods_arg=args.methods, weights=weights, prompts=prompts,
-        seeds=list(range(args.seed_offset, args.seed_offset + n_seeds)),
+        seeds=seeds,
         sampler=SamplerConfig(steps=steps, guidance=args.guidance, eta=args.eta, batched=args.batched,
                               noise=args.noise, ls_draw=args.ls_draw),
         scheduler=args.scheduler, rewards=reward_names + report_names, reward_options=reward_opts, scales=scales,
@@ -384,6 +496,23 @@ def _reward_names(text: str | None, original: bool, flag: str = "--rewards") -> 
 
 
 def _prompts(prompt_file: str | None, inline: str | None) -> list[str]:
+    """The prompts of --prompt_file or --prompts, each once (in order of first appearance; repeats are logged)."""
+    return _unique_prompts(_given_prompts(prompt_file, inline), "--prompt_file" if prompt_file else "--prompts")
+
+
+def _unique_prompts(prompts: list[str], flag: str) -> list[str]:
+    """``prompts`` without repeats (first occurrence kept): a repeated prompt would count its images twice in the
+    means and their standard errors."""
+    unique = list(dict.fromkeys(prompts))
+    if len(unique) < len(prompts):
+        repeated = [p for p in unique if prompts.count(p) > 1]
+        log.warning("%s: %d repeated prompt(s) used once each (%d prompts, not %d): %s", flag,
+                    len(prompts) - len(unique), len(unique), len(prompts), ", ".join(map(repr, repeated[:5]))
+                    + (", …" if len(repeated) > 5 else ""))
+    return unique
+
+
+def _given_prompts(prompt_file: str | None, inline: str | None) -> list[str]:
     if prompt_file:
         return load_prompts(prompt_file)
     if inline is not None:
@@ -436,6 +565,8 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
     m = len(adapters)
     if methods_arg:
         methods = [x.strip() for x in methods_arg.split(",") if x.strip()]
+        if not methods:
+            raise PlanError(f"--methods {methods_arg!r} names no method; choose from {', '.join(all_methods)}")
         unknown = [x for x in methods if x not in all_methods]
         if unknown:
             raise PlanError(f"unknown method(s) {unknown}; choose from {', '.join(all_methods)}")
@@ -452,9 +583,7 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
     if needs_w and m > 1 and not weights:
         raise PlanError(f"methods {sorted(needs_w)} need --weights (a vector over the {m} adapters {adapters}, e.g. "
                         f"--weights {','.join(['%g' % (1 / m)] * m)})")
-    bad = [w for w in weights if len(w) != (m or len(reward_names))]
-    if bad:
-        raise PlanError(f"weight vector {bad[0]} has {len(bad[0])} entries but there are {m} adapters {adapters}")
+    check_weight_counts(weights, adapters, list(reward_names))
     specs: list[BlendSpec] = []
     with warnings.catch_warnings():
         warnings.simplefilter("default")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
-from blend.experiment import Experiment, merge_results, run_units, save_config
+from blend.experiment import Experiment, image_ok, merge_results, run_units, save_config
 from blend.report import plot_pareto, summarise, write_grids, write_summary
 from blend.run_plan import PlanError, RunPlan
 from blend.spec import BlendSpec
@@ -101,7 +101,7 @@ def write_report(plan: RunPlan, exp: Experiment, loras: dict) -> RunResult:
         note += f" {wanted - len(rows)} requested rows are missing: re-run the same command."
     table = write_summary(out_dir, rows, reward_names, [o.label for o in exp.objectives], note=note)
     if plan.grids:
-        write_grids(out_dir, [r for r in rows if (out_dir / r["image"]).exists()])
+        write_grids(out_dir, [r for r in rows if image_ok(out_dir / r["image"])])
     plot_pareto(out_dir, summarise(rows), reward_names)
     log.info("wrote %d result rows (of %d in results.jsonl), summary.md, summary.json%s and pareto.png to %s",
              len(rows), total, ", grids/" if plan.grids else "", out_dir)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import time
 import warnings
 from collections import OrderedDict
@@ -96,8 +97,10 @@ class SamplerConfig:
             raise ValueError(f"ls_draw must be one of {LS_DRAWS}, got {self.ls_draw!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be ≥ 1, got {self.steps}")
-        if self.eta < 0:
-            raise ValueError(f"eta must be ≥ 0, got {self.eta}")
+        if not math.isfinite(self.guidance):
+            raise ValueError(f"guidance must be a finite number, got {self.guidance}")
+        if not 0 <= self.eta <= 1:  # DDIM's direction term sqrt(1 − ᾱ_{t−1} − σ_t²) is real only for η ≤ 1
+            raise ValueError(f"eta must be in [0, 1] (DDIM), got {self.eta}")
 
 
 @dataclass

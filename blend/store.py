@@ -10,9 +10,11 @@ Every row is keyed by everything that determines its numbers:
 Each writing process appends its rows to its own file ``parts/rows.<host>.<pid>.<random>.jsonl`` (one
 fsync'd write per unit). Part files are never rewritten or deleted, so any set of commands into one
 directory (subsets, supersets, new weights, rewards or seeds, in any order, concurrently or from several
-processes or hosts) keeps every row of every command. ``results.jsonl`` is rebuilt from all parts under a
-lock (:func:`diffusion_blend.io.file_lock`) and written atomically; it holds every row of the directory,
-rows of earlier code (without keys) included. Non-finite numbers are stored as ``null`` with a
+processes or hosts) keeps every row of every command. A line that is not a JSON row (a torn write, a corrupted
+disk block) is never dropped silently: it is copied to ``results.corrupt.jsonl`` with a warning naming the file
+and line (:func:`diffusion_blend.io.read_jsonl`). ``results.jsonl`` is rebuilt from all parts under a lock
+(:func:`diffusion_blend.io.file_lock`, an OS-level lock that ends with its holder) and written atomically; it
+holds every row of the directory, rows of earlier code (without keys) included. Non-finite numbers are stored as ``null`` with a
 ``nonfinite`` entry naming them, so every file stays strict JSON.
 """
 
@@ -31,6 +33,7 @@ from diffusion_blend.io import append_jsonl, atomic_path, file_lock, read_jsonl
 RESULTS = "results.jsonl"
 PARTS_DIR = "parts"
 LOCK = ".results.lock"
+CORRUPT = "results.corrupt.jsonl"  # unparsable lines of results.jsonl and the parts, kept aside
 
 
 def digest(obj: Any) -> str:
@@ -72,7 +75,7 @@ class ResultStore:
         legacy: list[dict] = []
         seen_legacy: set[str] = set()
         for path in [self.out_dir / RESULTS, *self.part_files()]:
-            for row in read_jsonl(path):
+            for row in read_jsonl(path, corrupt_to=self.out_dir / CORRUPT):
                 if "row_key" in row:
                     keyed.setdefault(row["row_key"], row)
                 else:

@@ -53,7 +53,8 @@ def _load_hub(repo_id: str, cache_dir, device, dtype) -> ModelBundle:
         raise FileNotFoundError(
             f"cannot load base model {repo_id!r}: it is not a local directory and the hub gave: "
             f"{type(exc).__name__}: {exc}. Download it on a machine with internet "
-            f"(`huggingface-cli download {repo_id} --cache-dir {cache_dir or '~/.cache/huggingface'}`) or pass "
+            f"(`hf download {repo_id}{f' --cache-dir {cache_dir}' if cache_dir else ''}`, the installed hub's command; "
+            f"without --cache-dir it fills the default cache that is read here) or pass "
             f"--base_model /path/to/local/model") from exc
     return load_local_dir(Path(local), device, dtype)
 

@@ -83,7 +83,7 @@ def resolve_source(source: str | Path, cache_dir: str | None = None) -> Path:
                                       allow_patterns=["*.safetensors", "*.json", "*.bin"]))
     except Exception as exc:  # noqa: BLE001 - re-raised with the fix
         raise FileNotFoundError(f"cannot fetch adapter {source!r} from the hub: {type(exc).__name__}: {exc}. "
-                                f"Download it where there is internet (`huggingface-cli download {m['repo']}`) "
+                                f"Download it where there is internet (`hf download {m['repo']}`) "
                                 f"and pass the local path") from exc
 
 

@@ -59,7 +59,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def append_jsonl(path: str | os.PathLike, rows: list[dict], strict: bool = False) -> None:
     """Append rows to a JSON-lines file with one write + fsync (``strict``: refuse NaN/inf, keeping strict JSON).
 
-    A crash can at worst leave a truncated last line, which :func:`read_jsonl` drops.
+    A crash can at worst leave a truncated last line, which :func:`read_jsonl` keeps aside.
     """
     if not rows:
         return
@@ -77,20 +77,61 @@ def append_jsonl(path: str | os.PathLike, rows: list[dict], strict: bool = False
         os.fsync(fh.fileno())
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Rows of a JSON-lines file; a truncated final line (interrupted append) is ignored."""
+def read_jsonl(path: str | os.PathLike, corrupt_to: str | os.PathLike | None = None) -> list[dict]:
+    """The rows (JSON objects) of a JSON-lines file (a byte-order mark is ignored).
+
+    A line that is not a JSON object is never dropped silently: it is copied to ``corrupt_to`` (default
+    ``<name>.corrupt.jsonl`` next to the file; once per file and line) as ``{"file", "line", "text"}`` and a
+    warning names the file and the line numbers. A last line without its newline is an interrupted (or
+    in-progress) append: kept aside the same way, with a milder message.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
+    raw = path.read_bytes()
+    rows, bad = [], []
+    lines = raw.decode("utf-8-sig", errors="replace").split("\n")
+    for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append((i, line))
+    if bad:
+        _keep_aside(path, bad, torn=raw and not raw.endswith(b"\n") and bad[-1][0] == len(lines),
+                    corrupt_to=Path(corrupt_to) if corrupt_to else path.with_name(path.stem + ".corrupt.jsonl"))
     return rows
+
+
+def _keep_aside(path: Path, bad: list[tuple[int, str]], torn: bool, corrupt_to: Path) -> None:
+    """Append the unparsable lines ``bad`` [(line number, text)] of ``path`` to ``corrupt_to`` (each once)."""
+    from diffusion_blend.logging import get_logger
+
+    seen = set()
+    if corrupt_to.exists():
+        for line in corrupt_to.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                rec = json.loads(line)
+                seen.add((rec["file"], rec["line"], rec["text"]))
+    new = [{"file": str(path), "line": i, "text": text} for i, text in bad if (str(path), i, text) not in seen]
+    if new:
+        append_jsonl(corrupt_to, new)
+    if not new:  # reported when they were kept aside
+        return
+    numbers = ", ".join(str(i) for i, _ in bad[:20]) + (", …" if len(bad) > 20 else "")
+    middle = len(bad) - (1 if torn else 0)
+    logger = get_logger("io")
+    if middle:
+        logger.warning("%s: %d corrupt line(s) (line %s) are not JSON rows; they are left out and kept in %s",
+                       path, len(bad), numbers, corrupt_to)
+    else:
+        logger.info("%s: its last line %d is unfinished (an interrupted or in-progress write); left out and kept "
+                    "in %s", path, bad[-1][0], corrupt_to)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -105,71 +146,58 @@ class LockTimeout(TimeoutError):
     pass
 
 
-def _pid_alive(pid: int) -> bool:
+def _holder_text(holder: Path) -> str:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def _lock_is_stale(path: Path, stale_after: float) -> bool:
-    """A lock is stale when its holder is a dead process on this host, or (any host) it is older than
-    ``stale_after`` seconds: holders keep a lock for seconds, so an old one belongs to a process that died."""
-    try:
-        info = json.loads(path.read_text() or "{}")
-        age = time.time() - path.stat().st_mtime
-    except (OSError, ValueError):
-        return False  # just released, or being written: look again
-    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
-        return not _pid_alive(info["pid"])
-    return age > stale_after
+        info = json.loads(holder.read_text())
+        return f"pid {info['pid']} on {info['host']} since {time.strftime('%H:%M:%S', time.localtime(info['time']))}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that did not say which"
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike, timeout: float = 600.0, stale_after: float = 600.0,
-              poll: float = 0.05) -> Iterator[Path]:
-    """Hold the exclusive lock ``path`` for the block (across processes and hosts).
+def file_lock(path: str | os.PathLike, timeout: float = 300.0, poll: float = 0.05,
+              log_every: float = 30.0) -> Iterator[Path]:
+    """Hold the exclusive lock ``path`` for the block (across processes).
 
-    The lock is a file created with ``O_CREAT | O_EXCL`` (atomic on local and NFS filesystems) holding the
-    owner's host and pid. A lock left by a dead process (same host: the pid is gone; other host: older than
-    ``stale_after`` s) is broken, so it never blocks forever. Raises :class:`LockTimeout` after ``timeout`` s.
+    An OS-level lock (``filelock``: ``flock`` on POSIX) on the file ``path``: the kernel drops it when the holder's
+    process ends, however it ends (kill -9, a full disk), so a lock is never stale and what the file holds does not
+    matter (an empty or half-written file left by the earlier hand-written lock does not block). The holder writes
+    who it is to ``path.holder``; a waiter logs it every ``log_every`` s and raises :class:`LockTimeout` naming it
+    after ``timeout`` s. On a filesystem without ``flock`` filelock falls back to an exclusive-create lock file.
     """
+    from filelock import FileLock, Timeout
+
+    from diffusion_blend.logging import get_logger
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    holder = path.with_name(path.name + ".holder")
+    lock = FileLock(str(path), is_singleton=False, thread_local=False)
+    start = time.monotonic()
+    next_log = 0.0
+    while True:
+        waited = time.monotonic() - start
+        try:
+            lock.acquire(timeout=min(max(timeout - waited, 0.0), log_every), poll_interval=poll)
+            break
+        except Timeout:
+            waited = time.monotonic() - start
+            if waited >= timeout:
+                raise LockTimeout(f"could not take the lock {path} within {timeout:g} s: it is held by "
+                                  f"{_holder_text(holder)} (a running command on this directory; the lock is "
+                                  f"released when it ends); wait for it, or stop it") from None
+            if waited >= next_log:
+                get_logger("io").warning("waiting for the lock %s, held by %s (%.0f s of %g s)", path,
+                                         _holder_text(holder), waited, timeout)
+                next_log = waited + log_every
     token = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
                         "id": os.urandom(8).hex()})
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if _lock_is_stale(path, stale_after):
-                # move it aside first, so that two processes breaking the same stale lock cannot both win
-                aside = path.with_name(f"{path.name}.stale.{os.getpid()}.{os.urandom(4).hex()}")
-                with contextlib.suppress(OSError):
-                    os.replace(path, aside)
-                    if _lock_is_stale(aside, stale_after):
-                        aside.unlink()
-                    elif not path.exists():  # a live holder took the lock meanwhile: give it back
-                        os.replace(aside, path)
-                continue
-            if time.monotonic() > deadline:
-                raise LockTimeout(f"could not take the lock {path} within {timeout:g} s (held by "
-                                  f"{path.read_text() if path.exists() else '?'}); if no run is using this "
-                                  f"directory, delete {path}") from None
-            time.sleep(poll)
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
-            fh.flush()
-            os.fsync(fh.fileno())
-        break
+    with contextlib.suppress(OSError):  # who holds it, for waiters' messages only
+        write_text_atomic(holder, token)
     try:
         yield path
     finally:
         with contextlib.suppress(OSError):
-            if path.read_text() == token:
-                path.unlink()
+            if holder.read_text() == token:
+                holder.unlink()
+        lock.release()

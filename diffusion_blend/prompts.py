@@ -26,9 +26,15 @@ def load_prompts(path: str | Path) -> list[str]:
     if not path.exists():
         raise FileNotFoundError(f"prompt file not found: {path} (pass --prompt_file with a JSON list of strings "
                                 f"or a DPOK {{prompt: {{...}}}} dict)")
-    text = path.read_text(encoding="utf-8")
+    if path.is_dir():
+        raise PromptFileError(f"--prompt_file {path} is a directory; pass a prompt file (.json or .txt) in it")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is not text
+    except UnicodeDecodeError as exc:
+        raise PromptFileError(f"prompt file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as "
+                              f"UTF-8") from None
     if path.suffix == ".txt":
-        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+        prompts = [line.strip().lstrip("\ufeff") for line in text.splitlines() if line.strip()]
     else:
         try:
             data = json.loads(text)

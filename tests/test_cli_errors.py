@@ -22,6 +22,12 @@ SMALL = ["--base_model", "builtin:tiny", "--steps", "2", "--n_seeds", "1", "--ba
          "a red circle", "--no_grids", "--methods", "base"]
 
 
+def without_prompts(argv: list[str]) -> list[str]:
+    """``argv`` without its ``--prompts X`` (to give --prompt_file instead: both at once are refused)."""
+    i = argv.index("--prompts")
+    return argv[:i] + argv[i + 2:]
+
+
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Every case below must fail before a model is loaded."""
@@ -57,7 +63,7 @@ def test_bad_flags_are_errors_before_loading(tmp_path, no_model_loading, argv, m
 def test_blank_prompt_in_a_file(tmp_path, no_model_loading):
     (tmp_path / "p.json").write_text(json.dumps(["a cat", " ", "a dog"]))
     with pytest.raises(SystemExit, match="prompt #1 is blank"):
-        main(["--out_dir", str(tmp_path), *SMALL, "--prompt_file", str(tmp_path / "p.json")])
+        main(["--out_dir", str(tmp_path), *without_prompts(SMALL), "--prompt_file", str(tmp_path / "p.json")])
 
 
 def test_bad_adapter_files_name_the_file(tmp_path):

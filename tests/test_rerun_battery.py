@@ -181,7 +181,7 @@ def test_stale_lock_of_a_dead_process_does_not_block(tmp_path):
     import socket
     (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "time": 0, "id": "x"}))
     assert run(out, "--methods", "base") == 0
-    assert not (out / LOCK).exists() and len(strict_rows(out)) == 4
+    assert len(strict_rows(out)) == 4  # the OS-level lock ignores what the file holds (the file may stay)
 
 
 def test_live_lock_waits_then_times_out():
@@ -190,7 +190,7 @@ def test_live_lock_waits_then_times_out():
     from diffusion_blend.io import LockTimeout, file_lock
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "lock"
-        with file_lock(path), pytest.raises(LockTimeout, match="delete"):
+        with file_lock(path), pytest.raises(LockTimeout, match="held by pid"):
             with file_lock(path, timeout=0.3):
                 pass
         with file_lock(path, timeout=0.3):  # released

@@ -113,8 +113,9 @@ def test_two_processes_split_and_merge(tmp_path, default_run):
     (["--prompt_file", "/no/such/prompts.json"], "prompt file not found"),
 ])
 def test_bad_input_gives_clear_errors(tmp_path, argv, match):
+    small = SMALL if "--prompt_file" not in argv else [a for i, a in enumerate(SMALL) if "--prompts" not in SMALL[i - 1:i + 1]]
     with pytest.raises((SystemExit, ValueError, KeyError, FileNotFoundError), match=match):
-        main(["--out_dir", str(tmp_path / "x"), *SMALL, *argv])
+        main(["--out_dir", str(tmp_path / "x"), *small, *argv])
 
 
 def test_prompt_file_formats(tmp_path):
