@@ -188,9 +188,10 @@ class Trainer:
         unet = self.bundle.unet
         targets = tuple(t.strip() for t in cfg.lora_targets.split(",") if t.strip())
         modules = attention_modules(unet, targets)
-        if not modules:
-            raise ValueError(f"--lora_targets {cfg.lora_targets!r} matches no attention projection of this UNet; "
-                             f"use some of to_q,to_k,to_v,to_out.0")
+        unmatched = [t for t in targets if not any(m.endswith("." + t) for m in modules)]
+        if unmatched:  # never train fewer layers than asked for
+            raise ValueError(f"--lora_targets {cfg.lora_targets!r}: {unmatched} match no attention projection of this "
+                             f"UNet (the trainer's LoRA covers attention layers only); use some of to_q,to_k,to_v,to_out.0")
         init = {"true": True, "false": False}.get(cfg.lora_init, cfg.lora_init)
         lora_config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or cfg.lora_rank,
                                  init_lora_weights=init, target_modules=modules)

@@ -58,7 +58,7 @@ class ToyAlignment:
         return sum(self.attribute_logprobs(images, prompts).values()).to(images.device)
 
 
-ALIGN_TEMPERATURE = 2.0  # T of the toy_align rewards: softmax(logits / T); see ToyAlign
+ALIGN_TEMPERATURE = 4.0  # T of the toy_align rewards: softmax(logits / T); see ToyAlign
 
 
 class ToyAlign:
@@ -71,10 +71,11 @@ class ToyAlign:
     confidently wrong about (the un-tempered probability's gradient p(1−p) vanishes there).
     """
 
-    def __init__(self, name: str, judge_dir: str | Path, device="cpu", temperature: float = ALIGN_TEMPERATURE) -> None:
+    def __init__(self, name: str, judge_dir: str | Path, device="cpu", temperature: float = ALIGN_TEMPERATURE,
+                 log: bool = False) -> None:
         from toy.judge import load_judge
 
-        self.name, self.temperature, self.device = name, float(temperature), device
+        self.name, self.temperature, self.device, self.log = name, float(temperature), device, log
         self.judge = load_judge(judge_dir).to(device, torch.float32)
 
     def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
@@ -83,7 +84,8 @@ class ToyAlign:
         check_images(images, prompts)
         labels = torch.tensor([parse_caption(p) for p in prompts], dtype=torch.long, device=self.device)
         logits = self.judge(images.float().to(self.device).clamp(0, 1))
-        probs = [(lg / self.temperature).softmax(-1).gather(1, labels[:, i : i + 1])[:, 0]
+        fn = torch.log_softmax if self.log else torch.softmax
+        probs = [fn(lg / self.temperature, -1).gather(1, labels[:, i : i + 1])[:, 0]
                  for i, lg in enumerate(logits.values())]
         return torch.stack(probs).mean(0).to(images.device)
 
@@ -99,8 +101,9 @@ def _judge_dir(which: str, judge_dir: str | Path | None) -> Path:
                 " value; in [0, 1], higher is better, about 0.52 ± 0.15 on base samples",
           description="toy world v2's alignment reward for training and guidance (the judge that is climbed)",
           needs="toy/weights/judge (committed; rebuilt by scripts/build_toy.sh)")
-def _toy_align(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
-    return ToyAlign("toy_align", _judge_dir("judge", judge_dir), device=device)
+def _toy_align(device="cpu", judge_dir=None, temperature=ALIGN_TEMPERATURE, log=True, **_: object) -> ToyAlign:
+    return ToyAlign("toy_align", _judge_dir("judge", judge_dir), device=device, temperature=float(temperature),
+                    log=str(log).lower() in ("1", "true"))
 
 
 @register("toy_align_heldout", differentiable=True,
@@ -108,8 +111,10 @@ def _toy_align(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
                 " is better",
           description="toy world v2's alignment score for evaluation only: nothing trains or guides on this judge",
           needs="toy/weights/judge_heldout (committed; rebuilt by scripts/build_toy.sh)")
-def _toy_align_heldout(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
-    return ToyAlign("toy_align_heldout", _judge_dir("judge_heldout", judge_dir), device=device)
+def _toy_align_heldout(device="cpu", judge_dir=None, temperature=ALIGN_TEMPERATURE, log=True, **_: object
+                       ) -> ToyAlign:
+    return ToyAlign("toy_align_heldout", _judge_dir("judge_heldout", judge_dir), device=device,
+                    temperature=float(temperature), log=str(log).lower() in ("1", "true"))
 
 
 class ToySmoothness:
