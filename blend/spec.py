@@ -1,5 +1,9 @@
 """What to sample: one validated description per method, shared by the sampler, the runner and the tables.
 
+``BlendSpec`` is plain data; what depends on the method (validation, per-step rule, label, display name, cost,
+figure style, run_DB.py specs, sampling) lives in its module of ``blend.methods`` (the registry, ``get_method``).
+The built-in methods:
+
 ========  ==============================================  =====================================
 method    noise prediction at every step                  UNet evaluations per step (CFG = 1)
 ========  ==============================================  =====================================
