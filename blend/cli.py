@@ -18,6 +18,7 @@ from pathlib import Path
 # diffusers or peft (seconds); everything heavy is imported inside main() (blend.runner) and the plan's functions.
 from blend import run_plan
 from blend.baselines.options import add_baseline_args  # light: no torch
+from blend.methods import baseline_names, method_names, reference_method  # light: no torch
 from blend.run_plan import (  # noqa: F401 - re-exported: blend.live, blend.ui and the tests use them from here
     DEFAULT_BASE_MODEL,
     DEFAULT_PROMPTS,
@@ -33,11 +34,10 @@ from diffusion_blend.logging import get_logger, setup_logging
 
 log = get_logger("run_DB")
 
-BASELINE_METHODS = ("bon", "bon_mpa", "bon_ls", "code", "rgg", "smc")  # = blend.spec.BASELINE_METHODS (tested)
-METHODS = ("base", "single", "mpa", "kla", "mpa_ls", "soup", "soup_factors", "hybrid_late",  # = blend.spec.METHODS
-           *BASELINE_METHODS)
+BASELINE_METHODS = baseline_names()  # the registry's (blend.methods), which loads no torch
+METHODS = method_names()
 SCHEDULER_NAMES = ("ddim", "dpm++", "dpm++_sde", "euler", "euler_a", "pndm", "unipc", "ddpm")  # diffusion.schedulers
-ALL_METHODS = (*METHODS, "oracle")
+ALL_METHODS = (*METHODS, *method_names(lambda m: m.plan_only, plan=True))
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache_dir", default=None, help="(original) cache for hub models and reward checkpoints")
     g = p.add_argument_group("what to sample")
     g.add_argument("--methods", default=None,
-                   help=f"comma-separated, from {', '.join(ALL_METHODS)} [default: every method that the adapters "
-                        f"allow; 'mpa' with the original flags]")
+                   help=f"comma-separated, from {', '.join((*method_names(), *method_names(lambda m: m.plan_only, plan=True)))}"
+                        f" [default: every method that the adapters allow; {reference_method()!r} with the original "
+                        f"flags]")
     g.add_argument("--weights", action="append", default=[], metavar="W1,W2,...",
                    help="a weight vector over the adapters (sums to 1); repeat, or separate vectors with ';'")
     g.add_argument("--ir_weight", type=float, default=None,

@@ -122,7 +122,7 @@ class RowKeys:
     def sample(self, spec: BlendSpec, prompt: str, seed: int) -> str:
         return digest({"base_model": self.base, "method": spec.method, "role": spec.role,
                        "adapters": [[a, self.adapter_ids[a]] for a in spec.adapters], "weights": list(spec.weights),
-                       "lam": spec.lam if spec.method == "kla" else None, "prompt": prompt, "seed": seed,
+                       "lam": spec.lam if spec.info.takes_lam else None, "prompt": prompt, "seed": seed,
                        "sampler": asdict(self.exp.sampler), "dtype": self.exp.dtype, "scheduler": self.exp.scheduler,
                        **_spec_extras(spec)})
 
@@ -216,7 +216,7 @@ def _make_row(exp: Experiment, spec: BlendSpec, p: int, s: int, keys: RowKeys, s
                     ", ".join(f"{k}={v}" for k, v in flags.items()), spec.label, p, s)
     row = {
         "config": spec.label, "method": spec.method, "display": spec.display_name, "role": spec.role,
-        "weights": list(spec.weights), "lam": spec.lam if spec.method == "kla" else None,
+        "weights": list(spec.weights), "lam": spec.lam if spec.info.takes_lam else None,
         "adapters": [records[a] for a in spec.adapters],
         "targets": exp.spec_objective.get(spec.label),
         "prompt_index": p, "prompt": exp.prompts[p], "seed": s, "image": rel,

@@ -29,15 +29,18 @@ from dataclasses import dataclass
 import torch
 
 from blend.eps import combine, mixture_coefficients
+from blend.methods import get_method, method_names
+from blend.methods.mpa import Mpa
+from blend.methods.soup import Soup
 from blend.predictor import NoisePredictor
 from blend.sampler import SamplerConfig, SampleResult, draw_adapter_choices, initial_noise
 from blend.spec import HYBRIDS, BlendSpec, mpa_step_mask
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step
 
-OTHERS = ("mpa_ls", "soup", "soup_factors")
+OTHERS = method_names(lambda m: m.hybrid_other)  # one UNet evaluation per step: DB-MPA-LS and the soups
 
-# The named hybrids, run_DB.py methods (blend.spec.HYBRIDS). hybrid_late (scripts/toy_hybrid.py, toy, m = 2, w = ½,
+# The named hybrids, run_DB.py methods (blend.methods.hybrid.HYBRIDS). hybrid_late (scripts/toy_hybrid.py, toy, m = 2, w = ½,
 # 96 images, 10 steps): DB-MPA on the second half of the steps, the ΔW soup on the first, kept 1.03 ± 0.14 of
 # DB-MPA's gain over the soup at 1.5× the base cost (DB-MPA on the first half kept −0.12 ± 0.16).
 NAMED = {name: dict(start=start, stop=stop, other=other) for name, (start, stop, other) in HYBRIDS.items()}
@@ -51,7 +54,7 @@ class HybridSchedule:
     weights: tuple[float, ...]
     start: float = 0.0
     stop: float = 0.5
-    other: str = "soup"
+    other: str = Soup.name
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adapters", tuple(self.adapters))
@@ -68,7 +71,7 @@ class HybridSchedule:
 
     @property
     def mpa_spec(self) -> BlendSpec:
-        return BlendSpec("mpa", self.adapters, self.weights)
+        return BlendSpec(Mpa.name, self.adapters, self.weights)
 
     def mpa_steps(self, steps: int) -> list[bool]:
         """Per step index i ∈ [0, steps): does it run DB-MPA? (i = 0 is the first, noisiest step)."""
@@ -84,7 +87,7 @@ class HybridSchedule:
             raise IndexError(f"step {i} outside 0..{steps - 1}")
         if self.mpa_steps(steps)[i]:
             return mixture_coefficients(dict(zip(self.adapters, self.weights)))
-        if self.other == "mpa_ls":
+        if get_method(self.other).draws_per_step:
             return None
         return {self.other_spec.soup_adapter_name: 1.0}
 
@@ -126,7 +129,7 @@ def sample_hybrid(bundle: ModelBundle, schedule: HybridSchedule, prompts: Sequen
     fold = [schedule.other_spec.soup_adapter_name] if schedule.other_spec.is_soup else []
     predictor = NoisePredictor(bundle, config.guidance, batched=config.batched, fold=fold)  # as blend.sampler
     choices = None
-    if schedule.other == "mpa_ls":
+    if get_method(schedule.other).draws_per_step:
         choices = [draw_adapter_choices(s, schedule.adapters, schedule.weights, steps, prompt=k)
                    for s, k in zip(seeds, keys)]
     evals = [0] * n

@@ -48,6 +48,9 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import retri
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
+from blend.methods import REGISTRY, lam_method, method_names, reference_method
+from blend.methods.base import Base
+from blend.methods.mpa import Mpa
 from blend.predictor import CallOptions
 from blend.sampler import SamplerConfig, _RowPlan, denoise, encode_per_model, initial_noise, step_generators
 from blend.schedule import FunctionSchedule
@@ -60,11 +63,17 @@ from diffusion_blend.logging import get_logger
 
 log = get_logger("pipeline")
 
-PIPELINE_METHODS = ("mpa", "mpa_ls", "kla", "soup", "soup_factors", "hybrid_late")
-NOISE_METHODS = ("mpa", "mpa_ls", "kla")  # methods that only switch adapters (any PEFT tuner: DoRA, LoHa, LoKr)
+# the methods it takes (blend.methods: Method.pipeline); those that do not merge weights only switch adapters
+# (any PEFT tuner: DoRA, LoHa, LoKr)
 MEMBERS_DIR = "blend_members"  # save_pretrained: the members, beside the diffusers layout
 
 Weights = Mapping[str, float] | Sequence[Mapping[str, float]] | Callable[[float], Mapping[str, float]] | None
+
+
+def _or(names) -> str:
+    """"'a', 'b' or 'c'"."""
+    quoted = [repr(n) for n in names]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else "".join(quoted)
 
 
 def _tuner_layers(*modules: torch.nn.Module | None) -> list:
@@ -289,7 +298,7 @@ class _BlendCore:
     def _spec(self, weights: Mapping[str, float] | None, method: str, lam: float, schedule=None,
               allow_negative_weights: bool = False) -> BlendSpec:
         if weights is None:
-            return BlendSpec("base")
+            return BlendSpec(Base.name)
         if not isinstance(weights, Mapping) or not weights:
             raise TypeError(f"error: weights must name the blend members, e.g. {{'a': 0.5, 'b': 0.5}} (this pipeline's "
                             f"members: {self.members}); got {weights!r}")
@@ -298,18 +307,19 @@ class _BlendCore:
             raise ValueError(f"no blend member named {unknown}; the pipeline has {self.members} (add one with "
                              f"pipe.add_adapter(name, source), pipe.add_model(name, dir) or "
                              f"pipe.load_lora_weights(..., adapter_name=name))")
-        if method not in PIPELINE_METHODS:
-            raise ValueError(f"unknown method {method!r}; choose from {', '.join(PIPELINE_METHODS)}")
+        if method not in REGISTRY or not REGISTRY[method].pipeline:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(method_names(lambda m: m.pipeline))}")
+        info = REGISTRY[method]
         values = [float(w) for w in weights.values()]
         negative = {n: w for n, w in zip(weights, values) if w < 0}
         if negative and not allow_negative_weights:
             raise ValueError(f"error: negative weights {negative}: DB-MPA's weights lie on the simplex (w ≥ 0, Σ w = 1); "
-                             f"to move past a member use method='kla' with lam > 1, or pass "
+                             f"to move past a member use method={lam_method()!r} with lam > 1, or pass "
                              f"allow_negative_weights=True to extrapolate on purpose")
-        if method not in NOISE_METHODS:
+        if info.merges_weights:
             self._check_soupable(list(weights))
         extra = {"schedule": schedule} if schedule is not None else {}
-        return BlendSpec(method, tuple(weights), tuple(values), lam=lam if method == "kla" else 1.0, extra=extra)
+        return BlendSpec(method, tuple(weights), tuple(values), lam=lam if info.takes_lam else 1.0, extra=extra)
 
     def _check_soupable(self, names: Sequence[str]) -> None:
         """The soups fold ΔW = s·B·A: plain LoRA adapters only (DoRA, LoHa, LoKr are named and refused)."""
@@ -329,7 +339,8 @@ class _BlendCore:
                     kinds.add("DoRA")
             if kinds:
                 raise ValueError(f"error: member {name!r} is a {'/'.join(sorted(kinds))} adapter; the soups fold "
-                                 f"ΔW = s·B·A of plain LoRAs only. Blend it by noise: method 'mpa', 'mpa_ls' or 'kla'")
+                                 f"ΔW = s·B·A of plain LoRAs only. Blend it by noise: method "
+                                 f"{_or(method_names(lambda m: m.pipeline and not m.merges_weights))}")
 
     def _specs(self, weights: Weights, method: str, lam: float, n_prompts: int, per_prompt: int,
                allow_negative_weights: bool = False) -> list[BlendSpec]:
@@ -370,10 +381,12 @@ class _BlendCore:
 
         for spec in {s.soup_spec.label: s.soup_spec for s in specs if s.soup_spec is not None}.values():
             if any(a in self.blend_models for a in spec.adapters):
-                raise ValueError("a soup merges LoRA weights; full-UNet members cannot be souped (use method 'mpa')")
+                raise ValueError(f"a soup merges LoRA weights; full-UNet members cannot be souped (use method "
+                                 f"{reference_method()!r})")
             if set(spec.adapters) & {n for te in self._text_encoders() for n in adapter_names(te)}:
                 raise ValueError("a soup merges UNet LoRA weights only; adapters with text-encoder parts cannot be "
-                                 "souped (use method 'mpa', where each member encodes the prompt itself)")
+                                 f"souped (use method {reference_method()!r}, where each member encodes the prompt "
+                                 "itself)")
             ensure_soup_adapter(self.denoiser, spec, {a: extract_lora(self.denoiser, a) for a in spec.adapters})
 
     def _check_not_fused(self) -> None:
@@ -396,7 +409,7 @@ class _BlendCore:
         if bad:
             raise ValueError(f"error: callback_on_step_end_tensor_inputs {bad}: the blend pipeline passes 'latents' "
                              f"only (each member has its own prompt embeddings)")
-        if any(s.method != "base" for s in specs):
+        if any(s.method != Base.name for s in specs):
             self._check_not_fused()
         config = SamplerConfig(steps=num_inference_steps, guidance=guidance_scale, eta=eta, batched=batched)
         clear_cache(self.denoiser)
@@ -585,7 +598,7 @@ class DiffusionBlendPipeline(_BlendCore, DiffusionPipeline, StableDiffusionLoraL
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, weights: Weights = None, lam: float = 1.0,
-                 method: str = "mpa", height: int | None = None, width: int | None = None,
+                 method: str = Mpa.name, height: int | None = None, width: int | None = None,
                  num_inference_steps: int = 50, timesteps: list[int] | None = None, sigmas: list[float] | None = None,
                  guidance_scale: float = 7.5, negative_prompt: str | list[str] | None = None,
                  num_images_per_prompt: int = 1, eta: float = 0.0,
@@ -714,7 +727,7 @@ class DiffusionBlendXLPipeline(StableDiffusionXLLoraLoaderMixin, DiffusionBlendP
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, prompt_2: str | list[str] | None = None,
-                 weights: Weights = None, lam: float = 1.0, method: str = "mpa", height: int | None = None,
+                 weights: Weights = None, lam: float = 1.0, method: str = Mpa.name, height: int | None = None,
                  width: int | None = None, num_inference_steps: int = 50, timesteps: list[int] | None = None,
                  sigmas: list[float] | None = None, denoising_end: float | None = None, guidance_scale: float = 5.0,
                  negative_prompt: str | list[str] | None = None, negative_prompt_2: str | list[str] | None = None,
@@ -796,7 +809,7 @@ class DiffusionBlendSD3Pipeline(_BlendCore, DiffusionPipeline, SD3LoraLoaderMixi
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, prompt_2: str | list[str] | None = None,
                  prompt_3: str | list[str] | None = None, weights: Weights = None, lam: float = 1.0,
-                 method: str = "mpa", height: int | None = None, width: int | None = None,
+                 method: str = Mpa.name, height: int | None = None, width: int | None = None,
                  num_inference_steps: int = 28, sigmas: list[float] | None = None, guidance_scale: float = 7.0,
                  negative_prompt: str | list[str] | None = None, negative_prompt_2: str | list[str] | None = None,
                  negative_prompt_3: str | list[str] | None = None, num_images_per_prompt: int = 1,

@@ -15,6 +15,8 @@ from pathlib import Path
 from PIL import Image
 
 from blend import stats
+from blend.methods import REGISTRY, reference_method
+from blend.methods.single import family
 from diffusion_blend import figures
 from diffusion_blend.io import write_json_atomic, write_text_atomic
 from diffusion_blend.logging import get_logger
@@ -73,7 +75,8 @@ def summarise(rows: list[dict], unit: str | None = None) -> dict[str, dict]:
             "unet_evals_per_image": sum(r["unet_evals"] for r in rs) / len(rs),
             "costs_per_image": {k: sum(r["costs"][k] for r in rs) / len(rs) for k in (first.get("costs") or {})},
         }
-    refs = {s["targets"]: groups[label] for label, s in out.items() if s["method"] == "mpa" and s["targets"]}
+    ref = reference_method()  # blend.methods: DB-MPA
+    refs = {s["targets"]: groups[label] for label, s in out.items() if s["method"] == ref and s["targets"]}
     for label, s in out.items():
         s["paired_vs_mpa"] = {}
         for obj, ref in refs.items():
@@ -185,9 +188,9 @@ def write_grids(out_dir: Path, rows: list[dict], max_images: int = 64, tile_px: 
 
 
 def _family(s: dict) -> str:
-    if s.get("role") == "oracle":
-        return "oracle"
-    return s["method"] if s["method"] != "kla" else f"kla w={s['weights']}"
+    """The series of a config in the Pareto plot: its method (the oracle for role oracle); λ-sweeps per weights."""
+    fam = family(s["method"], s.get("role", ""))
+    return f"{fam} w={s['weights']}" if fam in REGISTRY and REGISTRY[fam].takes_lam else fam
 
 
 def plot_pareto(out_dir: Path, summary: dict[str, dict], reward_names: list[str]) -> Path | None:
@@ -206,14 +209,15 @@ def plot_pareto(out_dir: Path, summary: dict[str, dict], reward_names: list[str]
         xs = [p[1]["rewards"][r1][0] for p in pts]
         ys = [p[1]["rewards"][r2][0] for p in pts]
         st = figures.style(key.split(" ")[0])
-        kw = st.kwargs(line=key not in ("single", "oracle", "base") and len(pts) > 1)
-        if key.startswith("kla "):
-            kw["label"] = f"DB-KLA {key[4:]}"
+        info = REGISTRY.get(key.split(" ")[0])  # blend.methods: how the method is drawn
+        kw = st.kwargs(line=(info is None or info.line) and len(pts) > 1)
+        if info is not None and info.takes_lam and " " in key:
+            kw["label"] = f"{info.display_name} {key.split(' ', 1)[1]}"
         ax.errorbar(xs, ys, xerr=[p[1]["rewards"][r1][1] for p in pts], yerr=[p[1]["rewards"][r2][1] for p in pts],
-                    ms=8 if key in ("oracle", "base") else 5, **kw)
-        if key in ("single", "oracle"):
+                    ms=8 if info is not None and info.big_marker else 5, **kw)
+        if info is not None and info.point_label == "name":
             figures.label_points(ax, xs, ys, [p[1]["display"].split(" ")[-1] for p in pts])
-        elif key == "mpa" and len(pts) > 1:
+        elif info is not None and info.point_label == "weights" and len(pts) > 1:
             figures.label_points(ax, xs, ys, [f"w={p[0]:g}" for p in pts], color=st.color)
     ax.set_xlabel(f"{r1} (higher is better)")
     ax.set_ylabel(f"{r2} (higher is better)")

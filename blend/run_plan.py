@@ -329,9 +329,12 @@ def _check_surrogates(text: str | None, reward_names: list[str], specs: list[Ble
             raise PlanError(f"--guidance_surrogate {name}={other}: {other!r} {what}; differentiable rewards: "
                             f"{', '.join(differentiable)}")
     if not any(s.option("surrogate") for s in specs):
-        users = sorted({s.method for s in specs if s.is_baseline} & {"rgg", "smc"}) or ["rgg", "smc"]
+        from blend.methods import method_names
+
+        guided = method_names(lambda m: m.gradient_guided)
+        users = sorted({s.method for s in specs if s.is_baseline} & set(guided)) or list(guided)
         raise PlanError(f"--guidance_surrogate is used by the gradient-guided baselines ({', '.join(users)}) only, "
-                        f"and --methods runs none of them; drop it or add rgg/smc to --methods")
+                        f"and --methods runs none of them; drop it or add {'/'.join(guided)} to --methods")
 
 
 def check_plan_size(specs: list[BlendSpec], prompts: list[str], seeds: list[int], steps: int, yes: bool) -> None:
@@ -419,7 +422,6 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
 
     from blend.experiment import Objective
     from blend.sampler import SamplerConfig
-    from blend.spec import BlendSpec
 
     device = resolve_device(args.device)
     if device.type == "cpu" and getattr(torch, args.dtype) != torch.float32:
@@ -440,8 +442,10 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     for _name, path in members:
         check_adapter_source(path, "--model")
     oracle_specs, spec_objective, oracle_paths = [], {}, {}
-    if "oracle" in (args.methods or "").split(",") and not oracles:
-        raise PlanError("--methods oracle needs --oracle W=PATH (a MORL adapter trained on weights W)")
+    from blend.methods.single import Oracle
+
+    if Oracle.name in (args.methods or "").split(",") and not oracles:
+        raise PlanError(f"--methods {Oracle.name} needs --oracle W=PATH (a MORL adapter trained on weights W)")
     for i, (w_text, path) in enumerate(oracles):
         w = parse_weights([w_text], "--oracle")[0]
         if adapter_names and len(w) != len(adapter_names):
@@ -451,7 +455,7 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
         name = f"oracle{i}_w" + "_".join(f"{x:g}" for x in w).replace(".", "p").replace("-", "m")
         check_checkpoint(path, "--oracle", base_model, args.allow_other_base)
         oracle_paths[name] = path
-        oracle_specs.append(BlendSpec("single", (name,), role="oracle", extra={"target": target}))
+        oracle_specs.append(Oracle.spec(name, target))
         spec_objective[oracle_specs[-1].label] = target
     scales = reward_scales(args.reward_scale, reward_names)
     scale_map = dict(zip(reward_names, scales)) if scales else None
@@ -465,9 +469,7 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     if len(reward_names) == len(adapter_names) or not adapter_names and any(s.is_baseline for s in specs):
         objectives = [Objective(w, tuple(reward_names), scales) for w in weights]
         for s in specs:
-            if s.method in ("mpa", "mpa_ls", "soup", "soup_factors", "hybrid_late") \
-                    or s.method == "kla" and len(s.adapters) > 1 \
-                    or s.is_baseline:
+            if s.info.scored_on_own_weights(s):  # blend.methods: the blends and the baselines
                 spec_objective[s.label] = Objective(s.weights, tuple(reward_names)).label
     seeds = list(range(args.seed_offset, args.seed_offset + n_seeds))
     check_plan_size(specs, prompts, seeds, steps, bool(getattr(args, "yes", False)))
@@ -558,10 +560,9 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
                 guide_scales: dict[str, float] | None = None) -> list[BlendSpec]:
     """The method configurations to run, in table order (duplicates dropped). The reward-using baselines select or
     guide with ``guide_rewards`` (default ``reward_names``), one per scored reward."""
-    from blend.baselines.options import baseline_specs
-    from blend.spec import BASELINE_METHODS, METHODS, BlendSpec
+    from blend.methods import PlanContext, default_methods, get_method, method_names, reference_method
 
-    all_methods = (*METHODS, "oracle")
+    all_methods = (*method_names(), *method_names(lambda x: x.plan_only, plan=True))
     m = len(adapters)
     if methods_arg:
         methods = [x.strip() for x in methods_arg.split(",") if x.strip()]
@@ -571,14 +572,15 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
         if unknown:
             raise PlanError(f"unknown method(s) {unknown}; choose from {', '.join(all_methods)}")
     elif original:
-        methods = ["mpa"]
+        methods = [reference_method()]
     else:
-        methods = ["base"] + (["single"] if m else []) + (["soup", "soup_factors", "mpa", "mpa_ls"] if m > 1 else []) \
-            + (["kla"] if m else []) + (["oracle"] if oracle_specs else [])
-    needs_w = {"mpa", "mpa_ls", "soup", "soup_factors", "hybrid_late"} & set(methods)
-    if set(BASELINE_METHODS) & set(methods) and not weights and len(reward_names) == 1:
+        methods = default_methods(m, bool(oracle_specs))
+    info = {name: get_method(name) for name in methods}
+    needs_w = {k for k, v in info.items() if v.needs_weights and not v.is_baseline and not v.takes_lam}
+    baselines = any(v.is_baseline for v in info.values())
+    if baselines and not weights and len(reward_names) == 1:
         weights = [(1.0,)]
-    if set(BASELINE_METHODS) & set(methods) and not weights:
+    if baselines and not weights:
         raise PlanError(f"the baselines need --weights over the rewards {list(reward_names)}")
     if needs_w and m > 1 and not weights:
         raise PlanError(f"methods {sorted(needs_w)} need --weights (a vector over the {m} adapters {adapters}, e.g. "
@@ -587,27 +589,15 @@ def build_specs(methods_arg: str | None, adapters: list[str], weights: list[tupl
     specs: list[BlendSpec] = []
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        ctx = PlanContext(list(adapters), list(weights), list(lambdas), list(oracle_specs), list(reward_names),
+                          baseline_args or _baseline_defaults(), steps, scales,
+                          list(guide_rewards) if guide_rewards else None, guide_scales)
         for method in methods:
             try:
-                if method == "base":
-                    specs.append(BlendSpec("base"))
-                elif method == "single":
-                    specs += [BlendSpec("single", (a,)) for a in adapters]
-                elif method == "oracle":
-                    specs += oracle_specs
-                elif method in BASELINE_METHODS:  # blend.baselines
-                    specs += _baseline_specs(baseline_specs, method, adapters, list(guide_rewards or reward_names),
-                                             weights or [(1.0,)], baseline_args or _baseline_defaults(), steps,
-                                             guide_scales if guide_rewards else scales)
-                elif method == "kla":
-                    vecs = [(1.0,)] if m == 1 else weights
-                    names = tuple(adapters) if m > 1 else (adapters[0],)
-                    if m > 1 and not vecs:
-                        raise PlanError("kla with several adapters needs --weights")
-                    specs += [BlendSpec("kla", names, w, lam=lam) for w in vecs for lam in lambdas]
+                if info[method].is_baseline:  # blend.baselines
+                    specs += _baseline_specs(info[method].build_specs, ctx)
                 else:
-                    vecs = weights if m > 1 else [(1.0,)]
-                    specs += [BlendSpec(method, tuple(adapters), w) for w in vecs]
+                    specs += info[method].build_specs(ctx)  # blend.methods: one module per method
             except PlanError:
                 raise
             except ValueError as exc:
@@ -632,7 +622,8 @@ def _baseline_specs(fn, *args) -> list[BlendSpec]:
 
 def attach_schedules(specs: list[BlendSpec], starts: list[tuple[float, ...]], ends: list[tuple[float, ...]],
                      kind: str) -> list[BlendSpec]:
-    """Give every mpa / mpa_ls / kla spec whose weights are a --weights vector the schedule to its --weights_end."""
+    """Give every spec of a schedulable method (mpa, mpa_ls, kla: ``Method.schedulable``) whose weights are a
+    --weights vector the schedule to its --weights_end."""
     from blend.schedule import WeightSchedule
     from blend.spec import BlendSpec
 
@@ -642,7 +633,7 @@ def attach_schedules(specs: list[BlendSpec], starts: list[tuple[float, ...]], en
     end_of = {tuple(w): ends[0] if len(ends) == 1 else ends[i] for i, w in enumerate(starts)}
     out = []
     for s in specs:
-        end = end_of.get(tuple(s.weights)) if s.method in ("mpa", "mpa_ls", "kla") and len(s.adapters) > 1 else None
+        end = end_of.get(tuple(s.weights)) if s.info.schedulable and len(s.adapters) > 1 else None
         if end is None:
             out.append(s)
             continue

@@ -114,9 +114,12 @@ def without_impossible_soups(specs: list[BlendSpec], loras: dict, methods_arg: s
     soups = [s for s in specs if s.is_soup and set(s.adapters) & set(blocked)]
     if not soups:
         return specs
-    if methods_arg and any(m.strip() in ("soup", "soup_factors") for m in methods_arg.split(",")):
+    from blend.methods import method_names
+
+    named_soups = method_names(lambda m: m.is_soup)
+    if methods_arg and any(m.strip() in named_soups for m in methods_arg.split(",")):
         raise PlanError(f"a soup merges the adapters' UNet LoRA weights, which {blocked} cannot be (a full UNet, or "
-                        f"text-encoder LoRA parts); drop soup/soup_factors from --methods")
+                        f"text-encoder LoRA parts); drop {'/'.join(named_soups)} from --methods")
     log.info("soup baselines skipped: %s are full UNets or have text-encoder LoRA parts", blocked)
     return [s for s in specs if s not in soups]
 

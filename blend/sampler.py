@@ -50,6 +50,7 @@ import torch
 from tqdm.auto import tqdm
 
 from blend.eps import BASE, blend_eps, combine
+from blend.methods import lam_method, method_names, reference_method
 from blend.predictor import CallOptions, NoisePredictor
 from blend.schedule import step_progress
 from blend.spec import HYBRID_OTHERS, BlendSpec
@@ -246,6 +247,8 @@ class _RowPlan:
         self.batch_seeds = list(seeds) if seeds is not None else None
         self._cache: dict[tuple[int, int], dict[str, float]] = {}
         self.choices: list[list[str]] | None = None
+        # per row: the method's own ε rule (blend.methods: Method.blend), None for the linear Σ_j c_j ε_j
+        self.blends = [None if s.info.linear_blend else s.info.blend for s in self.specs]
         if any(s.is_stochastic_choice for s in specs):
             if not all(s.is_stochastic_choice for s in specs):
                 raise ValueError("DB-MPA-LS cannot share a batch with other methods; sample it separately")
@@ -255,11 +258,11 @@ class _RowPlan:
         for s in specs:
             if s.schedule is not None and s.is_soup:
                 raise ValueError("a weight schedule needs a per-step ε blend; a soup merges the weights once. "
-                                 "Use method 'mpa' (or 'kla') with a schedule")
+                                 f"Use method {reference_method()!r} (or {lam_method()!r}) with a schedule")
             if s.hybrid_parts is not None:
                 if s.schedule is not None:
                     raise ValueError(f"{s.display_name} already fixes its blend per step; a weight schedule w(t) "
-                                     "applies to mpa, mpa_ls and kla only")
+                                     f"applies to {_and(method_names(lambda m: m.schedulable))} only")
                 if s.hybrid_parts[2] not in HYBRID_OTHERS:
                     raise ValueError(f"{s.method}: the sampler runs hybrids with {' or '.join(HYBRID_OTHERS)} off "
                                      f"their DB-MPA range, not {s.hybrid_parts[2]!r}; use blend.hybrid.sample_hybrid")
@@ -285,7 +288,7 @@ class _RowPlan:
         if self.choices is not None:
             return {self.choices[r][i]: 1.0}
         spec = self.specs[r]
-        hybrid = spec.hybrid_parts is not None
+        hybrid = spec.info.varies_per_step
         key = (id(spec), i if spec.schedule is not None or hybrid else -1)
         if key not in self._cache:
             # a hybrid: DB-MPA's coefficients on its range, {merged soup adapter: 1} elsewhere
@@ -347,21 +350,21 @@ def _denoise_steps(predictor: NoisePredictor, plan: _RowPlan, timesteps: list, x
         coeffs = [plan.coefficients(r, i) for r in range(n)]
         groups: dict[tuple, list[int]] = {}
         for r, c in enumerate(coeffs):
-            groups.setdefault(tuple(c.items()), []).append(r)
+            groups.setdefault((tuple(c.items()), plan.blends[r]), []).append(r)
         rows_by_model: dict[str, list[int]] = {}
         for r, c in enumerate(coeffs):
             for model in c:
                 rows_by_model.setdefault(model, []).append(r)
         x_in = scheduler.scale_model_input(x, t) if hasattr(scheduler, "scale_model_input") else x  # flow: none
         eps_by_model = predictor(x_in, t, cond, uncond, rows_by_model, route=plan.choices is not None)
-        if len(groups) == 1:
+        if len(groups) == 1 and plan.blends[0] is None:
             eps = combine(eps_by_model, coeffs[0])
         else:
             eps = torch.empty_like(x)
             pos = {m: {r: j for j, r in enumerate(rows)} for m, rows in rows_by_model.items()}
-            for key, rows in groups.items():
+            for (key, rule), rows in groups.items():
                 parts = [eps_by_model[m][[pos[m][r] for r in rows]] for m, _ in key]
-                eps[rows] = blend_eps(parts, [c for _, c in key])
+                eps[rows] = (rule or blend_eps)(parts, [c for _, c in key])
         evals = [e + len(c) for e, c in zip(evals, coeffs)]
         if takes_noise:
             step_kwargs["variance_noise"] = noise[i]
@@ -371,6 +374,11 @@ def _denoise_steps(predictor: NoisePredictor, plan: _RowPlan, timesteps: list, x
             if stop:
                 break
     return x, evals, plan.choices
+
+
+def _and(names: Sequence[str]) -> str:
+    """'a, b and c'."""
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def _row_specs(spec: BlendSpec | Sequence[BlendSpec], n: int) -> list[BlendSpec]:

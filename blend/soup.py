@@ -68,6 +68,6 @@ def ensure_soup_adapter(unet: torch.nn.Module, spec, loras: dict[str, LoraWeight
         if blocked:
             raise ValueError(f"{spec.display_name} merges the adapters' UNet LoRA weights, which {blocked} cannot be "
                              "(a full UNet, or text-encoder LoRA parts); use method 'mpa' with these members")
-        merged = merge_delta(parts, spec.weights) if spec.method == "soup" else average_factors(parts, spec.weights)
+        merged = spec.info.merge(parts, spec.weights)  # blend.methods.soup: ΔW or the factors
         add_lora(unet, name, merged)
     return name

@@ -1,7 +1,8 @@
 """One figure style for every plot and image grid the project draws.
 
 * a real font (DejaVu Sans, shipped with matplotlib) for plots and for the labels of image grids;
-* one fixed colour and marker per method (``METHODS``), the same in every run and script;
+* one fixed colour and marker per method (``style``: declared by each method in ``blend.methods``), the same in
+  every run and script;
 * weight labels on sweep points placed so that they do not overlap each other (``label_points``);
 * legends outside the data (``legend_outside``);
 * every figure saved as PNG and PDF side by side (``save``);
@@ -39,34 +40,25 @@ class Style:
                 "label": self.label}
 
 
-# Okabe–Ito colours (distinguishable with colour-blindness), one per method; names as run_DB.py's methods,
-# plus the theory lab's distributions.
+# Styles of what is not a sampling method: the theory lab's distributions. A method's style (Okabe–Ito colours
+# for the blends, Tol's muted colours for the baselines) is declared by its module in blend.methods.
 METHODS: dict[str, Style] = {
-    "base": Style("#000000", "*", "none", "Base model"),
-    "single": Style("#999999", "s", "none", "Single adapters"),
-    "mpa": Style("#0072B2", "o", "-", "DB-MPA"),
-    "mpa_ls": Style("#56B4E9", "^", "--", "DB-MPA-LS"),
     "mpa_ls_batch": Style("#009E73", "v", "-.", "DB-MPA-LS (one draw per step for the batch)"),
-    "soup": Style("#D55E00", "D", ":", "Rewarded soup (ΔW)"),
-    "soup_factors": Style("#E69F00", "p", ":", "Rewarded soup (factors)"),
-    "kla": Style("#CC79A7", "X", "-.", "DB-KLA"),
-    "oracle": Style("#882255", "P", "none", "MORL oracle"),
     "target": Style("#882255", "P", "-", "exact target"),
-    # inference-time baselines (blend.baselines), Tol's muted colours
-    "code": Style("#117733", "s", "-", "CoDe"),
-    "rgg": Style("#DDCC77", "D", "--", "RGG"),
-    "smc": Style("#AA4499", "v", "-.", "SMC (DAS)"),
-    "bon": Style("#44AA99", "h", ":", "Best-of-N"),
-    "bon_mpa": Style("#332288", "<", "-", "Best-of-N over DB-MPA"),
-    "bon_ls": Style("#88CCEE", ">", "--", "Best-of-N over DB-MPA-LS"),
 }
 _FALLBACK = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB"]
 _FALLBACK_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 
 
 def style(key: str) -> Style:
-    """The fixed style of a method; an unknown key gets a colour and marker chosen by a hash of its name
-    (the same in every run)."""
+    """The fixed style of a method (``blend.methods``: ``Method.style``, legend ``Method.legend`` or its display name);
+    an unknown key, or a method without a style, gets a colour and marker chosen by a hash of its name (the same
+    in every run)."""
+    from blend.methods import REGISTRY  # light: no torch
+
+    if key in REGISTRY and REGISTRY[key].style is not None:
+        m = REGISTRY[key]
+        return Style(*m.style, m.legend or m.display_name)
     if key in METHODS:
         return METHODS[key]
     h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")

@@ -58,6 +58,8 @@ class HeldOut:
 
     @torch.no_grad()
     def score(self, trainer, adapter: str | None) -> dict[str, torch.Tensor]:
+        from blend.methods.base import Base
+        from blend.methods.single import Single
         from blend.sampler import SamplerConfig, sample
         from blend.spec import BlendSpec
         from diffusion.adapters import activate
@@ -65,7 +67,7 @@ class HeldOut:
 
         cfg = trainer.cfg
         sc = SamplerConfig(steps=cfg.num_inference_steps, guidance=cfg.guidance_scale, eta=cfg.eta)
-        spec = BlendSpec("base") if adapter is None else BlendSpec("single", (adapter,))
+        spec = BlendSpec(Base.name) if adapter is None else BlendSpec(Single.name, (adapter,))
         prompts, seeds = [p for p, _ in self.pairs], [s for _, s in self.pairs]
         images = torch.cat([sample(trainer.bundle, spec, prompts[i:i + 32], seeds[i:i + 32], sc).images
                             for i in range(0, len(prompts), 32)])

@@ -30,9 +30,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blend.hybrid import HybridSchedule, sample_hybrid  # noqa: E402
+from blend.methods.mpa import Mpa  # noqa: E402
+from blend.methods.mpa_ls import MpaLS  # noqa: E402
+from blend.methods.soup import Soup  # noqa: E402
 from blend.sampler import SamplerConfig, sample  # noqa: E402
 from blend.soup import ensure_soup_adapter  # noqa: E402
 from blend.spec import BlendSpec  # noqa: E402
+
+MPA, LS, SOUP = Mpa.name, MpaLS.name, Soup.name  # blend.methods
 from diffusion.loading import load_bundle  # noqa: E402
 from diffusion.lora import load_adapter  # noqa: E402
 from diffusion_blend.prompts import load_prompts  # noqa: E402
@@ -80,27 +85,27 @@ def main() -> None:
             out += (w[0] * r["toy_alignment_z"] + w[1] * r["toy_jpeg_z"]).tolist()
         return out
 
-    soup = BlendSpec("soup", names, w)
+    soup = BlendSpec(SOUP, names, w)
     ensure_soup_adapter(bundle.unet, soup, loras)
-    methods = {"soup": (lambda pr, sd: sample(bundle, soup, pr, sd, cfg), 1.0),
-               "mpa": (lambda pr, sd: sample(bundle, BlendSpec("mpa", names, w), pr, sd, cfg), 2.0),
-               "mpa_ls": (lambda pr, sd: sample(bundle, BlendSpec("mpa_ls", names, w), pr, sd, cfg), 1.0)}
-    for other in ("soup", "mpa_ls"):
+    methods = {SOUP: (lambda pr, sd: sample(bundle, soup, pr, sd, cfg), 1.0),
+               MPA: (lambda pr, sd: sample(bundle, BlendSpec(MPA, names, w), pr, sd, cfg), 2.0),
+               LS: (lambda pr, sd: sample(bundle, BlendSpec(LS, names, w), pr, sd, cfg), 1.0)}
+    for other in (SOUP, LS):
         for lo, hi in WINDOWS:
             h = HybridSchedule(names, w, lo, hi, other)
             methods[h.label] = (lambda pr, sd, h=h: sample_hybrid(bundle, h, pr, sd, cfg), h.cost_ratio(args.steps))
     wr = {k: wr_of(run) for k, (run, _) in methods.items()}
-    gain = [a - b for a, b in zip(wr["mpa"], wr["soup"])]
+    gain = [a - b for a, b in zip(wr[MPA], wr[SOUP])]
     g, g_se = mean_se(gain)
     rows = []
     print(f"\ntoy, w = {args.w:g}, {len(pairs)} images, {args.steps} steps; DB-MPA − soup = {g:.3f} ± {g_se:.3f}\n")
     print("| method | UNet evals / base | WR_z | vs soup | kept share of DB-MPA's gain | qualifies |")
     print("|---|---|---|---|---|---|")
     for k, (_, cost) in methods.items():
-        d, d_se = mean_se([a - b for a, b in zip(wr[k], wr["soup"])])
+        d, d_se = mean_se([a - b for a, b in zip(wr[k], wr[SOUP])])
         kept = d / g if g != 0 else float("nan")
         # paired s.e. of the ratio by the delta method, on per-image differences
-        resid = [(a - b) - kept * gg for a, b, gg in zip(wr[k], wr["soup"], gain)]
+        resid = [(a - b) - kept * gg for a, b, gg in zip(wr[k], wr[SOUP], gain)]
         kept_se = mean_se(resid)[1] / abs(g) if g != 0 else float("nan")
         ok = k.startswith("hybrid") and kept >= 0.95 and cost <= 1.5
         rows.append({"method": k, "cost": cost, "wr": mean_se(wr[k])[0], "vs_soup": d, "vs_soup_se": d_se,

@@ -14,6 +14,7 @@ import torch
 
 from blend.eps import combine
 from blend.hybrid import HybridSchedule
+from blend.methods.mpa_ls import MpaLS
 from theory.experiments import LabConfig, evaluate, reward_names, world_models
 from theory.mixture import RewardWorld
 from theory.sampling import EpsFn, SharedNoise, make_scheduler, run_ddim, switching
@@ -21,8 +22,8 @@ from theory.sampling import EpsFn, SharedNoise, make_scheduler, run_ddim, switch
 
 def hybrid_eps(models: Mapping[str, EpsFn], schedule: HybridSchedule, timesteps: Sequence[int], seed: int) -> EpsFn:
     """ε(x, t): Σ w_i ε_i on the schedule's DB-MPA steps, one model per sample (LS, drawn with ``seed``) elsewhere."""
-    if schedule.other != "mpa_ls":
-        raise ValueError(f"the theory lab has no weight space: use other='mpa_ls', not {schedule.other!r}")
+    if schedule.other != MpaLS.name:
+        raise ValueError(f"the theory lab has no weight space: use other={MpaLS.name!r}, not {schedule.other!r}")
     steps = len(timesteps)
     index = {int(t): i for i, t in enumerate(timesteps)}
     ls = switching(models, dict(zip(schedule.adapters, schedule.weights)), seed, per_sample=True)
@@ -55,14 +56,14 @@ def hybrid_sweep(cfg: LabConfig, world: RewardWorld, alphas: Sequence[float], wi
         target = world.target(wv, alpha)
         samples = {}
         for lo, hi in windows:
-            h = HybridSchedule(tuple(names), wv, lo, hi, "mpa_ls")
+            h = HybridSchedule(tuple(names), wv, lo, hi, MpaLS.name)
             samples[(lo, hi)] = run_ddim(hybrid_eps(models, h, timesteps, cfg.seed + 17), sched, noise, cfg.eta)
         ev = evaluate(target, world, wv, {f"{lo:g}-{hi:g}": x for (lo, hi), x in samples.items()},
                       cfg.seed + 3, cfg.n_projections)
         rw_ls, rw_mpa = ev.get("0-0_rw"), ev.get("0-1_rw")
         for lo, hi in windows:
             k = f"{lo:g}-{hi:g}"
-            h = HybridSchedule(tuple(names), wv, lo, hi, "mpa_ls")
+            h = HybridSchedule(tuple(names), wv, lo, hi, MpaLS.name)
             kept = (ev[f"{k}_rw"] - rw_ls) / (rw_mpa - rw_ls) if rw_ls is not None and rw_mpa not in (None, rw_ls) \
                 else float("nan")
             rows.append({"world": world.name, "alpha": alpha, "w": w, "start": lo, "stop": hi,

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from blend.methods.base import Base
+from blend.methods.single import Single
 from blend.sampler import SamplerConfig, sample
 from blend.spec import BlendSpec
 from diffusion.loading import load_bundle
@@ -74,7 +76,7 @@ def evaluate(base: str, adapters: dict[str, str], specs: dict[str, BlendSpec], p
     return results
 
 
-def report(results: dict, ref: str = "base") -> str:
+def report(results: dict, ref: str = Base.name) -> str:
     lines = ["| config | " + " | ".join(METRICS) + " | Δ align (s.e.) | Δ jpeg (s.e.) |",
              "|---" * (len(METRICS) + 3) + "|"]
     for label, r in results.items():
@@ -106,8 +108,8 @@ def main() -> None:
     ap.add_argument("--grid", default=None, help="write a PNG grid (first 12 images per config) here")
     args = ap.parse_args()
     adapters = dict(a.split("=", 1) for a in args.adapter)
-    specs = {"base": BlendSpec("base")}
-    specs.update({n: BlendSpec("single", (n,)) for n in adapters})
+    specs = {Base.name: BlendSpec(Base.name)}
+    specs.update({n: BlendSpec(Single.name, (n,)) for n in adapters})
     results = evaluate(args.base_model, adapters, specs, load_prompts(args.prompt_file), args.n_seeds,
                        args.seed_offset)
     print(report(results))
@@ -115,8 +117,8 @@ def main() -> None:
         out = {}
         for label, r in results.items():
             out[label] = {m: mean_se(r["scores"][m], r["clusters"]) for m in METRICS}
-            if label != "base":
-                out[label]["delta_vs_base"] = {m: mean_se(r["scores"][m] - results["base"]["scores"][m], r["clusters"])
+            if label != Base.name:
+                out[label]["delta_vs_base"] = {m: mean_se(r["scores"][m] - results[Base.name]["scores"][m], r["clusters"])
                                                for m in METRICS}
             out[label]["se_unit"] = "cluster-robust by prompt"
             out[label]["seconds"] = r["seconds"]

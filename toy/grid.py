@@ -32,6 +32,7 @@ def base_sample_grid(out: str | Path, base: str = "builtin:toy", n_seeds: int = 
     """Samples of the base model: 6 training and 6 held-out prompts (rows) × ``n_seeds`` seeds."""
     import json
 
+    from blend.methods.base import Base
     from blend.sampler import SamplerConfig, sample
     from blend.spec import BlendSpec
     from diffusion.loading import load_bundle
@@ -46,7 +47,7 @@ def base_sample_grid(out: str | Path, base: str = "builtin:toy", n_seeds: int = 
     rows = {}
     for tag, prompts in (("train", train), ("held-out", test)):
         for p in prompts:
-            imgs = sample(bundle, BlendSpec("base"), [p] * n_seeds, list(range(n_seeds)), cfg).images
+            imgs = sample(bundle, BlendSpec(Base.name), [p] * n_seeds, list(range(n_seeds)), cfg).images
             rows[f"{tag}: {p.replace(' background', '').replace('a ', '')}"] = imgs
     return save_grid(rows, out, scale=scale, title=f"Toy base model ({base}): prompts × seeds",
                      col_labels=[f"seed {s}" for s in range(n_seeds)])

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from blend.methods.base import Base
 from blend.sampler import SamplerConfig, sample
 from blend.spec import BlendSpec
 from diffusion.loading import load_bundle
@@ -47,7 +48,7 @@ def main() -> None:
 
     def stats(steps: int) -> dict:
         cfg = SamplerConfig(steps=steps, guidance=SAMPLE_GUIDANCE, eta=SAMPLE_ETA)
-        images = torch.cat([sample(bundle, BlendSpec("base"), picks[i : i + 32], seeds[i : i + 32], cfg).images
+        images = torch.cat([sample(bundle, BlendSpec(Base.name), picks[i : i + 32], seeds[i : i + 32], cfg).images
                             for i in range(0, args.n, 32)])
         out = {}
         for name in REWARDS:

@@ -21,10 +21,8 @@ from diffusion.bundle import ModelBundle
 
 
 def proposal_spec(spec: BlendSpec) -> BlendSpec:
-    """The plain method whose samples best-of-N selects from."""
-    if spec.method == "bon":
-        return BlendSpec("base")
-    return BlendSpec("mpa" if spec.method == "bon_mpa" else "mpa_ls", spec.adapters, spec.weights)
+    """The plain method whose samples best-of-N selects from (``blend.methods.bon``)."""
+    return spec.info.proposal_spec(spec)
 
 
 @torch.no_grad()

@@ -64,15 +64,13 @@ def code_branch_steps(steps: int, block: int) -> int:
 def size_for_budget(method: str, budget: float, steps: int, evals_per_step: int = 1, block: int = 5) -> int:
     """The free size (N, N, K) that keeps a method's UNet forwards per image at or under ``budget`` (≥ 1).
 
-    best-of-N: N·e·T ≤ budget;  CoDe: T + N·S ≤ budget;  SMC: K·T ≤ budget. RGG has no free size.
+    best-of-N: N·e·T ≤ budget;  CoDe: T + N·S ≤ budget;  SMC: K·T ≤ budget. RGG has no free size. Each method
+    sizes itself (``Method.fit_budget`` in ``blend.methods``).
     """
     if budget <= 0 or not math.isfinite(budget):
         raise ValueError(f"--budget must be a positive number of UNet evaluations per image, got {budget}")
-    if method in ("bon", "bon_mpa", "bon_ls"):
-        return max(1, int(budget // (evals_per_step * steps)))
-    if method == "code":
-        s = code_branch_steps(steps, block)
-        return max(1, int((budget - steps) // s)) if s else 1
-    if method == "smc":
-        return max(1, int(budget // steps))
-    raise ValueError(f"method {method!r} has no size to fit to a budget")
+    from blend.methods import REGISTRY
+
+    if method not in REGISTRY or not REGISTRY[method].is_baseline:
+        raise ValueError(f"method {method!r} has no size to fit to a budget")
+    return REGISTRY[method].fit_budget(budget, steps, evals_per_step, block)  # blend.methods: bon.py, code.py, guided.py

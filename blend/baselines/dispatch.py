@@ -1,7 +1,8 @@
 """``sample_any``: one call for every method of ``run_DB.py``, plain samplers and baselines alike.
 
-Plain methods go to ``blend.sampler.sample`` (their cost: e·T UNet forwards and one decode per image);
-baselines go to their modules with the objective Σ_i w_i r_i / s_i built from the spec's rewards.
+Each method samples itself (``Method.sample``, ``blend.methods``): plain methods go to ``blend.sampler.sample``
+(their cost: e·T UNet forwards and one decode per image); baselines go to their modules with the objective
+Σ_i w_i r_i / s_i built from the spec's rewards (:func:`objectives`).
 Reward functions come from the run's scorers when they have the name, else are built once per process
 (surrogates for the guidance, rewards that are not scored).
 """
@@ -13,8 +14,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from blend.baselines.common import WeightedReward, check_differentiable, parse_surrogates
-from blend.baselines.costs import plain_costs
-from blend.sampler import SamplerConfig, SampleResult, sample
+from blend.sampler import SamplerConfig, SampleResult
 from blend.spec import BlendSpec
 from diffusion.bundle import ModelBundle
 
@@ -50,26 +50,4 @@ def sample_any(bundle: ModelBundle, spec: BlendSpec, prompts: Sequence[str], see
                config: SamplerConfig, reward_fns: Mapping[str, object] | None = None,
                progress: bool = False) -> SampleResult:
     """Sample one image per (prompt, seed) with any method; ``result.costs`` is always filled."""
-    if not spec.is_baseline:
-        result = sample(bundle, spec, prompts, seeds, config, progress=progress)
-        if result.costs is None:
-            result.costs = [plain_costs(e) for e in result.unet_evals]
-        return result
-    max_rows = int(spec.extra.get("max_rows", 64))  # rows per UNet batch (chains × candidates)
-    if spec.method in ("bon", "bon_mpa", "bon_ls"):
-        from blend.baselines.bon import best_of_n
-
-        return best_of_n(bundle, spec, prompts, seeds, config, objectives(spec, bundle.device, reward_fns), max_rows)
-    if bundle.prediction == "flow" or type(bundle.scheduler).__name__ != "DDIMScheduler":
-        raise ValueError(f"{spec.display_name} steps the DDIM chain itself (x̂0 from ε, the DDIM variance), so it needs "
-                         f"an ε-predicting model with its DDIM scheduler; this model is {bundle.family} with "
-                         f"{type(bundle.scheduler).__name__}. Best-of-N (bon, bon_mpa, bon_ls) works with any model.")
-    if spec.method == "code":
-        from blend.baselines.code import code_sample
-
-        return code_sample(bundle, spec, prompts, seeds, config, objectives(spec, bundle.device, reward_fns),
-                           max_rows, progress=progress)
-    from blend.baselines.guided import guided_sample
-
-    return guided_sample(bundle, spec, prompts, seeds, config, objectives(spec, bundle.device, reward_fns, True),
-                         max_rows, progress=progress)
+    return spec.info.sample(bundle, spec, prompts, seeds, config, reward_fns, progress)  # blend.methods

@@ -67,9 +67,9 @@ def _ess(logw: torch.Tensor) -> torch.Tensor:
 def guided_sample(bundle: ModelBundle, spec: BlendSpec, prompts: Sequence[str], seeds: Sequence[int],
                   config: SamplerConfig, objective: WeightedReward, max_rows: int = 64,
                   progress: bool = False) -> SampleResult:
-    """RGG (``spec.method == 'rgg'``) or SMC with K = ``spec.option('K')`` particles, one image per (prompt, seed)."""
+    """RGG (one chain) or SMC with K = ``spec.option('K')`` particles, one image per (prompt, seed)."""
     start = time.perf_counter()
-    k = 1 if spec.method == "rgg" else int(spec.option("K", 4))
+    k = spec.info.particles(spec)  # blend.methods.guided: 1 for RGG
     if k < 1:
         raise ValueError(f"SMC needs K ≥ 1 particles, got {k}")
     per = max(1, max_rows // k)
@@ -101,7 +101,7 @@ def _guided_group(bundle, spec, prompts, seeds, config, objective, k, progress):
     uncond = bundle.encode_prompts([""] * len(rows_prompts))
     predictor = NoisePredictor(bundle, config.guidance, batched=config.batched)
     m = objective.m
-    smc = spec.method == "smc"
+    smc = spec.info.resamples
     logw = torch.zeros(n, k, dtype=torch.float64)
     prev_twist = torch.zeros(n * k, dtype=torch.float64)
     log_ratio = torch.zeros(n * k, dtype=torch.float64)

@@ -6,14 +6,14 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from blend.baselines.costs import size_for_budget
-
 if TYPE_CHECKING:  # blend.spec imports torch; add_baseline_args must stay light for `run_DB.py --help`
     from blend.spec import BlendSpec
 
 
 def add_baseline_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("baselines (--methods bon,bon_mpa,bon_ls,code,rgg,smc; docs/method.md §6)")
+    from blend.methods import baseline_names
+
+    g = p.add_argument_group(f"baselines (--methods {','.join(baseline_names())}; docs/method.md §6)")
     g.add_argument("--budget", default=None, metavar="auto|N",
                    help="equal-cost comparison: size best-of-N's N, CoDe's N and SMC's K so that each spends at most "
                         "N UNet evaluations per image ('auto' = DB-MPA's m·T); overrides --bon_n, --code_n, --smc_k")
@@ -51,34 +51,19 @@ def parse_budget(text: str | None, n_adapters: int, steps: int) -> float | None:
 def baseline_specs(method: str, adapters: Sequence[str], rewards: Sequence[str], vectors: Sequence[tuple[float, ...]],
                    args: argparse.Namespace, steps: int, scales: dict[str, float] | None = None) -> list[BlendSpec]:
     """The specs of one baseline method, one per weight vector, sized by ``args.budget`` when given."""
-    from blend.spec import REWARD_GUIDED, BlendSpec
+    from blend.methods import get_method
 
+    info = get_method(method)
     budget = parse_budget(getattr(args, "budget", None), len(adapters), steps)
-    if method not in REWARD_GUIDED and len(rewards) != len(adapters):
+    if not info.reward_guided and len(rewards) != len(adapters):
         raise SystemExit(f"error: {method} selects with the weights of its adapters over the rewards, so it needs one "
                          f"reward per adapter; got rewards {list(rewards)} and adapters {list(adapters)}")
     out = []
     for w in vectors:
-        opts: dict[str, float | str] = {}
-        if method in ("bon", "bon_mpa", "bon_ls"):
-            e = len([x for x in w if x != 0]) if method == "bon_mpa" else 1
-            opts["N"] = size_for_budget(method, budget, steps, e) if budget else args.bon_n
-        elif method == "code":
-            opts["B"] = args.code_block
-            opts["N"] = size_for_budget("code", budget, steps, block=args.code_block) if budget else args.code_n
-        else:
-            opts.update(kl=args.kl_coeff, gamma=args.rgg_gamma)
-            if method == "smc":
-                opts["K"] = size_for_budget("smc", budget, steps) if budget else args.smc_k
-                opts["ess"] = args.smc_ess
-            if args.guidance_surrogate:
-                opts["surrogate"] = args.guidance_surrogate
+        opts = info.options(args, budget, steps, w)  # blend.methods: bon.py, code.py, guided.py
         extra = {"scales": dict(scales)} if scales else {}
         try:
-            if method in REWARD_GUIDED:
-                out.append(BlendSpec(method, (), w, rewards=tuple(rewards), options=opts, extra=extra))
-            else:
-                out.append(BlendSpec(method, tuple(adapters), w, rewards=tuple(rewards), options=opts, extra=extra))
+            out.append(info.make_spec(adapters, rewards, w, opts, extra))
         except ValueError as exc:
             raise SystemExit(f"error: {exc}") from exc
     return out
