@@ -12,7 +12,7 @@ import torch
 from accelerate import PartialState
 
 from blend.experiment import Experiment, image_ok, merge_results, run_units, save_config
-from blend.report import plot_pareto, summarise, write_grids, write_summary
+from blend.report import plot_paired, plot_pareto, summarise, write_grids, write_summary
 from blend.run_plan import PlanError, RunPlan
 from blend.spec import BlendSpec
 from diffusion.bundle import ModelBundle
@@ -85,7 +85,8 @@ def execute(plan: RunPlan) -> RunResult | None:
 
 
 def write_report(plan: RunPlan, exp: Experiment, loras: dict) -> RunResult:
-    """Merge the stored rows into results.jsonl and write summary.md/.json, the grids and pareto.png."""
+    """Merge the stored rows into results.jsonl and write summary.md/.json, the forest plot of the paired differences
+    (summary_paired.png), the grids (one per config, and the methods side by side) and pareto.png."""
     out_dir = plan.out_dir
     rows, total = merge_results(out_dir, exp, loras)
     n_specs, n_prompts, n_seeds = len(exp.specs), len(exp.prompts), len(exp.seeds)
@@ -102,9 +103,11 @@ def write_report(plan: RunPlan, exp: Experiment, loras: dict) -> RunResult:
     table = write_summary(out_dir, rows, reward_names, [o.label for o in exp.objectives], note=note)
     if plan.grids:
         write_grids(out_dir, [r for r in rows if image_ok(out_dir / r["image"])])
-    plot_pareto(out_dir, summarise(rows), reward_names)
-    log.info("wrote %d result rows (of %d in results.jsonl), summary.md, summary.json%s and pareto.png to %s",
-             len(rows), total, ", grids/" if plan.grids else "", out_dir)
+    summary = summarise(rows)
+    plot_pareto(out_dir, summary, reward_names)
+    forest = plot_paired(out_dir, summary, [o.label for o in exp.objectives])
+    log.info("wrote %d result rows (of %d in results.jsonl), summary.md, summary.json%s%s and pareto.png to %s",
+             len(rows), total, ", summary_paired.png" if forest else "", ", grids/" if plan.grids else "", out_dir)
     return RunResult(rows, total, table)
 
 
