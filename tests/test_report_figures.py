@@ -124,3 +124,48 @@ def test_sparse_labels_are_all_placed():
     placed = figures.place_labels(ax, [0, 1, 2], [0, 1, 0], ["a", "b", "c"])
     assert not placed.dropped and placed.caption() == "" and all(t is not None for t in placed.texts)
     plt.close(fig)
+
+
+def _toy_rows() -> list[dict]:
+    """A synthetic toy run (scripts/toy_report.py's inputs): base, both adapters, DB-MPA and the soup at w = 0.5,
+    DB-KLA at λ = 0.5 and its λ-specific oracle."""
+    rng = np.random.default_rng(1)
+    configs = [("base", "base", "", [], None, []), ("single_a", "single", "", [1.0], None, ["alignment"]),
+               ("single_c", "single", "", [1.0], None, ["compressibility"]),
+               ("mpa", "mpa", "", [0.5, 0.5], None, ["alignment", "compressibility"]),
+               ("soup", "soup", "", [0.5, 0.5], None, ["alignment", "compressibility"]),
+               ("kla", "kla", "", [1.0], 0.5, ["alignment"]), ("o0", "single", "oracle", [1.0], None, ["oracle0_w"])]
+    rows = []
+    for label, method, role, weights, lam, adapters in configs:
+        for p in range(3):
+            for s in range(2):
+                rows.append({"config": label, "method": method, "role": role, "weights": weights, "lam": lam,
+                             "adapters": [{"name": a} for a in adapters], "prompt_index": p, "seed": s,
+                             "noise": "per_image", "seconds": 0.1, "unet_evals": 2,
+                             "rewards": {"toy_alignment": float(p + rng.normal()),
+                                         "jpeg_compressibility": float(-1 + 0.1 * rng.normal())}})
+    return rows
+
+
+def test_toy_report_writes_a_forest_plot_next_to_each_table(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("toy_report", Path(__file__).resolve().parents[1] / "scripts"
+                                                  / "toy_report.py")
+    toy_report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy_report)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _toy_rows()))
+    (tmp_path / "stats.json").write_text(json.dumps({"toy_alignment": {"mean": 1.0, "std": 1.0},
+                                                     "jpeg_compressibility": {"mean": -1.0, "std": 0.1}}))
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["toy_report.py", "--stats", str(tmp_path / "stats.json"), "--table1", str(run),
+                                      "--weights", "0.5", "--kla", str(run), "--kla_oracles", "0.5",
+                                      "--out", str(out)])
+    toy_report.main()
+    for name in ("table1_forest", "comparisons_forest", "kla_forest", "pareto"):
+        assert (out / f"{name}.png").stat().st_size > 0 and (out / f"{name}.pdf").exists(), name
