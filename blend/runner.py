@@ -66,7 +66,8 @@ def execute(plan: RunPlan) -> RunResult | None:
     exp = Experiment(base_model=plan.base_model, specs=specs, prompts=plan.prompts, seeds=plan.seeds,
                      sampler=plan.sampler, rewards=plan.rewards, objectives=plan.objectives,
                      batch_size=plan.batch_size, spec_objective=plan.spec_objective, dtype=plan.dtype,
-                     reward_options=plan.reward_options, scales=plan.scales, scheduler=plan.scheduler)
+                     reward_options=plan.reward_options, scales=plan.scales, scheduler=plan.scheduler,
+                     mix_weights=plan.mix_weights)
     if state.is_main_process:
         save_config(out_dir, exp, {"adapters": {n: {"path": lw.extra.get("file"), "sha256": lw.sha256,
                                                     "format": lw.fmt} for n, lw in loras.items()},
