@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="diffusers scheduler whose step the blended ε drives (built from the model's scheduler "
                         "config); ddim with η = 1 is the paper's")
     g.add_argument("--batch_size", type=int, default=8, help="images per UNet batch")
+    g.add_argument("--mix_weights", action="store_true",
+                   help="batch the weight vectors (or λ) of one method and adapter set together, per-image weights in "
+                        "one UNet call (K weights cost one call, not K); rows keep their keys, images equal separate "
+                        "calls up to float rounding")
     g.add_argument("--batched", action="store_true",
                    help="evaluate all blended models in one routed UNet call (for GPUs; the same numbers up to float "
                         "rounding; slower on CPUs)")

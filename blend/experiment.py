@@ -4,7 +4,8 @@ Work is split into fixed units: for each method configuration, the (prompt, seed
 prompt-major order cut into batches of ``batch_size``. A unit is skipped when all of its rows (keyed by
 everything that determines their numbers, :mod:`blend.store`) are stored and their images are on disk,
 so re-running a command resumes it; a unit is always sampled whole, so batch composition does not depend
-on where a run stopped. Rewards score the images as saved (uint8), so a reward added later is scored
+on where a run stopped. With ``--mix_weights`` the weight vectors of one method and adapter set share units
+(per-image weights in one UNet batch, :meth:`Experiment.units`); the rows keep their keys. Rewards score the images as saved (uint8), so a reward added later is scored
 from the PNGs without resampling. Each process appends its rows to its own part file; at the end
 ``results.jsonl`` is exported from all of them. Images are written atomically.
 """
@@ -90,11 +91,36 @@ class Experiment:
     reward_options: dict[str, dict[str, str]] = field(default_factory=dict)  # reward -> its loader options
     scales: tuple[float, ...] | None = None  # per reward, as in Objective.scales
     scheduler: str = "ddim"  # diffusion.schedulers name of the scheduler whose step the blended ε drives
+    mix_weights: bool = False  # one UNet batch may hold several weight vectors of one method and adapter set
 
-    def units(self) -> list[tuple[BlendSpec, list[tuple[int, int]]]]:
+    def units(self) -> list[list[tuple[BlendSpec, tuple[int, int]]]]:
+        """The batches of (spec, (prompt index, seed)) cells, each sampled in one call of at most ``batch_size``.
+
+        By default a unit holds one spec: its (prompt, seed) pairs in prompt-major order cut into batches. With
+        ``mix_weights``, the specs of one mixing group (:func:`mix_key`: same method, adapters and role; ε blends
+        only) share units: their cells, pair-major (every weight vector of a pair next to each other), cut into
+        batches, so K users with K weight vectors cost one call instead of K. A cell's keys and image do not
+        depend on its unit (the images equal those of separate calls up to float rounding of the batch size, as
+        for any ``--batch_size``)."""
         pairs = [(p, s) for p in range(len(self.prompts)) for s in self.seeds]
-        return [(spec, pairs[i:i + self.batch_size]) for spec in self.specs
-                for i in range(0, len(pairs), self.batch_size)]
+        groups: dict[object, list[BlendSpec]] = {}
+        for i, spec in enumerate(self.specs):
+            key = mix_key(spec) if self.mix_weights else None
+            groups.setdefault(key if key is not None else ("alone", i), []).append(spec)
+        out = []
+        for specs in groups.values():
+            cells = [(spec, ps) for ps in pairs for spec in specs]
+            out += [cells[i:i + self.batch_size] for i in range(0, len(cells), self.batch_size)]
+        return out
+
+
+def mix_key(spec: BlendSpec) -> tuple | None:
+    """Which specs may share a UNet batch with per-image weights (``--mix_weights``): ε blends of one method over
+    the same adapters and role; None for soups (one merged ΔW per call), hybrids (a soup part) and the
+    inference-time baselines (their own samplers)."""
+    if spec.is_soup or spec.is_baseline or spec.hybrid_parts is not None:
+        return None
+    return (spec.method, tuple(spec.adapters), spec.role)
 
 
 def slug(text: str, n: int = 40) -> str:
@@ -251,72 +277,76 @@ def run_units(exp: Experiment, bundle: ModelBundle, loras: dict[str, LoraWeights
     records = {name: asdict(AdapterRecord.of(name, lw)) for name, lw in loras.items()}
     base_source = (base_record or {}).get("source", exp.base_model)
     plan = []
-    for i, (spec, pairs) in enumerate(exp.units()):
+    for i, cells in enumerate(exp.units()):
         if i % world_size != rank:
             continue
-        sks = {(p, s): keys.sample(spec, exp.prompts[p], s) for p, s in pairs}
-        rels = {ps: image_relpath(spec, exp.prompts[ps[0]], ps[1], sk) for ps, sk in sks.items()}
-        ok = {ps: _image_usable(out_dir / rels[ps]) for ps in pairs}
-        need = [ps for ps in pairs if not (keys.row(sks[ps]) in rows and ok[ps])]
+        sks = [keys.sample(spec, exp.prompts[p], s) for spec, (p, s) in cells]
+        rels = [image_relpath(spec, exp.prompts[p], s, sk) for (spec, (p, s)), sk in zip(cells, sks)]
+        ok = [_image_usable(out_dir / rel) for rel in rels]
+        need = [j for j in range(len(cells)) if not (keys.row(sks[j]) in rows and ok[j])]
         if need:
-            resample = any(not ok[ps] or sks[ps] not in samples for ps in need)
-            plan.append((spec, pairs, need, sks, rels, resample))
+            resample = any(not ok[j] or sks[j] not in samples for j in need)
+            plan.append((cells, need, sks, rels, resample))
     # batch-major: every method of a batch of (prompt, seed) pairs in a row, so that the prompt embeddings of the
     # batch are encoded once and reused (PromptEmbeddings; the images are the same bit for bit; the first method of
     # a batch pays the encoding in its ``seconds``, a text-encoder pass, well under one UNet evaluation)
-    plan.sort(key=lambda unit: unit[1])
+    plan.sort(key=lambda unit: [ps for _, ps in unit[0]])
     prompt_cache = PromptEmbeddings()
     n_sample = sum(1 for u in plan if u[-1])
     log.info("process %d/%d: %d units to sample, %d to score from saved images", rank, world_size, n_sample,
              len(plan) - n_sample)
     n_rows = 0
-    for spec, pairs, need, sks, rels, resample in tqdm(plan, desc=f"sampling (rank {rank})",
-                                                       disable=rank != 0 or not plan):
+    for cells, need, sks, rels, resample in tqdm(plan, desc=f"sampling (rank {rank})",
+                                                 disable=rank != 0 or not plan):
+        specs = [spec for spec, _ in cells]
+        spec = specs[0]  # the unit's only spec, or the first of a mixing group (which shares its kind)
+        names = ", ".join(dict.fromkeys(sp.label for sp in specs))
         damaged: set[str] = set()
         if not resample:
             try:
-                images = read_images(out_dir, [rels[ps] for ps in need])
+                images = read_images(out_dir, [rels[j] for j in need])
             except (OSError, ValueError, SyntaxError) as exc:  # PIL.UnidentifiedImageError is an OSError
-                log.warning("an image of config %s cannot be read (%s); sampling its unit again", spec.label, exc)
-                damaged = {rels[ps] for ps in need}
+                log.warning("an image of config %s cannot be read (%s); sampling its unit again", names, exc)
+                damaged = {rels[j] for j in need}
                 resample = True
         if resample:
-            if spec.soup_spec is not None:  # a soup, or a hybrid's soup steps: merge once
+            if spec.soup_spec is not None:  # a soup, or a hybrid's soup steps: merge once (never mixed)
                 ensure_soup_adapter(bundle.unet, spec.soup_spec, loras)
-            prompts, seeds = [exp.prompts[p] for p, _ in pairs], [s for _, s in pairs]
+            prompts, seeds = [exp.prompts[p] for _, (p, _s) in cells], [s for _, (_p, s) in cells]
+            one = spec if all(sp is spec for sp in specs) else specs  # one spec: the call of an unmixed run
             if spec.is_baseline:  # blend.baselines: best-of-N, CoDe, RGG, SMC; each counts its own costs
                 result = sample_any(bundle, spec, prompts, seeds, exp.sampler, reward_fns)
             else:
-                result = sample(bundle, spec, prompts, seeds, exp.sampler, prompt_cache=prompt_cache)
-            images, idx = quantize(result.images), {ps: j for j, ps in enumerate(pairs)}
+                result = sample(bundle, one, prompts, seeds, exp.sampler, prompt_cache=prompt_cache)
+            images = quantize(result.images)
             finite = torch.isfinite(result.images.flatten(1)).all(dim=1).tolist()
             pils = to_pil(result.images)
-            for ps in pairs:
-                if rels[ps] in damaged or not image_ok(out_dir / rels[ps]):
-                    with atomic_path(out_dir / rels[ps]) as tmp:
-                        pils[idx[ps]].save(tmp, format="PNG")
-            infos = {ps: {"seconds": result.seconds / len(pairs), "unet_evals": result.unet_evals[idx[ps]],
-                          "choices": result.choices[idx[ps]] if result.choices else None,
-                          "costs": result.costs[idx[ps]] if result.costs else plain_costs(result.unet_evals[idx[ps]]),
-                          "image_flag": None if finite[idx[ps]] else "nan"} for ps in need}
-            images = images[[idx[ps] for ps in need]]
+            for j, rel in enumerate(rels):
+                if rel in damaged or not image_ok(out_dir / rel):
+                    with atomic_path(out_dir / rel) as tmp:
+                        pils[j].save(tmp, format="PNG")
+            infos = {j: {"seconds": result.seconds / len(cells), "unet_evals": result.unet_evals[j],
+                         "choices": result.choices[j] if result.choices else None,
+                         "costs": result.costs[j] if result.costs else plain_costs(result.unet_evals[j]),
+                         "image_flag": None if finite[j] else "nan"} for j in need}
+            images = images[need]
         else:
-            infos = {ps: {k: samples[sks[ps]].get(k) for k in ("seconds", "unet_evals", "choices", "costs")} | {
-                "image_flag": (samples[sks[ps]].get("nonfinite") or {}).get("image")} for ps in need}
-        prompts = [exp.prompts[p] for p, _ in need]
+            infos = {j: {k: samples[sks[j]].get(k) for k in ("seconds", "unet_evals", "choices", "costs")} | {
+                "image_flag": (samples[sks[j]].get("nonfinite") or {}).get("image")} for j in need}
+        prompts = [exp.prompts[cells[j][1][0]] for j in need]
         scores: dict[str, list[float]] = {}
         for name, fn in reward_fns.items():
             rk = reward_key(name, exp.reward_options.get(name, {}))
-            hits = [cached.get((sks[ps], rk)) for ps in need]
+            hits = [cached.get((sks[j], rk)) for j in need]
             if all(h is not None for h in hits) and not resample:
                 scores[name] = hits
             else:
                 scores.update(score_images({name: fn}, images, prompts))
         new_rows = []
-        for j, (p, s) in enumerate(need):
-            info = infos[(p, s)]
-            row = _make_row(exp, spec, p, s, keys, sks[(p, s)], rels[(p, s)],
-                            {name: vals[j] for name, vals in scores.items()}, info, records, info["image_flag"],
+        for k, j in enumerate(need):
+            info, (spec_j, (p, s)) = infos[j], cells[j]
+            row = _make_row(exp, spec_j, p, s, keys, sks[j], rels[j],
+                            {name: vals[k] for name, vals in scores.items()}, info, records, info["image_flag"],
                             base_source)
             if info["image_flag"]:
                 row.setdefault("nonfinite", {})["image"] = info["image_flag"]

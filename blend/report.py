@@ -1,4 +1,5 @@
-"""Summaries of ``results.jsonl``: mean ± standard error per config, paper-style tables, grids, Pareto plots.
+"""Summaries of ``results.jsonl``: mean ± standard error per config, paper-style tables, grids (per config and
+the methods side by side), forest plots of the paired differences, Pareto plots.
 
 Standard errors are cluster-robust (``blend.stats``): every image of a prompt shares the prompt, and
 under ``--noise per_seed`` every image of a seed also shares the noise, so the images are not
@@ -161,6 +162,36 @@ def write_summary(out_dir: Path, rows: list[dict], reward_names: list[str], obje
     return table
 
 
+def paired_rows(summary: dict[str, dict], objectives: list[str]) -> list[figures.ForestRow]:
+    """The paired differences of the summary tables (Δ WR vs DB-MPA, one per config and objective, in table order)
+    as forest-plot rows."""
+    out = []
+    for obj in objectives:
+        for s in summary.values():
+            d = s.get("paired_vs_mpa", {}).get(obj)
+            if not d:
+                continue
+            lo, hi = d["ci95"]
+            label = f"{s['display']} − DB-MPA" + (f", {obj}" if len(objectives) > 1 else "")
+            out.append(figures.ForestRow(label, d["mean"], lo, hi, _family(s).split(" ")[0]))
+    return out
+
+
+def plot_paired(out_dir: Path, summary: dict[str, dict], objectives: list[str]) -> Path | None:
+    """``summary_paired.png`` / ``.pdf`` next to summary.md: each paired Δ WR vs DB-MPA of the tables as a point with
+    its 95% interval (the same clustered s.e. as the tables) against a zero line; None when there is no paired
+    difference (no DB-MPA reference, or no objective)."""
+    rows = paired_rows(summary, objectives)
+    if not rows:
+        return None
+    unit = next((s.get("se_unit") for s in summary.values() if s.get("se_unit")), "")
+    note = ("Paired by prompt and seed (image by image); intervals: 95%, Student's t with df = fewest clusters − 1"
+            + (f"; s.e. {unit}." if unit else "."))
+    paths = figures.forest(rows, out_dir / "summary_paired.png", "Δ weighted reward vs DB-MPA (paired)",
+                           "Δ WR = method − DB-MPA (> 0: the method scores higher)", note)
+    return paths[0] if paths else None
+
+
 def write_grids(out_dir: Path, rows: list[dict], max_images: int = 64, tile_px: int = 96) -> list[Path]:
     """A labelled grid per config (``grids/<config>.png`` and ``.pdf``): the method as title, prompts in rows,
     seeds in columns; at most ``max_images`` tiles (whole seed columns, then prompt rows; logged when capped)."""
@@ -184,7 +215,43 @@ def write_grids(out_dir: Path, rows: list[dict], max_images: int = 64, tile_px: 
             log.info("grid %s capped at %d images: %d of %d prompts, %d of %d seeds (raise max_images for more)",
                      label, max_images, min(len(prompts), max_rows), len(prompts), max_cols, len(seeds))
         written.append(path)
-    return written
+    side = write_method_grid(out_dir, rows, max_images=max_images, tile_px=tile_px)
+    return written + ([side] if side else [])
+
+
+def _short(text: str, n: int = 12) -> str:
+    return text if len(text) <= n else text[:n - 1].rstrip() + "…"
+
+
+def write_method_grid(out_dir: Path, rows: list[dict], seed: int | None = None, max_images: int = 64,
+                      tile_px: int = 96) -> Path | None:
+    """The methods side by side: ``grids/methods_seed<s>.png`` and ``.pdf``, one row per config (its display name),
+    one column per prompt, every tile of the same seed ``s`` (so the images are paired: same prompt, same noise).
+    ``s`` defaults to the smallest seed that every config has; None (logged) when there is none, or a single
+    config. At most ``max_images`` tiles (whole method rows, then prompt columns; logged when capped)."""
+    by_config: dict[str, dict[tuple[int, int], dict]] = defaultdict(dict)
+    for r in rows:
+        by_config[r["config"]][(r["prompt_index"], r["seed"])] = r
+    if len(by_config) < 2:
+        return None
+    common = set.intersection(*({s for _, s in cells} for cells in by_config.values()))
+    if seed is None:
+        if not common:
+            log.info("no seed is shared by every config: the side-by-side grid of methods is not written")
+            return None
+        seed = min(common)
+    prompts = sorted({r["prompt_index"] for r in rows if r["seed"] == seed})
+    text = {r["prompt_index"]: r.get("prompt", str(r["prompt_index"])) for r in rows}
+    configs = list(by_config)
+    max_cols = max(1, min(len(prompts), max_images // len(configs)))
+    tiles = [[Image.open(out_dir / cells[(p, seed)]["image"]) if (p, seed) in cells else None
+              for p in prompts[:max_cols]] for cells in by_config.values()]
+    names = [next(iter(by_config[c].values())).get("display", c) for c in configs]
+    path = out_dir / "grids" / f"methods_seed{seed}.png"
+    figures.image_grid(tiles, names, [_short(text[p]) for p in prompts[:max_cols]],
+                       f"Methods side by side, seed {seed} (same noise in every row)", path, tile_px=tile_px,
+                       what="side-by-side grid")
+    return path
 
 
 def _family(s: dict) -> str:
@@ -202,6 +269,7 @@ def plot_pareto(out_dir: Path, summary: dict[str, dict], reward_names: list[str]
     r1, r2 = reward_names[:2]
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     series: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+    dropped: list[str] = []
     for s in summary.values():
         series[_family(s)].append((s["weights"][0] if s["weights"] else 0.0, s))
     for key, pts in series.items():
@@ -216,15 +284,17 @@ def plot_pareto(out_dir: Path, summary: dict[str, dict], reward_names: list[str]
         ax.errorbar(xs, ys, xerr=[p[1]["rewards"][r1][1] for p in pts], yerr=[p[1]["rewards"][r2][1] for p in pts],
                     ms=8 if info is not None and info.big_marker else 5, **kw)
         if info is not None and info.point_label == "name":
-            figures.label_points(ax, xs, ys, [p[1]["display"].split(" ")[-1] for p in pts])
+            dropped += figures.place_labels(ax, xs, ys, [p[1]["display"].split(" ")[-1] for p in pts]).dropped
         elif info is not None and info.point_label == "weights" and len(pts) > 1:
-            figures.label_points(ax, xs, ys, [f"w={p[0]:g}" for p in pts], color=st.color)
+            dropped += figures.place_labels(ax, xs, ys, [f"w={p[0]:g}" for p in pts], color=st.color).dropped
     ax.set_xlabel(f"{r1} (higher is better)")
     ax.set_ylabel(f"{r2} (higher is better)")
     unit = next((s.get("se_unit") for s in summary.values() if s.get("se_unit")), "")
     ax.set_title("Mean rewards per method (± s.e.)")
-    if unit:
-        fig.text(0.01, -0.02, f"s.e.: {unit.split(';')[0]}", fontsize=7, ha="left", va="top")
+    foot = " ".join(x for x in (f"s.e.: {unit.split(';')[0]}." if unit else "",
+                                (f"Labels left off for lack of room: {', '.join(dropped)}." if dropped else "")) if x)
+    if foot:
+        fig.text(0.01, -0.02, foot, fontsize=7, ha="left", va="top")
     figures.legend_outside(ax)
     paths = figures.save(fig, out_dir / "pareto.png")
     plt.close(fig)

@@ -89,6 +89,7 @@ class RunPlan:
     grids: bool = True
     toy_default: bool = False  # no model flag was given: the toy world's default run
     argv: list[str] | None = None  # recorded in config.json
+    mix_weights: bool = False  # several weight vectors of one method and adapters in one UNet batch
 
     @property
     def adapter_names(self) -> list[str]:
@@ -471,6 +472,8 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
         for s in specs:
             if s.info.scored_on_own_weights(s):  # blend.methods: the blends and the baselines
                 spec_objective[s.label] = Objective(s.weights, tuple(reward_names)).label
+    if getattr(args, "mix_weights", False):
+        _check_mixable(specs)
     seeds = list(range(args.seed_offset, args.seed_offset + n_seeds))
     check_plan_size(specs, prompts, seeds, steps, bool(getattr(args, "yes", False)))
     return RunPlan(
@@ -482,7 +485,19 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
                               noise=args.noise, ls_draw=args.ls_draw),
         scheduler=args.scheduler, rewards=reward_names + report_names, reward_options=reward_opts, scales=scales,
         objectives=objectives, spec_objective=spec_objective, batch_size=args.batch_size, out_dir=Path(args.out_dir),
-        cache_dir=args.cache_dir, grids=not args.no_grids, toy_default=toy_default, argv=argv)
+        cache_dir=args.cache_dir, grids=not args.no_grids, toy_default=toy_default, argv=argv,
+        mix_weights=bool(getattr(args, "mix_weights", False)))
+
+
+def _check_mixable(specs: list[BlendSpec]) -> None:
+    """--mix_weights needs two configs of one mixing group (blend.experiment.mix_key), else it changes nothing."""
+    from blend.experiment import mix_key
+
+    keys = [k for k in (mix_key(s) for s in specs) if k is not None]
+    if len(keys) == len(set(keys)):
+        raise PlanError("--mix_weights batches several weight vectors (or λ) of one method and adapter set, but no two "
+                        "configs here share one (soups and baselines are never mixed); give several --weights or "
+                        "--lambdas, or drop --mix_weights")
 
 
 def _reward_names(text: str | None, original: bool, flag: str = "--rewards") -> list[str]:

@@ -12,7 +12,7 @@ import torch
 from accelerate import PartialState
 
 from blend.experiment import Experiment, image_ok, merge_results, run_units, save_config
-from blend.report import plot_pareto, summarise, write_grids, write_summary
+from blend.report import plot_paired, plot_pareto, summarise, write_grids, write_summary
 from blend.run_plan import PlanError, RunPlan
 from blend.spec import BlendSpec
 from diffusion.bundle import ModelBundle
@@ -66,7 +66,8 @@ def execute(plan: RunPlan) -> RunResult | None:
     exp = Experiment(base_model=plan.base_model, specs=specs, prompts=plan.prompts, seeds=plan.seeds,
                      sampler=plan.sampler, rewards=plan.rewards, objectives=plan.objectives,
                      batch_size=plan.batch_size, spec_objective=plan.spec_objective, dtype=plan.dtype,
-                     reward_options=plan.reward_options, scales=plan.scales, scheduler=plan.scheduler)
+                     reward_options=plan.reward_options, scales=plan.scales, scheduler=plan.scheduler,
+                     mix_weights=plan.mix_weights)
     if state.is_main_process:
         save_config(out_dir, exp, {"adapters": {n: {"path": lw.extra.get("file"), "sha256": lw.sha256,
                                                     "format": lw.fmt} for n, lw in loras.items()},
@@ -85,7 +86,8 @@ def execute(plan: RunPlan) -> RunResult | None:
 
 
 def write_report(plan: RunPlan, exp: Experiment, loras: dict) -> RunResult:
-    """Merge the stored rows into results.jsonl and write summary.md/.json, the grids and pareto.png."""
+    """Merge the stored rows into results.jsonl and write summary.md/.json, the forest plot of the paired differences
+    (summary_paired.png), the grids (one per config, and the methods side by side) and pareto.png."""
     out_dir = plan.out_dir
     rows, total = merge_results(out_dir, exp, loras)
     n_specs, n_prompts, n_seeds = len(exp.specs), len(exp.prompts), len(exp.seeds)
@@ -102,9 +104,11 @@ def write_report(plan: RunPlan, exp: Experiment, loras: dict) -> RunResult:
     table = write_summary(out_dir, rows, reward_names, [o.label for o in exp.objectives], note=note)
     if plan.grids:
         write_grids(out_dir, [r for r in rows if image_ok(out_dir / r["image"])])
-    plot_pareto(out_dir, summarise(rows), reward_names)
-    log.info("wrote %d result rows (of %d in results.jsonl), summary.md, summary.json%s and pareto.png to %s",
-             len(rows), total, ", grids/" if plan.grids else "", out_dir)
+    summary = summarise(rows)
+    plot_pareto(out_dir, summary, reward_names)
+    forest = plot_paired(out_dir, summary, [o.label for o in exp.objectives])
+    log.info("wrote %d result rows (of %d in results.jsonl), summary.md, summary.json%s%s and pareto.png to %s",
+             len(rows), total, ", summary_paired.png" if forest else "", ", grids/" if plan.grids else "", out_dir)
     return RunResult(rows, total, table)
 
 

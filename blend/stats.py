@@ -13,7 +13,7 @@ mean by clustering:
 * a two-way ("pigeonhole") bootstrap: prompts and seeds are resampled independently with replacement
   and every image of a drawn (prompt, seed) pair enters once per draw of its prompt and of its seed.
 
-Confidence intervals and p-values use Student's t with (smallest number of clusters − 1) degrees of
+Confidence intervals and p-values use Student's t (``scipy.stats.t``) with (smallest number of clusters − 1) degrees of
 freedom, the usual small-sample choice for cluster-robust errors.
 
 A paired difference (method A − method B) is formed image by image over the (prompt, seed) pairs both
@@ -27,6 +27,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import t as student_t
 
 UNITS = ("prompt+seed", "seed", "prompt", "image")
 
@@ -61,60 +62,17 @@ class Estimate:
         return {**asdict(self), "ci95": [lo, hi], "p": self.p_value}
 
 
-# ---- Student's t (no scipy in the stack) ------------------------------------------------------------
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 400):
-        m2 = 2 * m
-        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b) for x in [0, 1]."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    lbt = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(lbt) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(lbt) * _betacf(b, a, 1.0 - x) / b
-
-
+# ---- Student's t (scipy.stats.t) ----------------------------------------------------------------------
 def t_sf(t: float, df: float) -> float:
     """P(T > t) for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return tail if t >= 0 else 1.0 - tail
+    return float(student_t.sf(t, df))
 
 
 def t_quantile(q: float, df: float) -> float:
-    """The q-quantile of Student's t (bisection on ``t_sf``; q in (0, 1))."""
+    """The q-quantile of Student's t (q in (0, 1))."""
     if not 0.0 < q < 1.0:
         raise ValueError(f"quantile level must be in (0, 1), got {q}")
-    if q < 0.5:
-        return -t_quantile(1.0 - q, df)
-    lo, hi = 0.0, 1.0
-    while t_sf(hi, df) > 1.0 - q:
-        hi *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_sf(mid, df) > 1.0 - q:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    return float(student_t.ppf(q, df))
 
 
 # ---- cluster-robust variances --------------------------------------------------------------------------

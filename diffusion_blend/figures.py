@@ -3,7 +3,10 @@
 * a real font (DejaVu Sans, shipped with matplotlib) for plots and for the labels of image grids;
 * one fixed colour and marker per method (``style``: declared by each method in ``blend.methods``), the same in
   every run and script;
-* weight labels on sweep points placed so that they do not overlap each other (``label_points``);
+* weight labels on sweep points placed so that their boxes never overlap; a label that finds no free place is
+  left off and named for the caption (``place_labels``);
+* paired differences as a forest plot: a point and its 95% interval per comparison against a zero line
+  (``forest``);
 * legends outside the data (``legend_outside``);
 * every figure saved as PNG and PDF side by side (``save``);
 * image grids with prompt rows, seed columns and the method as title (``image_grid``), with a log line
@@ -92,41 +95,132 @@ def _overlaps(a, b, pad: float = 1.0) -> bool:
     return not (a.x1 + pad < b.x0 or b.x1 + pad < a.x0 or a.y1 + pad < b.y0 or b.y1 + pad < a.y0)
 
 
-_OFFSETS = [(4, 4), (4, -10), (-4, 4), (-4, -10), (8, -3), (-8, -3), (0, 9), (0, -13), (12, 10), (-12, 10),
-            (12, -16), (-12, -16), (16, 0), (-16, 0), (0, 18), (0, -22)]
+def _offsets() -> list[tuple[float, float]]:
+    """Candidate label offsets in points: rings of 12 directions at growing radii, nearest first (right and up
+    before left and down at equal distance)."""
+    import math
+
+    out = []
+    for r in (5.0, 9.0, 14.0, 20.0, 28.0):
+        for k in (0, 1, 11, 2, 10, 3, 9, 4, 8, 5, 7, 6):  # starting up-right, alternating around the ring
+            a = math.pi / 4 + k * math.pi / 6
+            out.append((round(r * math.cos(a), 1), round(r * math.sin(a), 1) - 3.0))
+    return out
 
 
-def label_points(ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], fontsize: float = 7,
-                 color: str | None = None) -> list:
-    """Annotate points so that no two labels (and no label and point) overlap, trying a ring of offsets
-    around each point and keeping the first free one. Returns the text artists."""
+_OFFSETS = _offsets()
+
+
+@dataclass
+class Placed:
+    """The outcome of :func:`place_labels`: one entry per label, the text artist or None where the label was
+    dropped (no candidate position was free), and the dropped labels for the caption."""
+
+    texts: list
+    dropped: list[str]
+
+    def caption(self) -> str:
+        """'' when every label fits, else a sentence naming the labels left off."""
+        if not self.dropped:
+            return ""
+        return (f"{len(self.dropped)} point label(s) left off for lack of room: " + ", ".join(self.dropped) + ".")
+
+
+def place_labels(ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], fontsize: float = 7,
+                 color: str | None = None, colors: Sequence[str] | None = None, inside: bool = True) -> Placed:
+    """Annotate points so that no two label boxes overlap and no label covers a point: for each label in turn the
+    candidate offsets (rings of 12 directions at 5–28 points) are tried, nearest first, with the text's extent from
+    the renderer; the first free one is kept (greedy). A label with no free position is dropped (listed in
+    ``Placed.dropped``, for the caption), never drawn over another. ``inside`` keeps labels within the axes."""
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    placed = []
+    frame = ax.get_window_extent(renderer)
     points = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]
-    texts = []
-    for (x, y), lab in zip(zip(xs, ys), labels):
+    placed_boxes, texts, dropped = [], [], []
+    for i, ((x, y), lab) in enumerate(zip(zip(xs, ys), labels)):
+        c = colors[i] if colors is not None else color
         chosen = None
         for dx, dy in _OFFSETS:
-            ha = "left" if dx >= 0 else "right"
+            ha = "left" if dx > 0.5 else "right" if dx < -0.5 else "center"
             t = ax.annotate(lab, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, ha=ha,
-                            color=color)
+                            color=c)
             bb = t.get_window_extent(renderer)
-            clash = any(_overlaps(bb, p) for p in placed) or any(
-                bb.x0 - 2 <= px <= bb.x1 + 2 and bb.y0 - 2 <= py <= bb.y1 + 2 for px, py in points)
+            clash = (inside and not (frame.x0 <= bb.x0 and bb.x1 <= frame.x1 and frame.y0 <= bb.y0
+                                     and bb.y1 <= frame.y1)) \
+                or any(_overlaps(bb, p) for p in placed_boxes) \
+                or any(bb.x0 - 2 <= px <= bb.x1 + 2 and bb.y0 - 2 <= py <= bb.y1 + 2 for px, py in points)
             if not clash:
                 chosen = (t, bb)
                 break
             t.remove()
-        if chosen is None:  # every offset clashes: keep the first one
-            dx, dy = _OFFSETS[0]
-            t = ax.annotate(lab, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
-                            color=color)
-            chosen = (t, t.get_window_extent(renderer))
-        placed.append(chosen[1])
+        if chosen is None:
+            texts.append(None)
+            dropped.append(str(lab))
+            continue
+        placed_boxes.append(chosen[1])
         texts.append(chosen[0])
-    return texts
+    if dropped:
+        log.info("%d of %d point labels left off (no free position): %s", len(dropped), len(labels),
+                 ", ".join(dropped))
+    return Placed(texts, dropped)
+
+
+def label_points(ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], fontsize: float = 7,
+                 color: str | None = None) -> list:
+    """:func:`place_labels`, returning the text artists of the labels that were placed (pairwise disjoint)."""
+    return [t for t in place_labels(ax, xs, ys, labels, fontsize, color).texts if t is not None]
+
+
+@dataclass(frozen=True)
+class ForestRow:
+    """One paired comparison: ``label`` (e.g. "Rewarded soup − DB-MPA, w=(0.5,0.5)"), the mean difference and its
+    95% interval (NaN where no standard error exists), ``key`` the method style (colour, marker)."""
+
+    label: str
+    mean: float
+    lo: float
+    hi: float
+    key: str = ""
+
+
+def forest(rows: Sequence[ForestRow], path: str | Path, title: str, xlabel: str, note: str = "") -> list[Path]:
+    """A forest plot of paired differences: one row per comparison (top to bottom in the given order), the mean as a
+    point in its method's style, the 95% interval as a line, a zero line; ``note`` (the unit of the intervals) under
+    the axes. Rows without a finite mean are left out and named in the note; a row without an interval is drawn as a
+    point and labelled "(no interval)". Written as ``path`` in PNG and PDF; returns the paths ([] without rows)."""
+    import math
+
+    finite = [r for r in rows if r.mean is not None and math.isfinite(r.mean)]
+    missing = [r.label for r in rows if r not in finite]
+    if not finite:
+        return []
+    plt = setup()
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.28 * len(finite)))
+    ys = list(range(len(finite)))[::-1]
+    for y, r in zip(ys, finite):
+        st = style(r.key) if r.key else style("mpa")
+        has_ci = all(v is not None and math.isfinite(v) for v in (r.lo, r.hi))
+        if has_ci:
+            ax.plot([r.lo, r.hi], [y, y], color=st.color, lw=1.4, solid_capstyle="butt")
+        ax.plot([r.mean], [y], marker=st.marker, color=st.color, linestyle="none", ms=5)
+    ax.axvline(0.0, color="k", lw=0.8, zorder=0)
+    ax.set_yticks(ys, [r.label + ("" if all(v is not None and math.isfinite(v) for v in (r.lo, r.hi))
+                                  else " (no interval)") for r in finite])
+    ax.set_ylim(-0.7, len(finite) - 0.3)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    text = " ".join(x for x in (note, ("Not drawn (no finite difference): " + ", ".join(missing) + ".")
+                                if missing else "") if x)
+    if text:  # under the x label (measured), so the two never overlap
+        fig.canvas.draw()
+        y0 = ax.xaxis.label.get_window_extent(fig.canvas.get_renderer()).y0
+        fig.text(0.01, fig.transFigure.inverted().transform((0, y0 - 4))[1], textwrap.fill(text, 110), fontsize=6.5,
+                 ha="left", va="top")
+    paths = save(fig, path)
+    plt.close(fig)
+    return paths
 
 
 def save(fig, path: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
@@ -230,7 +324,8 @@ def image_grid(tiles: Sequence[Sequence[Image.Image | None]], row_labels: Sequen
     return grid, layout
 
 
-__all__ = ["METHODS", "Style", "style", "setup", "legend_outside", "label_points", "save", "image_grid",
+__all__ = ["METHODS", "Style", "style", "setup", "legend_outside", "label_points", "place_labels", "Placed", "forest",
+           "ForestRow", "save", "image_grid",
            "GridLayout", "font_path", "FONT"]
 
 

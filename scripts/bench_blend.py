@@ -43,8 +43,17 @@ Adapters other than the toy's are random rank-4 LoRAs on every attention project
     python scripts/bench_blend.py --models toy,tiny,sd15 --repeats 3                  # the docs/performance.md table
     python scripts/bench_blend.py --models tiny --steps 2 --repeats 1 --memory none --budget auto  # sized baselines
 
+**Many users in one batch** (``--users K``, default 8; 0 skips it): K users each with their own weight vector w_k
+(DB-MPA, m = 2, w_k spread over [0.1, 0.9], one seed each) are served either in **one** sampling call with
+per-image weights (one spec per image: each adapter runs once on all K rows per step), or **one by one** (K calls
+of one image, what run_DB.py did before ``--mix_weights``). Both run round-robin ``--repeats`` times after a
+warm-up; the throughput ratio (one by one ÷ batched, medians) and the largest difference between the two paths'
+images (float rounding only) are printed.
+
+    python scripts/bench_blend.py --models toy --methods base --memory none --users 8 --repeats 5   # the users row
+
 The last printed line is a JSON object: ``{"time": {model: {method: ratio}}, "memory": {...}, "floor": {...},
-"evals_per_step": {model: {method: measured}}, "sizes": {method: {option: value}}, ...}``.
+"evals_per_step": {model: {method: measured}}, "sizes": {method: {option: value}}, "users": {model: {...}}, ...}``.
 """
 
 from __future__ import annotations
@@ -362,6 +371,59 @@ def time_methods(model: str, methods: list[str], args: argparse.Namespace) -> tu
     return times, info
 
 
+def user_specs(names: list[str], k: int) -> list[BlendSpec]:
+    """K users' DB-MPA specs over the first two adapters, w_k spread evenly over [0.1, 0.9]."""
+    ws = [0.1 + 0.8 * i / max(k - 1, 1) for i in range(k)]
+    return [BlendSpec("mpa", tuple(names[:2]), (w, 1.0 - w)) for w in ws]
+
+
+def time_users(model: str, k: int, args: argparse.Namespace) -> dict:
+    """K users with different w: one call with per-image weights against K calls of one image, side by side
+    (round-robin ``--repeats`` after a warm-up, medians); returns the times, the throughput ratio and the largest
+    difference between the two paths' images."""
+    dtype, cuda = getattr(torch, args.dtype), args.device.startswith("cuda")
+    _, bundle, names, _ = setup(model, ["mpa2"], args.latent, args.device, dtype, copy_base=False)
+    specs, seeds = user_specs(names, k), list(range(k))
+    cfg = SamplerConfig(steps=args.steps)
+
+    def batched():
+        return sample(bundle, specs, [PROMPT] * k, seeds, cfg).images
+
+    def one_by_one():
+        return torch.cat([sample(bundle, spec, [PROMPT], [seed], cfg).images for spec, seed in zip(specs, seeds)])
+
+    runs = {"batched": batched, "one_by_one": one_by_one}
+    out = {name: fn() for name, fn in runs.items()}  # warm-up, and the images to compare
+    diff = float((out["batched"] - out["one_by_one"]).abs().max())
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, fn in runs.items():
+            if cuda:
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            if cuda:
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    return {"k": k, "steps": args.steps, "repeats": args.repeats, "median_s": med,
+            "images_per_s": {name: k / v for name, v in med.items()},
+            "throughput_ratio": med["one_by_one"] / med["batched"], "max_abs_image_diff": diff,
+            "times_s": times}
+
+
+def print_users(model: str, u: dict) -> None:
+    print(f"\n#### {model}: {u['k']} users with different w (DB-MPA m = 2, {u['steps']} steps, median of "
+          f"{u['repeats']} round-robin repeats)\n")
+    print("| path | calls | s per K images | images / s |")
+    print("|---|---|---|---|")
+    for name, calls in (("batched (per-image weights, one call)", 1), ("one by one", u["k"])):
+        key = "batched" if calls == 1 else "one_by_one"
+        print(f"| {name} | {calls} | {u['median_s'][key]:.4f} | {u['images_per_s'][key]:.2f} |")
+    print(f"\nthroughput ratio batched / one by one: {u['throughput_ratio']:.2f}×; largest image difference "
+          f"between the paths {u['max_abs_image_diff']:.1e} (float rounding of the batch size)")
+
+
 def print_table(model: str, methods: list[str], times: dict, mem: dict, result: dict, info: dict,
                 args: argparse.Namespace, load: float) -> None:
     """One markdown table per model: time ratios next to the floor and the counted evaluations, and memory."""
@@ -424,6 +486,8 @@ def main() -> None:
     p.add_argument("--budget", default=None, metavar="auto|N",
                    help="size the baselines bon, code, smc to N UNet evaluations per image ('auto' = DB-MPA m = 2's "
                         "2·T), as run_DB.py's --budget [default: run_DB.py's default sizes]")
+    p.add_argument("--users", type=int, default=8,
+                   help="K users with different w: one call with per-image weights vs K calls (0: skip)")
     p.add_argument("--_child", dest="child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -465,6 +529,10 @@ def main() -> None:
             result["evals_per_step"][model] = info.pop("evals_per_step")
         result["info"][model] = info
         print_table(model, methods, times, mem, result, info, args, load)
+        if args.users > 0 and not args.memory_only:
+            u = time_users(model, args.users, args)
+            result.setdefault("users", {})[model] = {k: v for k, v in u.items() if k != "times_s"}
+            print_users(model, u)
     print(json.dumps(result))
 
 

@@ -37,6 +37,7 @@ import math
 import shlex
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,7 +174,20 @@ def db_argv(world: World, out: Path, methods: str, adapters: list[tuple[str, str
             argv += ["--reward_scale", f"{r}={world.scales[r]}"]
     if budget:
         argv += ["--budget", "auto"]
-    return [*argv, *world.extra, *extra]
+    return [*argv, *world_flags(world.extra, rewards), *extra]
+
+
+def world_flags(flags: list[str], rewards: list[str]) -> list[str]:
+    """The world's extra run_DB.py flags for one step: a ``--guidance_surrogate R=S`` of a reward R that this step
+    does not score is left out (run_DB.py refuses a surrogate it would ignore); everything else is kept as is."""
+    out, i = [], 0
+    while i < len(flags):
+        if flags[i] == "--guidance_surrogate" and i + 1 < len(flags) and flags[i + 1].split("=")[0] not in rewards:
+            i += 2
+            continue
+        out.append(flags[i])
+        i += 1
+    return out
 
 
 def run_db(world: World, out: Path, methods: str, adapters: list[tuple[str, str]], rewards: list[str],
@@ -416,6 +430,20 @@ def write_tables(out: Path, title: str, head: list[str], rows: list[list[str]], 
     write_json_atomic(out / "table.json", {"title": title, "note": note, **(data or {})})
 
 
+def write_forest(out: Path, title: str, xlabel: str, items: list[tuple[str, stats.Estimate | None, str]],
+                 unit: str, rows: list[dict]) -> None:
+    """forest.png / .pdf next to table.md: every paired Δ of the tables (label, estimate, method key) as a point with
+    its 95% interval (the tables' clustered s.e.) against a zero line, one row per comparison."""
+    forest = []
+    for label, e, key in items:
+        if e is None:
+            continue
+        lo, hi = e.ci()
+        forest.append(figures.ForestRow(label, e.mean, lo, hi, key))
+    figures.forest(forest, out / "forest.png", title, xlabel,
+                   f"Paired by prompt and seed; 95% intervals, Student's t; s.e. {stats.describe_unit(unit, rows)}.")
+
+
 COST_HEAD = ["s / img", "UNet fwd", "UNet bwd", "decodes", "reward evals", "reward ∇"]
 
 
@@ -468,7 +496,7 @@ def weighted_table(world: World, out: Path, runner: Runner, reward_idx: tuple[in
         label = NAMES[key] + (" (" + ", ".join(f"{k}={v}" for k, v in size.items() if k in ("N", "K", "B")) + ")"
                               if any(k in size for k in ("N", "K", "B")) else "")
         table.append([label, *cells, *(costs or ["–"] * len(COST_HEAD))])
-    paired = []  # Δ WR vs DB-MPA, image by image (same prompt and seed → same noise)
+    paired, forest = [], []  # Δ WR vs DB-MPA, image by image (same prompt and seed → same noise)
     mpa = {w: matching("mpa", w) for w in WEIGHTS_T1}
     for row, key in zip(table, keys):
         cells = []
@@ -479,6 +507,7 @@ def weighted_table(world: World, out: Path, runner: Runner, reward_idx: tuple[in
             cells.append(delta_cell(d))
             if d is not None:
                 data["delta_vs_mpa"].setdefault(key, {})[f"{w[0]:g}"] = est_json(d)
+                forest.append((f"{row[0]} − DB-MPA, w={w[0]:g}", d, key))
         paired.append([row[0], *cells])
     caption = unit_caption(unit, rows)
     more = "\n".join(["#### Δ WR against DB-MPA at the same w (paired by prompt and seed; mean ± s.e. [95 % "
@@ -495,6 +524,7 @@ def weighted_table(world: World, out: Path, runner: Runner, reward_idx: tuple[in
             + ("Best-of-N over DB-MPA (N = 2) and over DB-MPA-LS (N = 4) run at twice DB-MPA's cost. " if extra_bon
                else "") + f"Extra flags: {' '.join(world.extra)}")
     write_tables(out, title, head, table, note, more, data)
+    write_forest(out, f"{title}: Δ WR vs DB-MPA (paired)", "Δ WR = method − DB-MPA at the same w", forest, unit, rows)
     plt = figures.setup()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for j, (key, pts) in enumerate(plot.items()):  # dodged by method so that the error bars stay apart
@@ -528,7 +558,7 @@ def sweep_table5(world: World, out: Path, runner: Runner) -> None:
 
 def sweep_m34(world: World, out: Path, runner: Runner) -> None:
     """Δr_i = r_i − r_i(base) per reward, uniform weights, m = 3 and m = 4 (Fig. 7, Table 6)."""
-    table, plot, all_rows, data = [], {}, [], {"delta_vs_base": {}}
+    table, plot, all_rows, data, forest = [], {}, [], {"delta_vs_base": {}}, []
     runs = []
     for m in (3, 4):
         if len(world.adapters) < m:
@@ -550,6 +580,7 @@ def sweep_m34(world: World, out: Path, runner: Runner) -> None:
             table.append([f"m = {m}", NAMES[key], *[delta_cell(d, 2) for d in deltas], *["–"] * (4 - m),
                           *cost_cells(rs)])
             data["delta_vs_base"].setdefault(f"m{m}", {})[key] = [est_json(d) for d in deltas]
+            forest += [(f"m = {m}, {NAMES[key]}: Δr{i + 1}", d, key) for i, d in enumerate(deltas)]
             plot.setdefault(key, {})[m] = deltas
     head = ["m", "method", *[f"Δr{i + 1}" for i in range(4)], *COST_HEAD]
     note = (f"World {world.name}: rewards r1..r4 = {', '.join(world.rewards[:4])} (divided by "
@@ -559,6 +590,8 @@ def sweep_m34(world: World, out: Path, runner: Runner) -> None:
     data["unit"] = unit
     write_tables(out, f"m = 3 and m = 4 rewards ({world.name}): Δr per reward vs the base model", head, table, note,
                  data=data)
+    write_forest(out, f"m = 3 and m = 4 ({world.name}): Δr vs the base model (paired)",
+                 "Δr_i = r_i − r_i(base), scaled", forest, unit, all_rows)
     plt = figures.setup()
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), sharey=True)
     for ax, m in zip(axes, (3, 4)):
@@ -617,6 +650,8 @@ def sweep_kla(world: World, out: Path, runner: Runner,
     note = (f"World {world.name}: DB-KLA ε = (1 − λ) ε_pre + λ ε_ft on {adapter[0]}; {reward} divided by "
             f"{world.scales.get(reward, 1.0):g}. {unit_caption(unit, all_rows)} {SECONDS_NOTE}")
     write_tables(out, f"DB-KLA ({world.name}) against λ-specific models", head, table, note, more, data)
+    write_forest(out, f"DB-KLA − λ-specific model ({world.name}, paired)", f"Δ {reward} (DB-KLA − λ-specific model)",
+                 [(f"λ = {lam:g}", d, "kla") for lam, d in deltas], unit, all_rows)
     plt = figures.setup()
     fig, ax = plt.subplots(figsize=(6.4, 4))
     st = figures.style("kla")
@@ -700,10 +735,10 @@ def sweep_pareto(world: World, out: Path, runner: Runner, grid: int = 11) -> Non
         st = figures.style("base")
         ax.plot(*base, st.marker, color=st.color, ms=10, linestyle="none", label=NAMES["base"])
     ax.plot(*ref, "x", color="k", linestyle="none", label="reference point")
-    texts = figures.label_points(ax, [q[0] for q in labels], [q[1] for q in labels], [q[2] for q in labels],
-                                 fontsize=6)
-    for t, q in zip(texts, labels):  # each w label in its method's colour
-        t.set_color(q[3])
+    placed = figures.place_labels(ax, [q[0] for q in labels], [q[1] for q in labels], [q[2] for q in labels],
+                                  fontsize=6, colors=[q[3] for q in labels])  # each w label in its method's colour
+    if placed.dropped:  # the labels that found no free place are named, never drawn over another
+        fig.text(0.01, -0.02, textwrap.fill(placed.caption(), 110), fontsize=6, ha="left", va="top")
     ax.set_xlabel(f"{rewards[0]} (mean, scaled)")
     ax.set_ylabel(f"{rewards[1]} (mean, scaled)")
     ax.set_title(f"Pareto fronts ({world.name}); point labels: w on {rewards[0]}")

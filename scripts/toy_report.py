@@ -11,7 +11,8 @@ trained with):
 paired (same prompt and seed → same noise). Every standard error is cluster-robust (``blend.stats``):
 images of one prompt share the prompt, and under ``--noise per_seed`` images of one seed also share the
 noise, so the errors cluster by prompt (per-image noise, the default) or two-way by prompt and seed
-(per-seed noise); 95% intervals and p-values use Student's t with (fewest clusters − 1) degrees of freedom. Every markdown table is also written as LaTeX (``*.tex``), every plot as PNG and PDF.
+(per-seed noise); 95% intervals and p-values use Student's t with (fewest clusters − 1) degrees of freedom. Every markdown table is also written as LaTeX (``*.tex``) and its paired differences as a forest plot
+(``table1_forest``, ``comparisons_forest``, ``kla_forest``), every plot as PNG and PDF.
 
     python scripts/toy_report.py --stats toy/weights/reward_stats.json --table1 DIR --pareto DIR \
         --kla DIR --kla_oracles 0.5,2 --out docs/toy
@@ -130,7 +131,9 @@ def _name(rs: list[dict]) -> str:
     return NAMES.get(kind(rs), "") or f"Single adapter: {names(rs[0])[0]}"
 
 
-def table1(groups: dict[str, list[dict]], z: Z, weights: list[float]) -> str:
+def table1(groups: dict[str, list[dict]], z: Z, weights: list[float],
+           forest: list[figures.ForestRow] | None = None) -> str:
+    """The Table 1 sections (one per w); each paired Δ of them is also appended to ``forest`` (for the plot)."""
     out = []
     for w in weights:
         rows = _rows_for(groups, w)
@@ -147,7 +150,10 @@ def table1(groups: dict[str, list[dict]], z: Z, weights: list[float]) -> str:
                 if other is None or other is rs:
                     cells.append("—")
                 else:
-                    cells.append(pm_p(stats.paired(rs, other, lambda r, w=w: z(r, w), unit=UNIT)))
+                    e = stats.paired(rs, other, lambda r, w=w: z(r, w), unit=UNIT)
+                    cells.append(pm_p(e))
+                    if forest is not None and e is not None:
+                        forest.append(_forest_row(f"{_name(rs)} − {_name(other)}, w={w:g}", e, kind(rs)))
             cells += [f"{sum(r['seconds'] for r in rs) / len(rs):.3f}", f"{sum(r['unet_evals'] for r in rs) / len(rs):.0f}",
                       str(len(rs))]
             out.append("| " + " | ".join(cells) + " |")
@@ -155,6 +161,18 @@ def table1(groups: dict[str, list[dict]], z: Z, weights: list[float]) -> str:
     first = next(iter(groups.values()))
     out += [caption(first), ""]
     return "\n".join(out)
+
+
+def _forest_row(label: str, e: stats.Estimate, key: str) -> figures.ForestRow:
+    lo, hi = e.ci()
+    return figures.ForestRow(label, e.mean, lo, hi, key)
+
+
+def write_forest(path: Path, rows: list[figures.ForestRow], title: str, xlabel: str) -> None:
+    """The paired differences of a table as a forest plot next to it (PNG + PDF): a point and its 95% interval per
+    comparison, against a zero line."""
+    figures.forest(rows, path, title, xlabel, f"Paired by prompt and seed; 95% intervals, Student's t; s.e. "
+                                              f"{stats.describe_unit(UNIT).split(';')[0]}.")
 
 
 COMPARISONS = [("mpa", "soup"), ("mpa", "soup_factors"), ("mpa_ls", "mpa"), ("mpa", "oracle"),
@@ -180,7 +198,7 @@ def comparisons(groups: dict[str, list[dict]], z: Z, weights: list[float]) -> tu
             label = f"{_name(by[a])} − {_name(by[b])}"
             lines.append(f"| {w:g} | {label} | {e.mean:+.3f} | {e.se:.3f} | {ci(e)} | {stats.fmt_p(e.p_value)} "
                          f"| {nv.se:.3f} | {e.se / nv.se:.1f} |")
-            rec.append({"w": w, "a": a, "b": b, **e.to_dict(), "naive_se": nv.se})
+            rec.append({"w": w, "a": a, "b": b, "label": f"{label}, w={w:g}", **e.to_dict(), "naive_se": nv.se})
     first = next(iter(groups.values()))
     lines += ["", caption(first) + " Naive s.e.: every image independent (what the earlier tables used).", ""]
     return "\n".join(lines), rec
@@ -212,18 +230,20 @@ def pareto(dirs: list[dict[str, list[dict]]], path: Path) -> dict:
             if w not in series[k] or series[k][w][2] < pt[2]:
                 series[k][w] = pt
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    dropped: list[str] = []
     for key in ("soup", "soup_factors", "mpa_ls", "mpa", "single", "oracle", "base"):
         pts = sorted(series.get(key, {}).items())
         if not pts:
             continue
         _errorbar(ax, key, [p for _, p in pts], big=key in ("oracle", "base"))
         if key in ("mpa", "oracle"):
-            figures.label_points(ax, [p[0][0] for _, p in pts], [p[1][0] for _, p in pts], [f"{w:g}" for w, _ in pts],
-                                 color=figures.style(key).color)
+            dropped += figures.place_labels(ax, [p[0][0] for _, p in pts], [p[1][0] for _, p in pts],
+                                            [f"{w:g}" for w, _ in pts], color=figures.style(key).color).dropped
     ax.set_xlabel("toy_alignment (judge log-prob; higher is better)")
     ax.set_ylabel("jpeg_compressibility (−kB; higher is better)")
     ax.set_title("Toy Pareto fronts over w (labels: weight on alignment)")
-    fig.text(0.01, -0.02, f"Error bars: ± 1 s.e., {stats.describe_unit(UNIT).split(';')[0]}", fontsize=7)
+    fig.text(0.01, -0.02, f"Error bars: ± 1 s.e., {stats.describe_unit(UNIT).split(';')[0]}."
+             + (f" Labels left off for lack of room: {', '.join(dropped)}." if dropped else ""), fontsize=7)
     figures.legend_outside(ax)
     figures.save(fig, path)
     plt.close(fig)
@@ -264,6 +284,7 @@ def kla(groups: dict[str, list[dict]], oracle_lams: list[float], path: Path) -> 
     plt.close(fig)
     lines = ["| λ | DB-KLA toy_alignment | DB-KLA jpeg (−kB) | oracle toy_alignment | oracle jpeg (−kB) | "
              "Δ align oracle − DB-KLA (paired) | 95% interval |", "|---|---|---|---|---|---|---|"]
+    forest: list[figures.ForestRow] = []
     for lam in sorted(set(line) | set(oracles)):
         a = line.get(lam)
         o = oracles.get(lam)
@@ -271,8 +292,11 @@ def kla(groups: dict[str, list[dict]], oracle_lams: list[float], path: Path) -> 
         if a and o:
             e = stats.paired(o[2], a[2], lambda y: y["rewards"][A], unit=UNIT)
             d, c = pm_p(e), ci(e)
+            forest.append(_forest_row(f"λ = {lam:g}", e, "oracle"))
         lines.append(f"| {lam:g} | {pm(a[0]) if a else '—'} | {pm(a[1]) if a else '—'} | {pm(o[0]) if o else '—'} "
                      f"| {pm(o[1]) if o else '—'} | {d} | {c} |")
+    write_forest(path.with_name(path.stem + "_forest.png"), forest, "λ-specific oracle − DB-KLA (paired)",
+                 "Δ toy_alignment (oracle − DB-KLA at the same λ)")
     first = next(iter(groups.values()))
     return "\n".join(lines) + "\n\n" + caption(first) + "\n"
 
@@ -308,10 +332,15 @@ def main() -> None:
     print(f"standard errors: {stats.describe_unit(UNIT, every)}")
     if args.table1:
         groups = loaded[args.table1]
-        t = table1(groups, z, ws)
+        forest: list[figures.ForestRow] = []
+        t = table1(groups, z, ws, forest)
         _write(out, "table1", t, "Toy Table 1")
+        write_forest(out / "table1_forest.png", forest, "Toy Table 1: paired Δ WR_z", "Δ WR_z (method − reference)")
         c, rec = comparisons(groups, z, ws)
         _write(out, "comparisons", c, "Paired comparisons")
+        write_forest(out / "comparisons_forest.png",
+                     [figures.ForestRow(x["label"], x["mean"], *x["ci95"], x["a"] if x["a"] in figures.METHODS
+                                        else "single") for x in rec], "Paired comparisons", "Δ WR_z")
         (out / "comparisons.json").write_text(json.dumps(rec, indent=1) + "\n")
         print(t)
         print(c)

@@ -45,6 +45,8 @@ def test_sweep_runs_on_the_tiny_model_and_writes_tables_and_plot(sweeps, sweep, 
                 "pareto": ["hypervolume", "reference point"]}[sweep]
     for word in expected:
         assert word in md, (word, md)
+    # every table with paired differences has its forest plot next to it (the Pareto table has none)
+    assert ((out / "forest.png").exists() and (out / "forest.pdf").exists()) == (sweep != "pareto")
     # resumable: a second call computes nothing new and writes the same table
     assert sweeps.main(args) == 0
     assert (out / "table.md").read_text() == md

@@ -148,6 +148,19 @@ def test_bench_blend_smoke():
     assert set(mem["memory"]["tiny"]) == {"base", "mpa4"} and mem["time"] == {}
 
 
+def test_bench_users_and_soup_paths_smoke():
+    """K users with different w, one call vs K calls (the same images up to float rounding); the soup through
+    diffusers' weighted set_adapters / fuse_lora and as a rank-Σr LoRA gives the fold's ε."""
+    out = _run("bench_blend.py", "--models", "tiny", "--steps", "1", "--batch", "1", "--repeats", "1", "--methods",
+               "base", "--memory", "none", "--users", "3")
+    u = out["users"]["tiny"]
+    assert u["k"] == 3 and u["throughput_ratio"] > 0 and u["max_abs_image_diff"] < 1e-4
+    soup = _run("bench_soup_peft.py", "--model", "tiny", "--steps", "2", "--repeats", "1")
+    assert set(soup) == {"folded", "diffusers_set_adapters", "diffusers_fuse", "lora_rank_sum"}
+    assert all(v["max_eps_diff"] < 1e-4 and v["max_x0_diff"] < 1e-3 for v in soup.values())
+    assert soup["folded"]["restore_err"] == 0.0  # the fold puts the very tensors back
+
+
 def test_bench_train_smoke():
     out = _run("bench_train.py", "--model", "tiny", "--steps", "2", "--p_step", "1", "--repeats", "1")
     assert set(out["phase_seconds"]) == {"rollout", "reward", "buffer", "value_update", "policy_update"}

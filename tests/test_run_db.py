@@ -55,6 +55,8 @@ def test_default_run_writes_everything(default_run):
     assert all(len(a["sha256"]) == 64 and Path(a["path"]).exists() for a in raw["adapters"])
     assert (out / row["image"]).exists()
     assert (out / "grids" / "base.png").exists()
+    assert (out / "grids" / "methods_seed0.png").exists()  # the methods side by side, one seed (paired images)
+    assert (out / "summary_paired.png").exists() and (out / "summary_paired.pdf").exists()  # forest plot of Δ
     summary = json.loads((out / "summary.json").read_text())
     assert summary["base"]["n"] == 4 and len(summary["base"]["rewards"]["colorfulness"]) == 2
     assert "DB-MPA" in (out / "summary.md").read_text()

@@ -47,6 +47,19 @@ def test_student_t_matches_tables():
     assert est.p_value == pytest.approx(2 * t_sf(3.0, 2))
 
 
+def test_scipy_t_agrees_with_the_former_hand_written_incomplete_beta():
+    """Values of the former continued-fraction t_sf / bisection t_quantile (blend/stats.py before scipy): scipy.stats.t
+    gives the same numbers to 1e-6, so stored p-values and intervals do not move."""
+    for df, x, old in [(1, 2.0, 0.14758361765043318), (3, 1.5, 0.11529193262241151), (7, 0.8, 0.22500134973491304),
+                       (20, 2.5, 0.010616772719566233)]:
+        assert t_sf(x, df) == pytest.approx(old, abs=1e-6)
+    for df, q, old in [(1, 0.975, 12.706204736174687), (3, 0.9, 1.6377443536962093), (7, 0.995, 3.499483297350494),
+                       (20, 0.975, 2.085963447265865)]:
+        assert t_quantile(q, df) == pytest.approx(old, abs=1e-6)
+    with pytest.raises(ValueError, match="quantile level"):
+        t_quantile(1.0, 3)
+
+
 def test_paired_difference_matches_images_by_prompt_and_seed():
     a = [{"prompt_index": p, "seed": s, "v": v} for p, s, v in zip(PROMPTS, SEEDS, VALUES)]
     b = [{"prompt_index": p, "seed": s, "v": 1.0} for p, s in zip(PROMPTS[::-1], SEEDS[::-1])][:5]  # order, one gap
