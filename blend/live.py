@@ -658,8 +658,9 @@ def pareto_image(session: LiveSession, current: Generation | None = None, size: 
             x, y = current.mean(r1), current.mean(r2)
             ax.plot([x], [y], "*", color="#d62728", ms=20, mec="white", mew=1.2, zorder=5,
                     label=star_label(session, current))
-            ax.annotate(current.spec.display_name, (x, y), fontsize=8, color="#d62728", xytext=(8, -12),
-                        textcoords="offset points")
+            ax.annotate(current.spec.display_name, (x, y), fontsize=8, color="#d62728", xytext=(0, -18),
+                        textcoords="offset points", ha="center")
+        ax.set_title("Pareto plot: mean rewards", fontsize=10)
         ax.set_xlabel(f"{r1} (higher is better)")
         ax.set_ylabel(f"{r2} (higher is better)")
         ax.grid(alpha=0.3)

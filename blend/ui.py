@@ -318,16 +318,16 @@ def build_demo(session: LiveSession):
                 gr.Examples([[p] for p in session.prompts], inputs=[prompt], label="prompt set", examples_per_page=6)
             with gr.Column(scale=5, min_width=320):
                 progress = gr.HTML(progress_html(session), elem_id="progress")
-                gallery = gr.Gallery(label="images (one per seed)", columns=2, height="auto", format="png",
+                gallery = gr.Gallery(label="images (one per seed)", columns=2, height=290, format="png",
                                      object_fit="contain", elem_id="images", preview=False)
                 scores = gr.HTML(elem_id="db-scores")
             with gr.Column(scale=5, min_width=320):
                 plot = gr.Image(value=pareto_image(session, visited=[]), label="Pareto plot: mean rewards",
-                                type="pil", format="png", elem_id="pareto", interactive=False)
+                                show_label=False, type="pil", format="png", elem_id="pareto", interactive=False)
                 caption = gr.HTML(caption_html(session, None), elem_id="plot-caption")
                 front_status = gr.HTML(_front_status(), elem_id="front-status")
         side_gallery = gr.Gallery(label="side by side: the same prompt and first seed under each method",
-                                  columns=max(2, m + 3), height="auto", format="png", object_fit="contain",
+                                  columns=max(2, m + 3), height=300, format="png", object_fit="contain",
                                   elem_id="side-images", preview=False)
         side_scores = gr.HTML(elem_id="db-side-scores")
 

@@ -65,7 +65,7 @@ def test_generate_reports_the_samplers_rewards(served):
     assert [shown[("weighted", 0)], shown[("weighted", 1)]] == pytest.approx(wr)
 
     _, other, _, _, _ = client.predict("DB-MPA", 1.0, "a blue square", "0,1", 3, 5.0, 1.0, 0.8,
-                                       api_name="/generate")  # the name the page shows works as well as 'mpa' 
+                                       api_name="/generate")  # the name the page shows works as well as 'mpa'
     assert values(other) != shown
     _, back, _, caption, _ = client.predict("mpa", 1.0, "a blue square", "0,1", 3, 5.0, 1.0, 0.3,
                                             api_name="/generate")
