@@ -12,6 +12,7 @@ import functools
 import logging
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 # Only light imports at module level: `run_DB.py --help` and `--list_rewards` must not import torch,
@@ -40,7 +41,7 @@ SCHEDULER_NAMES = ("ddim", "dpm++", "dpm++_sde", "euler", "euler_a", "pndm", "un
 ALL_METHODS = (*METHODS, *method_names(lambda m: m.plan_only, plan=True))
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Show "(default: X)" only for defaults that say something (not None, [], False)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -49,17 +50,55 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
+EXAMPLES = """examples:
+  python run_DB.py                                   # the toy world's default run (CPU, about a minute)
+  python run_DB.py --methods mpa,soup --weights '0.3,0.7;0.7,0.3' --out_dir outputs/sweep
+  python run_DB.py --base_model builtin:tiny --n_seeds 1          # random demo adapters, code paths only
+  python run_DB.py --base_model stable-diffusion-v1-5/stable-diffusion-v1-5 \\
+      --lora t2i=ckpt/t2i --lora vila=ckpt/vila --rewards image_reward,vila --weights 0.5,0.5 --device cuda
+  python run_DB.py --list_rewards                    # the rewards, their scales and what they need
+  python run_DB.py --ui                              # the live web page (python run_DB.py --ui --help)
+
+With no model flag (--base_model, --lora, --oracle, --t2i_path, --vila_path, --ir_weight) every flag not given takes
+its "[toy default: X]" value; otherwise the plain defaults apply. See README.md and docs/."""
+
+
+def builtin_models_text() -> str:
+    """The built-in models as '  builtin:NAME  what it is' lines (from diffusion.sources; no torch)."""
+    from diffusion.sources import BUILTIN_DESCRIPTIONS, BUILTIN_PREFIX
+
+    return "; ".join(f"{BUILTIN_PREFIX}{name}: {text}" for name, text in BUILTIN_DESCRIPTIONS.items())
+
+
+def _toy_default_text(value) -> str:
+    """A TOY_DEFAULTS value as shown in --help (repository paths relative to the repository)."""
+    items = value if isinstance(value, list) else [value]
+    shown = [str(v).replace(str(REPO) + "/", "") for v in items]
+    return " ".join(shown)
+
+
+def mark_toy_defaults(p: argparse.ArgumentParser) -> None:
+    """Append "[toy default: X]" to the help of every flag whose value in the no-argument run (TOY_DEFAULTS) differs
+    from its parser default (derived from TOY_DEFAULTS, so the help says what `python run_DB.py` really uses)."""
+    for action in p._actions:
+        if action.dest in TOY_DEFAULTS and TOY_DEFAULTS[action.dest] != action.default and action.help:
+            action.help += f" [toy default: {_toy_default_text(TOY_DEFAULTS[action.dest])}]".replace("%", "%%")
+
+
+def build_parser(first=None) -> argparse.ArgumentParser:
+    """run_DB.py's flags; ``first(parser)`` adds argument groups shown before them (the web page's flags)."""
     p = argparse.ArgumentParser(
-        prog="run_DB.py", formatter_class=_Formatter,
-        description="Sample with blended noise predictions (DB-MPA, DB-KLA, DB-MPA-LS) and baselines, score every "
-                    "image, and write images, results.jsonl, summary tables, grids and a Pareto plot. With no "
-                    "arguments it runs the built-in default.")
+        prog="run_DB.py", formatter_class=_Formatter, epilog=EXAMPLES,
+        description=textwrap.fill(
+            "Sample with blended noise predictions (DB-MPA, DB-KLA, DB-MPA-LS) and baselines, score every image, and "
+            "write images, results.jsonl, summary tables, grids and a Pareto plot. With no arguments it runs the toy "
+            "world's default (the [toy default: X] values below).", 100))
+    if first is not None:
+        first(p)
     g = p.add_argument_group("model and adapters")
     g.add_argument("--base_model", "--pretrained_model_name_or_path", dest="base_model", default=None,
-                   help=f"hub id, local Stable-Diffusion-format directory or builtin:tiny / builtin:toy "
-                        f"[default: the toy world's model, adapters and oracle (see docs/toy_world.md); {PAPER_BASE_MODEL} "
-                        f"with the original flags]")
+                   help=f"hub id, local Stable-Diffusion-format directory, or a built-in model: {builtin_models_text()} "
+                        f"[default: {PAPER_BASE_MODEL} with the original flags]")
     g.add_argument("--lora", action="append", default=[], metavar="NAME=PATH",
                    help="a LoRA adapter (PEFT dir, diffusers or kohya/A1111 .safetensors, legacy attn-procs .bin, "
                         "hub id owner/repo or owner/repo:file.safetensors); repeat; the order fixes the order of "
@@ -91,14 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambdas", default="0.5,1.5", help="DB-KLA λ values, comma-separated (λ ≥ 0)")
     g.add_argument("--prompt_file", default=None, help="(original) JSON list of prompts or DPOK {prompt: {...}} dict")
     g.add_argument("--prompts", default=None, help="prompts inline, separated by '|'")
-    g.add_argument("--n_seeds", type=int, default=None, help="seeds per prompt (0..n-1) [default: 5 as the original]")
+    g.add_argument("--n_seeds", type=int, default=None, help="seeds per prompt (0..n-1) [default: 5 as the original; 2 for builtin:tiny]")
     g.add_argument("--seed_offset", type=int, default=0, help="first seed")
     g.add_argument("--yes", action="store_true",
                    help=f"start a plan of more than {run_plan.LARGE_PLAN:,} images (refused without it, after "
                         f"printing its size and a time estimate)")
     g = p.add_argument_group("sampler")
     g.add_argument("--steps", "--num_inference_steps", dest="steps", type=int, default=None,
-                   help="DDIM steps [default: 50 (paper); 10 for the built-in tiny model]")
+                   help="DDIM steps [default: 50 (paper); 10 for the built-in models]")
     g.add_argument("--guidance", "--guidance_scale", dest="guidance", type=float, default=7.5,
                    help="classifier-free guidance scale, applied per model before blending")
     g.add_argument("--eta", type=float, default=1.0, help="DDIM η (1 = the paper's stochastic sampler)")
@@ -141,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     g.add_argument("--no_grids", action="store_true", help="do not write image grids")
     add_baseline_args(p)
-    p.add_argument("--ui", action="store_true", help="serve the live web page instead (python run_DB.py --ui --help)")
+    if "--ui" not in p._option_string_actions:
+        p.add_argument("--ui", action="store_true", help="serve the live web page instead (python run_DB.py --ui --help)")
+    mark_toy_defaults(p)
     return p
 
 

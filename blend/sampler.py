@@ -394,13 +394,15 @@ def _row_specs(spec: BlendSpec | Sequence[BlendSpec], n: int) -> list[BlendSpec]
 def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: Sequence[str], seeds: Sequence[int],
            config: SamplerConfig = SamplerConfig(), progress: bool = False, *, scheduler=None,
            negative_prompts: Sequence[str] | None = None, sample_shape: Sequence[int] | None = None,
-           decode: bool = True, prompt_cache: PromptEmbeddings | None = None) -> SampleResult:
+           decode: bool = True, prompt_cache: PromptEmbeddings | None = None,
+           on_step: Callable | None = None) -> SampleResult:
     """Sample one image per (prompt, seed) with the method ``spec`` (or one spec per image).
 
     ``scheduler`` defaults to the bundle's (DDIM); any diffusers scheduler works. ``negative_prompts``
     replaces the empty unconditional prompt of classifier-free guidance. ``sample_shape`` (C, H, W)
     overrides the UNet's native sample size; ``decode=False`` returns the final latents as ``images``.
     ``prompt_cache`` reuses the embeddings of an earlier call with the same prompts (:class:`PromptEmbeddings`).
+    ``on_step(i, t, x) -> (x, stop)`` runs after every scheduler step (as in :func:`denoise`; e.g. a progress bar).
     Soups and soup hybrids need their merged adapter in the UNet first
     (``blend.soup.ensure_soup_adapter(unet, spec.soup_spec, loras)``).
     """
@@ -426,7 +428,7 @@ def sample(bundle: ModelBundle, spec: BlendSpec | Sequence[BlendSpec], prompts: 
     uncond = encode(bundle, list(negative_prompts) if negative_prompts is not None else [""] * n, models)
     gens = step_generators(seeds, device, prompts if per_image else None)
     x, evals, choices = denoise(bundle, specs, x, cond, uncond, sched, config, seeds=seeds, noise=z, generator=gens,
-                                progress=progress, label=specs[0].label, prompts=prompts)
+                                progress=progress, label=specs[0].label, prompts=prompts, on_step=on_step)
     images = bundle.decode(x).cpu() if decode else x
     distinct = len({id(s) for s in specs}) > 1 or specs[0].schedule is not None
     return SampleResult(images=images, unet_evals=evals, seconds=time.perf_counter() - start, choices=choices,

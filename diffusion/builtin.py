@@ -15,9 +15,8 @@ import torch
 
 from diffusion.bundle import ModelBundle
 from diffusion.families import load_local_dir
-from diffusion.sources import BUILTIN_PREFIX  # noqa: F401 - re-exported (one definition)
+from diffusion.sources import BUILTIN_MODELS, BUILTIN_PREFIX  # noqa: F401 - re-exported (one definition)
 
-BUILTIN_MODELS = ("tiny", "tiny-xl", "tiny-sd3", "toy")
 TOY_BASE_DIR = Path(__file__).resolve().parent.parent / "toy" / "weights" / "base"
 
 

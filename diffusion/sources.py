@@ -15,6 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 BUILTIN_PREFIX = "builtin:"
+# the built-in models (``diffusion.builtin`` loads them); here, without torch, for `run_DB.py --help`
+BUILTIN_DESCRIPTIONS = {
+    "tiny": "random tiny Stable-Diffusion weights, for code paths; with no adapter, two random demo LoRAs",
+    "tiny-xl": "random tiny SDXL weights, for code paths",
+    "tiny-sd3": "random tiny SD3 weights, for code paths",
+    "toy": "the toy world's trained 32x32 model in toy/weights/base, see docs/toy_world.md",
+}
+BUILTIN_MODELS = tuple(BUILTIN_DESCRIPTIONS)
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 HUB_ALIASES = {"runwayml/stable-diffusion-v1-5": SD15}  # deleted id -> the maintained copy
 

@@ -109,7 +109,7 @@ def test_front_is_computed_once_and_loaded(session, tmp_path, monkeypatch):
     assert set(summary) == {s.label for s in session.front_experiment(1).specs} and session.front == summary
     assert all(s["n"] == 1 for s in summary.values())
     img = pareto_image(session, session.generate("mpa", (0.5, 0.5), 1.0, "a red circle", [0]))
-    assert img.size == (640, 480) and img.mode == "RGB"
+    assert img.size == (640, 520) and img.mode == "RGB"
 
     import blend.experiment
 

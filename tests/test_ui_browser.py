@@ -123,6 +123,50 @@ def image_sources(driver) -> list[str]:
     return [img.get_attribute("src") for img in driver.find_elements(By.CSS_SELECTOR, "#images img")]
 
 
+def star(driver) -> tuple[str, float, float] | None:
+    """(config, x, y) of the star as the caption under the plot gives it (drawn from the same request)."""
+    el = driver.find_element(By.CSS_SELECTOR, "#plot-caption [data-star]")
+    if el.get_attribute("data-star") == "none":
+        return None
+    return el.get_attribute("data-star"), float(el.get_attribute("data-star-x")), float(el.get_attribute("data-star-y"))
+
+
+def set_text(driver, elem_id: str, text: str) -> None:
+    box = driver.find_element(By.CSS_SELECTOR, f"#{elem_id} textarea, #{elem_id} input")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(text)
+    box.send_keys(Keys.TAB)
+
+
+def click_and_time(driver, wait, seeds: str) -> float:
+    """Generate with ``seeds``; seconds until the table shows them."""
+    set_text(driver, "seeds", seeds)
+    t0 = time.perf_counter()
+    driver.find_element(By.ID, "generate").click()
+    wait.until(lambda _: driver.find_element(By.CSS_SELECTOR, "#db-scores [data-config]").get_attribute("data-seeds")
+               == seeds)
+    return time.perf_counter() - t0
+
+
+def test_first_click_does_not_wait_for_the_front(server, browser):
+    """The toy front (13 configs × 8 images) is computed in the background at start-up: a click made while it runs
+    takes about as long as a click after it is done (issue #23: the first Generate waited ~42 s behind it)."""
+    d = browser
+    d.get(server)
+    wait = WebDriverWait(d, 240, poll_frequency=0.1)
+    wait.until(lambda _: d.find_elements(By.CSS_SELECTOR, "#db-scores [data-config]") and len(image_sources(d)) == 2)
+    if d.find_elements(By.CSS_SELECTOR, "#front-status [data-front='ready']"):
+        pytest.fail("the front was ready before the first click; the test cannot show the click does not wait")
+    assert "Generate never waits" in d.find_element(By.ID, "front-status").text
+    during = click_and_time(d, wait, "11,12")
+    assert d.find_elements(By.CSS_SELECTOR, "#front-status [data-front='pending']"), "front finished during the click"
+    WebDriverWait(d, 600, poll_frequency=1).until(
+        lambda _: d.find_elements(By.CSS_SELECTOR, "#front-status [data-front='ready']"))
+    alone = click_and_time(d, wait, "13,14")
+    assert during < 3 * alone + 3.0, (during, alone)
+    set_text(d, "seeds", "0,1")
+
+
 def test_move_the_slider_generate_and_compare(server, browser):
     d = browser
     d.get(server)
@@ -144,6 +188,14 @@ def test_move_the_slider_generate_and_compare(server, browser):
     _, prompt_after, after = shown_scores(d)
     assert prompt_after == prompt and set(after) == set(before)
     assert all(after[k] != before[k] for k in after), (before, after)
+    # The star is the setting of the table (not the one before it): its coordinates are the table's means.
+    rewards = sorted({r for r, _ in after if r != "weighted"})
+    means = [sum(after[(r, s)] for s in (0, 1)) / 2 for r in ("toy_alignment_z", "toy_jpeg_z")]
+    assert rewards == ["toy_alignment_z", "toy_jpeg_z"]
+    config, x, y = star(d)
+    assert config == "mpa_alignment0.3_compressibility0.7" and (x, y) == pytest.approx(means, abs=1e-12)
+    lam = d.find_element(By.CSS_SELECTOR, "#lam input[type=range]")
+    assert not lam.is_enabled()  # λ acts on DB-KLA only
 
     # The same setting through the project's own API, in this process.
     import torch
@@ -186,5 +238,19 @@ def test_move_the_slider_generate_and_compare(server, browser):
         d.set_window_size(1500, min(bottom + 40 + outer - inner, 3000))
         time.sleep(1)
     d.execute_script("window.scrollTo(0, 0)")
+    assert star(d)[0] == "mpa_alignment0.3_compressibility0.7"  # the front's redraw kept the current star
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert d.save_screenshot(str(SCREENSHOT)) and SCREENSHOT.stat().st_size > 10_000
+
+
+def test_an_error_clears_the_stale_output(server, browser):
+    d = browser
+    wait = WebDriverWait(d, 240, poll_frequency=0.2)
+    assert image_sources(d) and d.find_elements(By.CSS_SELECTOR, "#db-scores td[data-value]") and star(d)
+    set_text(d, "seeds", "zero")
+    d.find_element(By.ID, "generate").click()
+    wait.until(lambda _: d.find_elements(By.CSS_SELECTOR, "#db-scores .db-error"))
+    assert "not a whole number" in d.find_element(By.CSS_SELECTOR, "#db-scores .db-error").text
+    wait.until(lambda _: not image_sources(d))
+    assert not d.find_elements(By.CSS_SELECTOR, "#db-scores td[data-value]") and star(d) is None
+    set_text(d, "seeds", "0,1")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 
 import pytest
 
@@ -51,8 +52,8 @@ def served(tiny_with_adapters):
 
 def test_generate_reports_the_samplers_rewards(served):
     session, client = served
-    gallery, html, plot, used = client.predict("mpa", 1.0, "a blue square", "0,1", 3, 5.0, 1.0, 0.3,
-                                               api_name="/generate")
+    gallery, html, plot, caption, used = client.predict("mpa", 1.0, "a blue square", "0,1", 3, 5.0, 1.0, 0.3,
+                                                        api_name="/generate")
     assert len(gallery) == 2 and os.path.exists(plot) and "alignment" not in used and "a 0.3, b 0.7" in used
     assert 'data-config="mpa_a0.3_b0.7"' in html and "computed in" in html
     shown = values(html)
@@ -63,10 +64,15 @@ def test_generate_reports_the_samplers_rewards(served):
     wr = [0.3 * shown[(REWARDS[0], s)] + 0.7 * shown[(REWARDS[1], s)] for s in (0, 1)]
     assert [shown[("weighted", 0)], shown[("weighted", 1)]] == pytest.approx(wr)
 
-    _, other, _, _ = client.predict("mpa", 1.0, "a blue square", "0,1", 3, 5.0, 1.0, 0.8, api_name="/generate")
+    _, other, _, _, _ = client.predict("DB-MPA", 1.0, "a blue square", "0,1", 3, 5.0, 1.0, 0.8,
+                                       api_name="/generate")  # the name the page shows works as well as 'mpa'
     assert values(other) != shown
-    _, back, _, _ = client.predict("mpa", 1.0, "a blue square", "0,1", 3, 5.0, 1.0, 0.3, api_name="/generate")
+    _, back, _, caption, _ = client.predict("mpa", 1.0, "a blue square", "0,1", 3, 5.0, 1.0, 0.3,
+                                            api_name="/generate")
     assert values(back) == shown and "from the cache (2 of 2)" in back
+    star = dict(re.findall(r'data-star-(x|y)="([^"]+)"', caption))  # the star is the table's mean, same setting
+    assert float(star["x"]) == pytest.approx(sum(shown[(REWARDS[0], s)] for s in (0, 1)) / 2, abs=1e-12)
+    assert float(star["y"]) == pytest.approx(sum(shown[(REWARDS[1], s)] for s in (0, 1)) / 2, abs=1e-12)
 
 
 def test_side_by_side_and_errors(served):
@@ -75,5 +81,42 @@ def test_side_by_side_and_errors(served):
     assert [g["caption"] for g in gallery] == ["Base model", "Single adapter a", "Single adapter b",
                                               "Rewarded soup (ΔW) w=(0.5, 0.5)", "DB-MPA w=(0.5, 0.5)"]
     assert html.count("<tr>") == 6
-    with pytest.raises(Exception, match="not a whole number"):
-        client.predict("mpa", 1.0, "a red circle", "zero", 3, 5.0, 1.0, 0.5, api_name="/generate")
+    gallery, html, _, caption, used = client.predict("mpa", 1.0, "a red circle", "0", 3, 5.0, 1.0, 0.5,
+                                                     api_name="/generate")
+    assert gallery and "data-value" in html and "data-star-x" in caption
+    # an error clears what the previous setting showed: no images, no scores, no star; the error names the problem
+    gallery, html, _, caption, used = client.predict("mpa", 1.0, "a red circle", "zero", 3, 5.0, 1.0, 0.5,
+                                                     api_name="/generate")
+    assert not gallery and "data-value" not in html and "data-star-x" not in caption and not used
+    assert "not a whole number" in html and "data-error" in html
+    _, html, _, _, _ = client.predict("no such method", 1.0, "a red circle", "0", 3, 5.0, 1.0, 0.5,
+                                      api_name="/generate")
+    assert "mpa (DB-MPA)" in html  # the choices, with their names
+
+
+def test_requests_with_different_weights_share_one_batch(served):
+    """Two users, two weight vectors, submitted together: one sampler call, the same images and rewards as two
+    separate requests (issue #23: many users, one batch)."""
+    import concurrent.futures
+
+    session, client = served
+    calls = session.n_sample_calls
+    clients = [gradio_client.Client(client.src, verbose=False) for _ in range(3)]
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        with session.lock:  # the UNet is busy: a first request waits inside the page's function for it ...
+            first = pool.submit(clients[0].predict, "base", 1.0, "a red circle", "5", 3, 5.0, 1.0, 0.5,
+                                api_name="/generate")
+            time.sleep(2)
+            jobs = [pool.submit(c.predict, "mpa", 1.0, "a red circle", "0,1", 3, 5.0, 1.0, w, api_name="/generate")
+                    for c, w in zip(clients[1:], (0.2, 0.9))]
+            time.sleep(3)  # ... and the next two wait in Gradio's queue, to be served as one batch
+        first.result(timeout=120)
+        together = [j.result(timeout=120) for j in jobs]
+    assert session.n_sample_calls == calls + 2  # the first request, then one call for both weight vectors
+    session.cache.clear()
+    for w, (_, html, *_rest) in zip((0.2, 0.9), together):
+        _, alone, *_ = client.predict("mpa", 1.0, "a red circle", "0,1", 3, 5.0, 1.0, w, api_name="/generate")
+        assert "computed in" in alone
+        a, b = values(html), values(alone)
+        assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], abs=1e-4) for k in a)
+    assert session.n_sample_calls == calls + 4
