@@ -246,10 +246,23 @@ class ToyTruth:
         return out.to(images.device)
 
 
-for _name, _attr, _what in (("toy_truth", None, "the fraction of colour, shape and background that match the prompt"),
-                            ("toy_truth_colour", 0, "1 if the object's colour matches the prompt"),
-                            ("toy_truth_shape", 1, "1 if the object's shape matches the prompt")):
-    register(_name, scale=f"{_what}, read from pixels with the generator's own palette and geometry (no learned "
-                          "model); higher is better",
-             description="toy world ground truth: a check nothing is trained or guided on")(
-        lambda _n=_name, _a=_attr, **_: ToyTruth(_n, _a))
+TRUTH_SCALE = "read from pixels with the generator's own palette and geometry (no learned model); higher is better"
+TRUTH_DESCRIPTION = "toy world ground truth: a check nothing is trained or guided on"
+
+
+@register("toy_truth", scale=f"the fraction of colour, shape and background that match the prompt, {TRUTH_SCALE}",
+          description=TRUTH_DESCRIPTION)
+def _toy_truth(**_: object) -> ToyTruth:
+    return ToyTruth("toy_truth", None)
+
+
+@register("toy_truth_colour", scale=f"1 if the object's colour matches the prompt, {TRUTH_SCALE}",
+          description=TRUTH_DESCRIPTION)
+def _toy_truth_colour(**_: object) -> ToyTruth:
+    return ToyTruth("toy_truth_colour", 0)
+
+
+@register("toy_truth_shape", scale=f"1 if the object's shape matches the prompt, {TRUTH_SCALE}",
+          description=TRUTH_DESCRIPTION)
+def _toy_truth_shape(**_: object) -> ToyTruth:
+    return ToyTruth("toy_truth_shape", 1)
