@@ -44,13 +44,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from blend import stats  # noqa: E402
+from blend import stats, styles  # noqa: E402
 from blend.methods import get_method, lam_method, list_methods, reference_method  # noqa: E402
 from blend.methods.base import Base  # noqa: E402
 from blend.methods.single import ORACLE_ROLE, Oracle, Single, family  # noqa: E402
-from diffusion_blend import figures  # noqa: E402
-from diffusion_blend.io import write_json_atomic, write_text_atomic  # noqa: E402
-from diffusion_blend.logging import get_logger, setup_logging  # noqa: E402
+from dbcore import figures  # noqa: E402
+from dbcore.io import write_json_atomic, write_text_atomic  # noqa: E402
+from dbcore.logging import get_logger, setup_logging  # noqa: E402
 
 log = get_logger("paper_sweeps")
 WEIGHTS_T1 = ((0.2, 0.8), (0.5, 0.5), (0.8, 0.2))
@@ -251,7 +251,7 @@ def select_rows(argv: list[str], world: World, adapters: list[tuple[str, str]], 
     from blend.cli import build_parser
     from blend.run_plan import build_specs
     from blend.store import ResultStore
-    from diffusion_blend.prompts import load_prompts
+    from dbcore.prompts import load_prompts
 
     args = build_parser().parse_args(argv)
     out = Path(args.out_dir)
@@ -446,7 +446,7 @@ def write_forest(out: Path, title: str, xlabel: str, items: list[tuple[str, stat
             continue
         lo, hi = e.ci()
         forest.append(figures.ForestRow(label, e.mean, lo, hi, key))
-    figures.forest(forest, out / "forest.png", title, xlabel,
+    styles.forest(forest, out / "forest.png", title, xlabel,
                    f"Paired by prompt and seed; 95% intervals, Student's t; s.e. {stats.describe_unit(unit, rows)}.")
 
 
@@ -557,7 +557,7 @@ def weighted_table(world: World, out: Path, runner: Runner, reward_idx: tuple[in
     plt = figures.setup()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for j, (key, pts) in enumerate(plot.items()):  # dodged by method so that the error bars stay apart
-        st = figures.style(key)
+        st = styles.style(key)
         dx = 0.012 * (j - (len(plot) - 1) / 2)
         ax.errorbar([p[0] + dx for p in pts], [p[1].mean for p in pts], yerr=[p[1].se for p in pts], capsize=2,
                     **{**st.kwargs(), "label": table_name(key)})
@@ -627,7 +627,7 @@ def sweep_m34(world: World, out: Path, runner: Runner) -> None:
         keys = [k for k in plot if m in plot[k]]
         width = 0.8 / max(1, len(keys))
         for j, k in enumerate(keys):
-            st = figures.style(k)
+            st = styles.style(k)
             ds = plot[k][m]
             ax.bar([i + j * width for i in range(m)], [d.mean if d else math.nan for d in ds], width,
                    yerr=[d.se if d else math.nan for d in ds], capsize=2, color=st.color, label=table_name(k))
@@ -683,11 +683,11 @@ def sweep_kla(world: World, out: Path, runner: Runner,
                  [(f"λ = {lam:g}", d, lam_method()) for lam, d in deltas], unit, all_rows)
     plt = figures.setup()
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    st = figures.style(lam_method())
+    st = styles.style(lam_method())
     ax.errorbar([c[0] for c in curve], [c[1].mean for c in curve], yerr=[c[1].se for c in curve], capsize=2,
                 **{**st.kwargs(), "label": "DB-KLA (λ = 0: base, λ = 1: adapter)"})
     if oracle_est:
-        st = figures.style(Oracle.name)
+        st = styles.style(Oracle.name)
         ax.errorbar([c[0] for c in oracle_est], [c[1].mean for c in oracle_est], yerr=[c[1].se for c in oracle_est],
                     capsize=2, **{**st.kwargs(line=False), "label": "λ-specific model"})
     ax.set_xlabel("λ")
@@ -754,14 +754,14 @@ def sweep_pareto(world: World, out: Path, runner: Runner, grid: int = 11) -> Non
     fig, ax = plt.subplots(figsize=(6.8, 5.0))
     labels = []
     for key, p in pts.items():
-        st = figures.style(key)
+        st = styles.style(key)
         ax.plot([q[1] for q in p], [q[2] for q in p], st.marker, color=st.color, ms=4, alpha=0.6)
         f = pareto_front(xy[key])
         ax.plot([q[0] for q in f], [q[1] for q in f], linestyle=st.linestyle if st.linestyle != "none" else "-",
                 color=st.color, label=f"{table_name(key)} (HV {hypervolume(xy[key], ref):.3f})")
         labels += [(q[1], q[2], f"{q[0]:g}", st.color) for q in p]
     if base:
-        st = figures.style(Base.name)
+        st = styles.style(Base.name)
         ax.plot(*base, st.marker, color=st.color, ms=10, linestyle="none", label=table_name(Base.name))
     ax.plot(*ref, "x", color="k", linestyle="none", label="reference point")
     placed = figures.place_labels(ax, [q[0] for q in labels], [q[1] for q in labels], [q[2] for q in labels],
