@@ -328,7 +328,7 @@ def image_grid(tiles: Sequence[Sequence[Image.Image | None]], row_labels: Sequen
 
 __all__ = ["METHODS", "Style", "style", "setup", "legend_outside", "label_points", "place_labels", "Placed", "forest",
            "ForestRow", "save", "image_grid",
-           "GridLayout", "font_path", "FONT"]
+           "GridLayout", "font_path", "FONT", "latex_escape", "markdown_to_latex"]
 
 
 # ---- tables ------------------------------------------------------------------------------------------------
