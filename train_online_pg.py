@@ -18,7 +18,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from diffusion_blend.logging import get_logger, setup_logging
+    from dbcore.logging import get_logger, setup_logging
     from dpok.config import check_values, parse_args
 
     setup_logging()

@@ -31,7 +31,7 @@ from blend.run_plan import (  # noqa: F401 - re-exported: blend.live, blend.ui a
     apply_builtin_default,
     plan_from_args,
 )
-from diffusion_blend.logging import get_logger, setup_logging
+from dbcore.logging import get_logger, setup_logging
 
 log = get_logger("run_DB")
 

@@ -28,11 +28,11 @@ from blend.sampler import PromptEmbeddings, SamplerConfig, sample
 from blend.soup import ensure_soup_adapter
 from blend.spec import BlendSpec
 from blend.store import ResultStore, digest, finite_or_none, reward_key
+from dbcore.images import to_pil
+from dbcore.io import append_jsonl, atomic_path, write_json_atomic
+from dbcore.logging import get_logger
 from diffusion.bundle import ModelBundle
 from diffusion.lora import LoraWeights
-from diffusion_blend.images import to_pil
-from diffusion_blend.io import append_jsonl, atomic_path, write_json_atomic
-from diffusion_blend.logging import get_logger
 
 log = get_logger("experiment")
 

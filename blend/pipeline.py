@@ -55,11 +55,11 @@ from blend.predictor import CallOptions
 from blend.sampler import SamplerConfig, _RowPlan, denoise, encode_per_model, initial_noise, step_generators
 from blend.schedule import FunctionSchedule
 from blend.spec import BlendSpec
+from dbcore.logging import get_logger
 from diffusion.adapters import clear_cache
 from diffusion.bundle import ModelBundle
 from diffusion.conditioning import Conditioning
 from diffusion.lora import adapter_names, extract_lora
-from diffusion_blend.logging import get_logger
 
 log = get_logger("pipeline")
 

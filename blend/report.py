@@ -15,12 +15,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from blend import stats
+from blend import stats, styles
 from blend.methods import REGISTRY, reference_method
 from blend.methods.single import family
-from diffusion_blend import figures
-from diffusion_blend.io import write_json_atomic, write_text_atomic
-from diffusion_blend.logging import get_logger
+from dbcore import figures
+from dbcore.io import write_json_atomic, write_text_atomic
+from dbcore.logging import get_logger
 
 log = get_logger("report")
 
@@ -187,7 +187,7 @@ def plot_paired(out_dir: Path, summary: dict[str, dict], objectives: list[str]) 
     unit = next((s.get("se_unit") for s in summary.values() if s.get("se_unit")), "")
     note = ("Paired by prompt and seed (image by image); intervals: 95%, Student's t with df = fewest clusters − 1"
             + (f"; s.e. {unit}." if unit else "."))
-    paths = figures.forest(rows, out_dir / "summary_paired.png", "Δ weighted reward vs DB-MPA (paired)",
+    paths = styles.forest(rows, out_dir / "summary_paired.png", "Δ weighted reward vs DB-MPA (paired)",
                            "Δ WR = method − DB-MPA (> 0: the method scores higher)", note)
     return paths[0] if paths else None
 
@@ -276,7 +276,7 @@ def plot_pareto(out_dir: Path, summary: dict[str, dict], reward_names: list[str]
         pts.sort(key=lambda p: p[0])
         xs = [p[1]["rewards"][r1][0] for p in pts]
         ys = [p[1]["rewards"][r2][0] for p in pts]
-        st = figures.style(key.split(" ")[0])
+        st = styles.style(key.split(" ")[0])
         info = REGISTRY.get(key.split(" ")[0])  # blend.methods: how the method is drawn
         kw = st.kwargs(line=(info is None or info.line) and len(pts) > 1)
         if info is not None and info.takes_lam and " " in key:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diffusion_blend.logging import get_logger
-from diffusion_blend.prompts import load_prompts
+from dbcore.logging import get_logger
+from dbcore.prompts import load_prompts
 
 if TYPE_CHECKING:
     from blend.experiment import Objective

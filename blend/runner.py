@@ -15,9 +15,9 @@ from blend.experiment import Experiment, image_ok, merge_results, run_units, sav
 from blend.report import plot_paired, plot_pareto, summarise, write_grids, write_summary
 from blend.run_plan import PlanError, RunPlan
 from blend.spec import BlendSpec
+from dbcore.logging import get_logger
+from dbcore.provenance import provenance
 from diffusion.bundle import ModelBundle
-from diffusion_blend.logging import get_logger
-from diffusion_blend.provenance import provenance
 
 log = get_logger("run_DB")
 

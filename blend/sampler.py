@@ -54,10 +54,10 @@ from blend.methods import lam_method, method_names, reference_method
 from blend.predictor import CallOptions, NoisePredictor
 from blend.schedule import step_progress
 from blend.spec import HYBRID_OTHERS, BlendSpec
+from dbcore.logging import get_logger
 from diffusion.adapters import activate
 from diffusion.bundle import ModelBundle
 from diffusion.lora import adapter_names
-from diffusion_blend.logging import get_logger
 
 log = get_logger("sampler")
 

@@ -12,8 +12,8 @@ fsync'd write per unit). Part files are never rewritten or deleted, so any set o
 directory (subsets, supersets, new weights, rewards or seeds, in any order, concurrently or from several
 processes or hosts) keeps every row of every command. A line that is not a JSON row (a torn write, a corrupted
 disk block) is never dropped silently: it is copied to ``results.corrupt.jsonl`` with a warning naming the file
-and line (:func:`diffusion_blend.io.read_jsonl`). ``results.jsonl`` is rebuilt from all parts under a lock
-(:func:`diffusion_blend.io.file_lock`, an OS-level lock that ends with its holder) and written atomically; it
+and line (:func:`dbcore.io.read_jsonl`). ``results.jsonl`` is rebuilt from all parts under a lock
+(:func:`dbcore.io.file_lock`, an OS-level lock that ends with its holder) and written atomically; it
 holds every row of the directory, rows of earlier code (without keys) included. Non-finite numbers are stored as ``null`` with a
 ``nonfinite`` entry naming them, so every file stays strict JSON.
 """
@@ -28,7 +28,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from diffusion_blend.io import append_jsonl, atomic_path, file_lock, read_jsonl
+from dbcore.io import append_jsonl, atomic_path, file_lock, read_jsonl
 
 RESULTS = "results.jsonl"
 PARTS_DIR = "parts"

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
+from dbcore.logging import get_logger
 from diffusion.builtin import BUILTIN_MODELS, BUILTIN_PREFIX, load_builtin
 from diffusion.bundle import ModelBundle, check_tokenizer
 from diffusion.families import load_local_dir
 from diffusion.sources import HUB_ALIASES, SD15, canonical_base_model
-from diffusion_blend.logging import get_logger
 
 log = get_logger("diffusion")
 

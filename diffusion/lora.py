@@ -31,7 +31,7 @@ from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from diffusion_blend.io import atomic_path, sha256_file
+from dbcore.io import atomic_path, sha256_file
 
 DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 LEGACY_WEIGHT_NAME = "pytorch_lora_weights.bin"

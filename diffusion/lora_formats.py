@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from dbcore.io import sha256_file
+from dbcore.logging import get_logger
 from diffusion.lora import (
     METADATA_KEY,
     AdapterError,
@@ -41,8 +43,6 @@ from diffusion.lora import (
     parse_lora_state_dict,
     resolve_adapter_file,
 )
-from diffusion_blend.io import sha256_file
-from diffusion_blend.logging import get_logger
 
 log = get_logger("diffusion")
 

@@ -1,4 +1,5 @@
-"""Diffusion Blend: the project's own package (shared utilities: atomic I/O, logging, prompts, provenance, images).
+"""Diffusion Blend: the public package, on top of every layer (docs/design.md); the ground floor it used to hold
+(atomic I/O, logging, prompts, provenance, images, figures) is ``dbcore`` (its old module names here still work).
 
 Importing it is cheap (no torch); the method lives in the design card's top-level packages
 ``diffusion`` (one model), ``blend`` (sampling-time methods), ``dpok`` (training) and ``rewards``.

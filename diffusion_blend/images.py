@@ -1,13 +1,8 @@
-"""Image conversion shared by the sampler, the runner and the rewards."""
+"""Kept for backward compatibility: the module moved to the ground floor, ``dbcore.images`` (this name is the same module
+object, so attributes set on either are seen by both)."""
 
-from __future__ import annotations
+import sys
 
-import numpy as np
-import torch
-from PIL import Image
+from dbcore import images as _moved
 
-
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """(N, 3, H, W) in [0, 1] → N RGB PIL images (rounded to uint8)."""
-    arr = (images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    return [Image.fromarray(a) for a in arr]
+sys.modules[__name__] = _moved

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from diffusion_blend.io import write_json_atomic
+from dbcore.io import write_json_atomic
 
 COMPLETE = "COMPLETE"
 MANIFEST = "manifest.json"

@@ -3,7 +3,7 @@
 The grid shows a fixed set of training prompts (rows) × fixed seeds (columns), sampled with the current
 LoRA from noise drawn by a private generator, so that grids of different iterations differ only by the
 training (the training's own random streams are not touched). Each row is captioned with its prompt and
-the rewards of its images. Written with ``diffusion_blend.figures.image_grid`` (DejaVu font).
+the rewards of its images. Written with ``dbcore.figures.image_grid`` (DejaVu font).
 
 Also: ``check_trackers`` turns a ``--report_to`` tracker that is not installed into an error (accelerate
 itself only warns and runs on without it).
@@ -16,10 +16,10 @@ import importlib.util
 import numpy as np
 import torch
 
+from dbcore.figures import image_grid
+from dbcore.images import to_pil
+from dbcore.logging import get_logger
 from diffusion.adapters import activate
-from diffusion_blend.figures import image_grid
-from diffusion_blend.images import to_pil
-from diffusion_blend.logging import get_logger
 from dpok.rollout import draw_noise, sample_trajectories
 
 log = get_logger("observe")

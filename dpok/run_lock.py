@@ -15,7 +15,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from diffusion_blend.io import write_json_atomic
+from dbcore.io import write_json_atomic
 
 LOCK_NAME = ".trainer.lock"
 HOLDER_NAME = ".trainer.lock.holder"

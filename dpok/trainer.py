@@ -32,15 +32,15 @@ from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_se
 from peft import LoraConfig, inject_adapter_in_model
 from tqdm.auto import tqdm
 
+from dbcore.logging import get_logger
+from dbcore.prompts import load_prompts
+from dbcore.provenance import provenance
 from diffusion.adapters import activate, clear_cache
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step_with_logprob
 from diffusion.loading import load_bundle
 from diffusion.lora import attention_modules, content_sha256, extract_lora, save_lora
 from diffusion.sources import canonical_base_model
-from diffusion_blend.logging import get_logger
-from diffusion_blend.prompts import load_prompts
-from diffusion_blend.provenance import provenance
 from dpok import checkpoint as ckpt
 from dpok.buffer import ReplayBuffer
 from dpok.config import TrainConfig, validate
@@ -609,7 +609,7 @@ class Trainer:
 
     def manifest(self, files: dict[str, str], mid_iteration: bool) -> dict:
         cfg = self.cfg
-        from diffusion_blend.io import sha256_file
+        from dbcore.io import sha256_file
 
         return {
             "kind": "diffusion-blend LoRA checkpoint", "format_version": 1, "algorithm": cfg.algorithm,

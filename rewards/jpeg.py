@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from diffusion_blend.images import to_pil
+from dbcore.images import to_pil
 from rewards.registry import check_images, register
 
 JPEG_QUALITY = 95

@@ -67,14 +67,18 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blend.baselines.costs import code_branch_steps  # noqa: E402
 from blend.baselines.options import add_baseline_args, baseline_specs  # noqa: E402
+from blend.methods import lam_method, method_names, reference_method  # noqa: E402
+from blend.methods.base import Base  # noqa: E402
+from blend.methods.mpa_ls import MpaLS  # noqa: E402
+from blend.methods.single import Single  # noqa: E402
 from blend.sampler import SamplerConfig, sample  # noqa: E402
 from blend.soup import ensure_soup_adapter  # noqa: E402
 from blend.spec import BlendSpec  # noqa: E402
@@ -85,9 +89,39 @@ from diffusion.lora import LoraWeights, adapter_names, add_lora, random_lora, re
 
 TOY_ADAPTERS = Path(__file__).resolve().parents[1] / "toy" / "weights" / "adapters"
 PROMPT = "a red circle on a blue background"
-BASELINES = ("bon", "code", "rgg", "smc")  # blend.baselines on the base model, objective below
-METHODS = ("base", "base_disabled", "single", "mpa2", "mpa3", "mpa4", "mpa2_batched", "mpa3_batched", "mpa4_batched",
-           "mpa_ls", "kla", "kla_batched", "soup", "soup_factors", "hybrid_late", *BASELINES)
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One benchmarked configuration: a registered method (``blend.methods``) on its first ``m`` adapters with equal
+    weights (λ = ``lam``), batched across models or not; ``clean``: the base model without LoRA layers at all."""
+
+    method: str
+    m: int = 0
+    batched: bool = False
+    clean: bool = False
+    lam: float = 1.0
+
+
+def _configs() -> dict[str, Bench]:
+    """The benchmarked configurations by name, every name derived from the method registry: the base model (clean
+    and through the adapter-holding UNet), one adapter, the reference blend at m = 2, 3, 4 (also batched), the
+    per-step draw, the λ blend at λ = 0.5 (also batched), every soup, every hybrid, and the baselines on the base
+    model."""
+    base, ref, lam = Base.name, reference_method(), lam_method()
+    out = {base: Bench(base, clean=True), f"{base}_disabled": Bench(base), Single.name: Bench(Single.name, 1)}
+    for batched in (False, True):
+        out |= {f"{ref}{m}" + "_batched" * batched: Bench(ref, m, batched) for m in (2, 3, 4)}
+    out[MpaLS.name] = Bench(MpaLS.name, 2)
+    out |= {lam + "_batched" * batched: Bench(lam, 1, batched, lam=0.5) for batched in (False, True)}
+    out |= {n: Bench(n, 2) for n in method_names(lambda m: m.is_soup or m.hybrid_parts is not None)}
+    out |= {n: Bench(n) for n in BASELINES}
+    return out
+
+
+BASELINES = method_names(lambda m: m.reward_guided)  # blend.baselines on the base model, objective below
+CONFIGS = _configs()
+METHODS = tuple(CONFIGS)
 OBJECTIVE = (("brightness", "colorfulness"), (0.5, 0.5))  # the baselines' Σ w_i r_i: weight-free, differentiable
 
 # SD v1.5's UNet configuration (runwayml/stable-diffusion-v1-5, unet/config.json), except sample_size
@@ -159,12 +193,8 @@ def adapter_weights(name: str, bundle: ModelBundle, m: int) -> dict[str, LoraWei
 
 # ------------------------------------------------------------------------------------------ methods
 def needs(method: str) -> int:
-    """Adapters a method loads."""
-    if method in ("base", "base_disabled", *BASELINES):
-        return 0
-    if method.startswith("mpa") and method[3:4].isdigit():
-        return int(method[3])
-    return {"single": 1, "kla": 1, "kla_batched": 1}.get(method, 2)
+    """Adapters a configuration loads."""
+    return CONFIGS[method].m
 
 
 def baseline_spec(method: str, steps: int, budget: str | None) -> BlendSpec:
@@ -177,22 +207,22 @@ def baseline_spec(method: str, steps: int, budget: str | None) -> BlendSpec:
                           steps)[0]
 
 
+def bench_spec(method: str, names: list[str], steps: int, budget: str | None = None) -> BlendSpec:
+    """The spec a configuration samples (adapters ``names``): a baseline's is run_DB.py's (``baseline_spec``)."""
+    c = CONFIGS[method]
+    if c.method in BASELINES:
+        return baseline_spec(c.method, steps, budget)
+    sub = tuple(names[:c.m])
+    return BlendSpec(c.method, sub, tuple([1.0 / len(sub)] * len(sub)) if sub else (), lam=c.lam)
+
+
 def floor(method: str, steps: int, budget: str | None = None) -> float:
-    """UNet evaluations per step and image the method needs (baselines: forwards + backwards)."""
-    if method.startswith("mpa") and method[3:4].isdigit():
-        return float(method[3])
-    if method in ("kla", "kla_batched"):
-        return 2.0
-    if method == "hybrid_late":
-        return BlendSpec("hybrid_late", ("a", "b"), (0.5, 0.5)).unet_evals_per_step(steps)
-    if method in BASELINES:
-        spec, m = baseline_spec(method, steps, budget), len(OBJECTIVE[0])
-        if method == "bon":
-            return float(spec.option("N"))
-        if method == "code":
-            return 1 + spec.option("N") * code_branch_steps(steps, int(spec.option("B"))) / steps
-        return float((1 + m) * (spec.option("K") if method == "smc" else 1))
-    return 1.0
+    """UNet evaluations per step and image the method needs (``blend.methods``: its evaluations per step; a
+    baseline's cost over the steps, forwards + backwards)."""
+    spec = bench_spec(method, ["a", "b", "c", "d"], steps, budget)
+    if spec.info.is_baseline:  # 1 + the extra evaluations per step (rounded as 1 + N·S/T for CoDe)
+        return 1 + (spec.info.cost(spec, steps) - steps) / steps
+    return float(spec.unet_evals_per_step(steps))
 
 
 def evals_per_step(result, steps: int) -> float:
@@ -205,37 +235,19 @@ def evals_per_step(result, steps: int) -> float:
 def runner(method: str, names: list[str], base_bundle: ModelBundle, bundle: ModelBundle, loras: dict,
            budget: str | None = None):
     """A function (prompts, seeds, SamplerConfig) → SampleResult for ``method``; soups are merged here, once."""
-    m = needs(method)
-    sub = names[:m]
-    w = tuple([1.0 / len(sub)] * len(sub)) if sub else ()
-    batched = method.endswith("_batched")
-    if method == "base":
-        spec, b = BlendSpec("base"), base_bundle
-    elif method == "base_disabled":
-        spec, b = BlendSpec("base"), bundle
-    elif method == "single":
-        spec, b = BlendSpec("single", (sub[0],)), bundle
-    elif method.startswith("mpa") and method[3:4].isdigit():
-        spec, b = BlendSpec("mpa", tuple(sub), w), bundle
-    elif method == "mpa_ls":
-        spec, b = BlendSpec("mpa_ls", tuple(sub), w), bundle
-    elif method in ("kla", "kla_batched"):
-        spec, b = BlendSpec("kla", (sub[0],), (1.0,), lam=0.5), bundle
-    elif method in ("soup", "soup_factors"):
-        spec, b = BlendSpec(method, tuple(sub), w), bundle
-        ensure_soup_adapter(bundle.unet, spec, loras)
-    elif method == "hybrid_late":  # run_DB.py's path: blend.sampler with the named hybrid's per-step coefficients
-        spec, b = BlendSpec(method, tuple(sub), w), bundle
-        ensure_soup_adapter(bundle.unet, spec.soup_spec, loras)
-    elif method in BASELINES:  # the base model steered by the objective; each call sizes to its own steps
+    if method not in CONFIGS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    c = CONFIGS[method]
+    if c.method in BASELINES:  # the base model steered by the objective; each call sizes to its own steps
         from blend.baselines.dispatch import reward_fn, sample_any
 
         fns = {r: reward_fn(r, base_bundle.device) for r in OBJECTIVE[0]}
-        return lambda prompts, seeds, cfg: sample_any(base_bundle, baseline_spec(method, cfg.steps, budget), prompts,
+        return lambda prompts, seeds, cfg: sample_any(base_bundle, baseline_spec(c.method, cfg.steps, budget), prompts,
                                                       seeds, SamplerConfig(steps=cfg.steps, guidance=cfg.guidance,
                                                                            eta=cfg.eta), fns)
-    else:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    spec, b, batched = bench_spec(method, names, 1), base_bundle if c.clean else bundle, c.batched
+    if spec.soup_spec is not None:  # a soup, or a hybrid's soup range (run_DB.py's path): merged here, once
+        ensure_soup_adapter(bundle.unet, spec.soup_spec, loras)
     return lambda prompts, seeds, cfg: sample(b, spec, prompts, seeds, SamplerConfig(
         steps=cfg.steps, guidance=cfg.guidance, eta=cfg.eta, batched=batched))
 
@@ -246,7 +258,7 @@ def setup(model: str, methods: list[str], latent: int, device: str, dtype: torch
     The clean bundle is a copy made before any adapter is added (``copy_base``), else the same object.
     """
     bundle = build_model(model, latent, device, dtype)
-    base_bundle = copy.deepcopy(bundle) if copy_base and "base" in methods and len(methods) > 1 else bundle
+    base_bundle = copy.deepcopy(bundle) if copy_base and Base.name in methods and len(methods) > 1 else bundle
     m = max(needs(x) for x in methods)
     loras = adapter_weights(model, bundle, m) if m else {}
     for n, lw in loras.items():
@@ -374,7 +386,7 @@ def time_methods(model: str, methods: list[str], args: argparse.Namespace) -> tu
 def user_specs(names: list[str], k: int) -> list[BlendSpec]:
     """K users' DB-MPA specs over the first two adapters, w_k spread evenly over [0.1, 0.9]."""
     ws = [0.1 + 0.8 * i / max(k - 1, 1) for i in range(k)]
-    return [BlendSpec("mpa", tuple(names[:2]), (w, 1.0 - w)) for w in ws]
+    return [BlendSpec(reference_method(), tuple(names[:2]), (w, 1.0 - w)) for w in ws]
 
 
 def time_users(model: str, k: int, args: argparse.Namespace) -> dict:
@@ -498,9 +510,10 @@ def main() -> None:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         p.error(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
-    methods = ["base"] + [m for m in methods if m != "base"]
+    base = Base.name  # the reference of every ratio
+    methods = [base] + [m for m in methods if m != base]
     mem_methods = [] if args.memory == "none" else methods if args.memory == "all" else \
-        ["base"] + [m.strip() for m in args.memory.split(",") if m.strip() and m.strip() != "base"]
+        [base] + [m.strip() for m in args.memory.split(",") if m.strip() and m.strip() != base]
     result = {"time": {}, "time_min": {}, "memory": {}, "floor": {m: floor(m, args.steps, args.budget) for m in methods},
               "evals_per_step": {}, "info": {},
               "sizes": {m: dict(baseline_spec(m, args.steps, args.budget).options) for m in methods if m in BASELINES}}
@@ -511,16 +524,16 @@ def main() -> None:
         else:
             times, info = time_methods(model, methods, args)
         mem = measure_memory(model, mem_methods, args) if mem_methods else {}
-        ref, ref_min = statistics.median(times["base"]), min(times["base"])
+        ref, ref_min = statistics.median(times[base]), min(times[base])
         if not args.memory_only:
             result["time"][model] = {m: round(statistics.median(ts) / ref, 4) for m, ts in times.items()}
             result["time_min"][model] = {m: round(min(ts) / ref_min, 4) for m, ts in times.items()}
         if mem:
             # GPU: the allocator's peak; CPU: the peak RSS while sampling (model, adapters and activations resident;
             # the one-off peak of building the model is excluded: it is the same for every method)
-            key = "cuda_peak_mb" if "cuda_peak_mb" in mem["base"] else \
-                "sampling_peak_rss_mb" if mem["base"].get("sampling_peak_rss_mb") else "peak_rss_mb"
-            result["memory"][model] = {m: round(v[key] / mem["base"][key], 4) for m, v in mem.items()}
+            key = "cuda_peak_mb" if "cuda_peak_mb" in mem[base] else \
+                "sampling_peak_rss_mb" if mem[base].get("sampling_peak_rss_mb") else "peak_rss_mb"
+            result["memory"][model] = {m: round(v[key] / mem[base][key], 4) for m, v in mem.items()}
             result["memory_mb"] = {**result.get("memory_mb", {}), model: {m: {k: v[k] for k in v if k.endswith("_mb")}
                                                                           for m, v in mem.items()}}
             info["memory_measure"] = key

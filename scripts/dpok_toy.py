@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
 
-    from diffusion_blend.logging import get_logger, setup_logging
-    from diffusion_blend.prompts import load_prompts
+    from dbcore.logging import get_logger, setup_logging
+    from dbcore.prompts import load_prompts
     from dpok.config import parse_args
     from dpok.trainer import ADAPTER, Trainer
 

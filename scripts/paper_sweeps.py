@@ -44,17 +44,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from blend import stats  # noqa: E402
-from diffusion_blend import figures  # noqa: E402
-from diffusion_blend.io import write_json_atomic, write_text_atomic  # noqa: E402
-from diffusion_blend.logging import get_logger, setup_logging  # noqa: E402
+from blend import stats, styles  # noqa: E402
+from blend.methods import get_method, lam_method, list_methods, reference_method  # noqa: E402
+from blend.methods.base import Base  # noqa: E402
+from blend.methods.single import ORACLE_ROLE, Oracle, Single, family  # noqa: E402
+from dbcore import figures  # noqa: E402
+from dbcore.io import write_json_atomic, write_text_atomic  # noqa: E402
+from dbcore.logging import get_logger, setup_logging  # noqa: E402
 
 log = get_logger("paper_sweeps")
 WEIGHTS_T1 = ((0.2, 0.8), (0.5, 0.5), (0.8, 0.2))
-NAMES = {"base": "Base model", "soup_factors": "RS (factors, as the paper)", "soup": "RS (ΔW)", "code": "CoDe",
-         "rgg": "RGG", "smc": "SMC (DAS)", "bon": "Best-of-N", "mpa": "DB-MPA", "mpa_ls": "DB-MPA-LS",
-         "bon_mpa": "Best-of-N over DB-MPA", "bon_ls": "Best-of-N over DB-MPA-LS", "kla": "DB-KLA",
-         "oracle": "MORL oracle", "single": "single adapter"}
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the maintained copy of runwayml's deleted id (diffusion.loading)
 COST_KEYS = ("unet_forwards", "unet_backwards", "vae_decodes", "reward_evals", "reward_grads")
 
@@ -252,7 +251,7 @@ def select_rows(argv: list[str], world: World, adapters: list[tuple[str, str]], 
     from blend.cli import build_parser
     from blend.run_plan import build_specs
     from blend.store import ResultStore
-    from diffusion_blend.prompts import load_prompts
+    from dbcore.prompts import load_prompts
 
     args = build_parser().parse_args(argv)
     out = Path(args.out_dir)
@@ -266,7 +265,7 @@ def select_rows(argv: list[str], world: World, adapters: list[tuple[str, str]], 
     paths = dict(adapters)
     slots = [s.label for s in specs]
     targets = {}
-    if "oracle" in args.methods.split(","):
+    if Oracle.name in args.methods.split(","):
         for w, path in oracles.items():
             targets["w=(" + ",".join(f"{float(x):g}" for x in w.split(",")) + ")"] = path
             slots.append("oracle " + list(targets)[-1])
@@ -274,7 +273,7 @@ def select_rows(argv: list[str], world: World, adapters: list[tuple[str, str]], 
     hashes = {path: _content_sha256(path) for path in [*paths.values(), *targets.values()]}
 
     def slot_of(r: dict) -> str | None:
-        if r.get("role") == "oracle":
+        if r.get("role") == ORACLE_ROLE:
             t = r.get("targets")
             ok = t in targets and all(_same_adapter(a, targets[t], hashes[targets[t]]) for a in r["adapters"])
             return "oracle " + t if ok else None
@@ -324,7 +323,14 @@ def select_rows(argv: list[str], world: World, adapters: list[tuple[str, str]], 
 
 
 def method_key(row: dict) -> str:
-    return "oracle" if row.get("role") == "oracle" else row["method"]
+    """The row's method in the tables: the MORL oracle for role oracle, else its method (``blend.methods``)."""
+    return family(row["method"], row.get("role", ""))
+
+
+def table_name(key: str) -> str:
+    """A method's name in the tables (``blend.methods``: its short name, else its display name)."""
+    m = get_method(key)
+    return m.short_name or m.display_name
 
 
 def scaled(row: dict, world: World, rewards: list[str]) -> list[float]:
@@ -440,8 +446,32 @@ def write_forest(out: Path, title: str, xlabel: str, items: list[tuple[str, stat
             continue
         lo, hi = e.ci()
         forest.append(figures.ForestRow(label, e.mean, lo, hi, key))
-    figures.forest(forest, out / "forest.png", title, xlabel,
+    styles.forest(forest, out / "forest.png", title, xlabel,
                    f"Paired by prompt and seed; 95% intervals, Student's t; s.e. {stats.describe_unit(unit, rows)}.")
+
+
+def extra_bons(steps: int, m: int = 2) -> dict[str, int]:
+    """Best-of-N over each of DB's own samplers (``blend.methods``: the baselines with adapters and a proposal), with
+    the N that makes its cost per image twice the reference method's (DB-MPA on ``m`` adapters, weights all
+    non-zero): {method: N}, in table order."""
+    from blend.spec import BlendSpec
+
+    names, w = tuple(f"a{i}" for i in range(m)), (1.0 / m,) * m
+    ref = BlendSpec(reference_method(), names, w)
+    twice = 2 * ref.info.cost(ref, steps)
+    out = {}
+    for meth in list_methods(lambda x: x.is_baseline and not x.reward_guided and getattr(x, "proposal", "")):
+        proposal = BlendSpec(meth.proposal, names, w)
+        out[meth.name] = round(twice / proposal.info.cost(proposal, steps))
+    return out
+
+
+def bons_note(bons: dict[str, int]) -> str:
+    """E.g. "Best-of-N over DB-MPA (N = 2) and over DB-MPA-LS (N = 4) run at twice DB-MPA's cost. "."""
+    (first, n0), *rest = bons.items()
+    parts = [f"{get_method(first).display_name} (N = {n0})",
+             *(f"over {get_method(get_method(k).proposal).display_name} (N = {n})" for k, n in rest)]
+    return " and ".join(parts) + f" run at twice {get_method(reference_method()).display_name}'s cost. "
 
 
 COST_HEAD = ["s / img", "UNet fwd", "UNet bwd", "decodes", "reward evals", "reward ∇"]
@@ -457,22 +487,21 @@ def weighted_table(world: World, out: Path, runner: Runner, reward_idx: tuple[in
     adapters = [world.adapters[a], world.adapters[b]]
     rewards = [world.rewards[a], world.rewards[b]]
     oracles = world.oracles if reward_idx == (0, 1) else {}
-    methods = "base,soup_factors,soup,code,rgg,smc,bon,mpa,mpa_ls" + (",oracle" if oracles else "")
+    methods = "base,soup_factors,soup,code,rgg,smc,bon,mpa,mpa_ls" + ("," + Oracle.name if oracles else "")
     rows = run_db(world, out / "equal_cost", methods, adapters, rewards, list(WEIGHTS_T1), runner, oracles=oracles)
-    if extra_bon:  # best-of-N over DB's own samplers at twice DB-MPA's cost (at equal cost N would be 1)
-        for method, n in (("bon_mpa", 2), ("bon_ls", 4)):
-            rows += run_db(world, out / method, method, adapters, rewards, list(WEIGHTS_T1), runner,
-                           extra=["--bon_n", str(n)], budget=False)
+    bons = extra_bons(world.steps) if extra_bon else {}
+    for method, n in bons.items():  # best-of-N over DB's own samplers at twice DB-MPA's cost (at equal cost N = 1)
+        rows += run_db(world, out / method, method, adapters, rewards, list(WEIGHTS_T1), runner,
+                       extra=["--bon_n", str(n)], budget=False)
     unit = stats.default_unit(rows)
     groups = group(rows)
-    order = ["base", "soup_factors", "soup", "code", "rgg", "smc", "bon", "mpa", "mpa_ls", "bon_mpa", "bon_ls",
-             "oracle"]
+    order = [*(m for m in methods.split(",") if m != Oracle.name), *bons, Oracle.name]
 
     def matching(key: str, w: tuple[float, ...]) -> list[dict] | None:
         """The rows of method ``key`` at weight w (the base model serves every w; oracles by their target)."""
         target = "w=(" + ",".join(f"{x:g}" for x in w) + ")"
         return next((rs for rs in groups.values() if method_key(rs[0]) == key and (
-            key == "base" or tuple(rs[0]["weights"]) == w or key == "oracle" and rs[0].get("targets") == target)),
+            key == Base.name or tuple(rs[0]["weights"]) == w or key == Oracle.name and rs[0].get("targets") == target)),
             None)
 
     table, plot, keys, data = [], {}, [], {"unit": unit, "wr": {}, "delta_vs_mpa": {}}
@@ -493,16 +522,17 @@ def weighted_table(world: World, out: Path, runner: Runner, reward_idx: tuple[in
             plot.setdefault(key, []).append((w[0], e))
             costs = costs or cost_cells(rs)
         size = cfgs[-1][0].get("options") or {}
-        label = NAMES[key] + (" (" + ", ".join(f"{k}={v}" for k, v in size.items() if k in ("N", "K", "B")) + ")"
+        label = table_name(key) + (" (" + ", ".join(f"{k}={v}" for k, v in size.items() if k in ("N", "K", "B")) + ")"
                               if any(k in size for k in ("N", "K", "B")) else "")
         table.append([label, *cells, *(costs or ["–"] * len(COST_HEAD))])
     paired, forest = [], []  # Δ WR vs DB-MPA, image by image (same prompt and seed → same noise)
-    mpa = {w: matching("mpa", w) for w in WEIGHTS_T1}
+    ref_key = reference_method()
+    mpa = {w: matching(ref_key, w) for w in WEIGHTS_T1}
     for row, key in zip(table, keys):
         cells = []
         for w in WEIGHTS_T1:
             ref, rs = mpa.get(w), matching(key, w)
-            d = None if not ref or not rs or key == "mpa" else paired_est(
+            d = None if not ref or not rs or key == ref_key else paired_est(
                 rs, ref, lambda r, w=w: wr(r, world, rewards, w), unit=unit)
             cells.append(delta_cell(d))
             if d is not None:
@@ -521,17 +551,16 @@ def weighted_table(world: World, out: Path, runner: Runner, reward_idx: tuple[in
             f"{caption} Baselines sized to DB-MPA's UNet evaluations per image (--budget auto); costs per image: "
             "UNet forwards, UNet backwards, VAE decodes, reward evaluations and reward gradients inside the sampler. "
             f"{SECONDS_NOTE} "
-            + ("Best-of-N over DB-MPA (N = 2) and over DB-MPA-LS (N = 4) run at twice DB-MPA's cost. " if extra_bon
-               else "") + f"Extra flags: {' '.join(world.extra)}")
+            + (bons_note(bons) if bons else "") + f"Extra flags: {' '.join(world.extra)}")
     write_tables(out, title, head, table, note, more, data)
     write_forest(out, f"{title}: Δ WR vs DB-MPA (paired)", "Δ WR = method − DB-MPA at the same w", forest, unit, rows)
     plt = figures.setup()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for j, (key, pts) in enumerate(plot.items()):  # dodged by method so that the error bars stay apart
-        st = figures.style(key)
+        st = styles.style(key)
         dx = 0.012 * (j - (len(plot) - 1) / 2)
         ax.errorbar([p[0] + dx for p in pts], [p[1].mean for p in pts], yerr=[p[1].se for p in pts], capsize=2,
-                    **{**st.kwargs(), "label": NAMES[key]})
+                    **{**st.kwargs(), "label": table_name(key)})
     ax.set_xlabel(f"w (weight on {rewards[0]}; methods dodged sideways)")
     ax.set_xticks([w[0] for w in WEIGHTS_T1])
     ax.set_ylabel("weighted reward WR (mean ± s.e., clustered)")
@@ -571,16 +600,16 @@ def sweep_m34(world: World, out: Path, runner: Runner) -> None:
     unit = stats.default_unit(all_rows)
     for m, rewards, rows in runs:
         groups = group(rows)
-        base = groups["base"]
+        base = groups[Base.name]
         for rs in groups.values():
             key = method_key(rs[0])
-            if key == "base":
+            if key == Base.name:
                 continue
             deltas = [paired_est(rs, base, lambda r, i=i, rw=rewards: scaled(r, world, rw)[i], unit=unit) for i in range(m)]
-            table.append([f"m = {m}", NAMES[key], *[delta_cell(d, 2) for d in deltas], *["–"] * (4 - m),
+            table.append([f"m = {m}", table_name(key), *[delta_cell(d, 2) for d in deltas], *["–"] * (4 - m),
                           *cost_cells(rs)])
             data["delta_vs_base"].setdefault(f"m{m}", {})[key] = [est_json(d) for d in deltas]
-            forest += [(f"m = {m}, {NAMES[key]}: Δr{i + 1}", d, key) for i, d in enumerate(deltas)]
+            forest += [(f"m = {m}, {table_name(key)}: Δr{i + 1}", d, key) for i, d in enumerate(deltas)]
             plot.setdefault(key, {})[m] = deltas
     head = ["m", "method", *[f"Δr{i + 1}" for i in range(4)], *COST_HEAD]
     note = (f"World {world.name}: rewards r1..r4 = {', '.join(world.rewards[:4])} (divided by "
@@ -598,10 +627,10 @@ def sweep_m34(world: World, out: Path, runner: Runner) -> None:
         keys = [k for k in plot if m in plot[k]]
         width = 0.8 / max(1, len(keys))
         for j, k in enumerate(keys):
-            st = figures.style(k)
+            st = styles.style(k)
             ds = plot[k][m]
             ax.bar([i + j * width for i in range(m)], [d.mean if d else math.nan for d in ds], width,
-                   yerr=[d.se if d else math.nan for d in ds], capsize=2, color=st.color, label=NAMES[k])
+                   yerr=[d.se if d else math.nan for d in ds], capsize=2, color=st.color, label=table_name(k))
         ax.set_xticks([i + 0.4 - width / 2 for i in range(m)], [f"r{i + 1}" for i in range(m)])
         ax.set_title(f"m = {m}")
         ax.set_xlabel("reward")
@@ -621,7 +650,7 @@ def sweep_kla(world: World, out: Path, runner: Runner,
                   extra=["--lambdas", ",".join(f"{x:g}" for x in lambdas if x != 1.0)], budget=False)
     o_rows = []
     for lam, path in sorted(world.kla_oracles.items()):
-        rs = run_db(world, out / f"oracle_lam{lam:g}", "single", [(f"lam{lam:g}".replace(".", "p"), path)], [reward],
+        rs = run_db(world, out / f"oracle_lam{lam:g}", Single.name, [(f"lam{lam:g}".replace(".", "p"), path)], [reward],
                     [], runner, budget=False)
         o_rows.append((lam, rs))
     unit = stats.default_unit(rows + [r for _, rs in o_rows for r in rs])
@@ -629,7 +658,7 @@ def sweep_kla(world: World, out: Path, runner: Runner,
     curve = []
     for rs in group(rows).values():
         key = rs[0]["method"]
-        lam = 0.0 if key == "base" else 1.0 if key == "single" else rs[0]["lam"]
+        lam = 0.0 if key == Base.name else 1.0 if key == Single.name else rs[0]["lam"]
         curve.append((lam, est(rs, value, unit), rs))
     curve.sort(key=lambda c: c[0])
     table = [["DB-KLA" if 0 < lam != 1 else ("base (λ = 0)" if lam == 0 else "adapter (λ = 1)"), f"{lam:g}", pm(e),
@@ -651,14 +680,14 @@ def sweep_kla(world: World, out: Path, runner: Runner,
             f"{world.scales.get(reward, 1.0):g}. {unit_caption(unit, all_rows)} {SECONDS_NOTE}")
     write_tables(out, f"DB-KLA ({world.name}) against λ-specific models", head, table, note, more, data)
     write_forest(out, f"DB-KLA − λ-specific model ({world.name}, paired)", f"Δ {reward} (DB-KLA − λ-specific model)",
-                 [(f"λ = {lam:g}", d, "kla") for lam, d in deltas], unit, all_rows)
+                 [(f"λ = {lam:g}", d, lam_method()) for lam, d in deltas], unit, all_rows)
     plt = figures.setup()
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    st = figures.style("kla")
+    st = styles.style(lam_method())
     ax.errorbar([c[0] for c in curve], [c[1].mean for c in curve], yerr=[c[1].se for c in curve], capsize=2,
                 **{**st.kwargs(), "label": "DB-KLA (λ = 0: base, λ = 1: adapter)"})
     if oracle_est:
-        st = figures.style("oracle")
+        st = styles.style(Oracle.name)
         ax.errorbar([c[0] for c in oracle_est], [c[1].mean for c in oracle_est], yerr=[c[1].se for c in oracle_est],
                     capsize=2, **{**st.kwargs(line=False), "label": "λ-specific model"})
     ax.set_xlabel("λ")
@@ -698,17 +727,17 @@ def sweep_pareto(world: World, out: Path, runner: Runner, grid: int = 11) -> Non
     for rs in group(rows).values():
         key = method_key(rs[0])
         e = [est(rs, lambda r, i=i: scaled(r, world, rewards)[i], unit) for i in range(2)]
-        w = None if key == "base" else rs[0]["weights"][0]
-        points_md.append([NAMES[key], "–" if w is None else f"{w:g}", pm(e[0], 3), pm(e[1], 3)])
-        points_json.setdefault(key, {})["base" if w is None else f"{w:g}"] = [est_json(x) for x in e]
-        if key == "base":
+        w = None if key == Base.name else rs[0]["weights"][0]
+        points_md.append([table_name(key), "–" if w is None else f"{w:g}", pm(e[0], 3), pm(e[1], 3)])
+        points_json.setdefault(key, {})[Base.name if w is None else f"{w:g}"] = [est_json(x) for x in e]
+        if key == Base.name:
             base = (e[0].mean, e[1].mean)
         else:
             pts.setdefault(key, []).append((w, e[0].mean, e[1].mean))
     xy = {k: [(p[1], p[2]) for p in v] for k, v in pts.items()}
     everything = [p for v in xy.values() for p in v] + ([base] if base else [])
     ref = (min(p[0] for p in everything), min(p[1] for p in everything))
-    table = [[NAMES[k], str(len(p)), f"{hypervolume(p, ref):.4f}", str(len(pareto_front(p)))] for k, p in xy.items()]
+    table = [[table_name(k), str(len(p)), f"{hypervolume(p, ref):.4f}", str(len(pareto_front(p)))] for k, p in xy.items()]
     note = (f"World {world.name}: w grid of {grid} points on [0, 1] (w = the weight on {rewards[0]}); each point is "
             f"a method's mean ({rewards[0]}, {rewards[1]}) (divided by "
             f"{ {r: world.scales[r] for r in rewards if r in world.scales} or 'nothing'}). Hypervolume of "
@@ -725,15 +754,15 @@ def sweep_pareto(world: World, out: Path, runner: Runner, grid: int = 11) -> Non
     fig, ax = plt.subplots(figsize=(6.8, 5.0))
     labels = []
     for key, p in pts.items():
-        st = figures.style(key)
+        st = styles.style(key)
         ax.plot([q[1] for q in p], [q[2] for q in p], st.marker, color=st.color, ms=4, alpha=0.6)
         f = pareto_front(xy[key])
         ax.plot([q[0] for q in f], [q[1] for q in f], linestyle=st.linestyle if st.linestyle != "none" else "-",
-                color=st.color, label=f"{NAMES[key]} (HV {hypervolume(xy[key], ref):.3f})")
+                color=st.color, label=f"{table_name(key)} (HV {hypervolume(xy[key], ref):.3f})")
         labels += [(q[1], q[2], f"{q[0]:g}", st.color) for q in p]
     if base:
-        st = figures.style("base")
-        ax.plot(*base, st.marker, color=st.color, ms=10, linestyle="none", label=NAMES["base"])
+        st = styles.style(Base.name)
+        ax.plot(*base, st.marker, color=st.color, ms=10, linestyle="none", label=table_name(Base.name))
     ax.plot(*ref, "x", color="k", linestyle="none", label="reference point")
     placed = figures.place_labels(ax, [q[0] for q in labels], [q[1] for q in labels], [q[2] for q in labels],
                                   fontsize=6, colors=[q[3] for q in labels])  # each w label in its method's colour

@@ -48,7 +48,7 @@ def main() -> None:
         print(f"| {r['alpha']:g} | {win} | {r['evals_per_step']:.2f} | {r['rw']:.3f} ± {r['rw_se']:.3f} | "
               f"{r['gap']:+.3f} | {r['sw2']:.3f} ({r['floor_sw2']:.3f}) | {r['kept']:.2f} |")
     if args.out:
-        from diffusion_blend.io import write_json_atomic
+        from dbcore.io import write_json_atomic
 
         write_json_atomic(args.out, rows)
     print(json.dumps(rows))

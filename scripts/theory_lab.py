@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from diffusion_blend.figures import markdown_to_latex  # noqa: E402
-from diffusion_blend.io import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
-from diffusion_blend.logging import get_logger, setup_logging  # noqa: E402
-from diffusion_blend.provenance import provenance  # noqa: E402
+from dbcore.figures import markdown_to_latex  # noqa: E402
+from dbcore.io import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
+from dbcore.logging import get_logger, setup_logging  # noqa: E402
+from dbcore.provenance import provenance  # noqa: E402
 from theory import plots  # noqa: E402
 from theory.experiments import LabConfig, run_all  # noqa: E402
 

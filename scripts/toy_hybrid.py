@@ -38,9 +38,9 @@ from blend.soup import ensure_soup_adapter  # noqa: E402
 from blend.spec import BlendSpec  # noqa: E402
 
 MPA, LS, SOUP = Mpa.name, MpaLS.name, Soup.name  # blend.methods
+from dbcore.prompts import load_prompts  # noqa: E402
 from diffusion.loading import load_bundle  # noqa: E402
 from diffusion.lora import load_adapter  # noqa: E402
-from diffusion_blend.prompts import load_prompts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOWS = ((0.0, 0.5), (0.25, 0.75), (0.5, 1.0), (0.0, 0.3), (0.2, 0.5), (0.3, 0.6))
@@ -114,7 +114,7 @@ def main() -> None:
               f"{'yes' if ok else ''} |")
     out = {"w": args.w, "images": len(pairs), "steps": args.steps, "gain": g, "gain_se": g_se, "rows": rows}
     if args.out:
-        from diffusion_blend.io import write_json_atomic
+        from dbcore.io import write_json_atomic
 
         write_json_atomic(args.out, out)
     print(json.dumps(out))

@@ -29,10 +29,10 @@ class _Records(logging.Handler):
 def test_deleted_hub_id_loads_the_maintained_copy(tmp_path, monkeypatch):
     import huggingface_hub
 
+    from dbcore.logging import get_logger
     from diffusion.bundle import save_bundle
     from diffusion.loading import SD15, load_bundle
     from diffusion.tiny import make_tiny_sd
-    from diffusion_blend.logging import get_logger
 
     save_bundle(make_tiny_sd(seed=0, latent_size=8), tmp_path / "snapshot")
     asked = []

@@ -22,8 +22,8 @@ from blend.hybrid import NAMED, HybridSchedule, sample_hybrid
 from blend.sampler import SamplerConfig, sample
 from blend.soup import ensure_soup_adapter
 from blend.spec import BlendSpec
+from dbcore.images import to_pil
 from diffusion.schedulers import make_scheduler
-from diffusion_blend.images import to_pil
 
 PROMPTS = ["a red circle", "a blue square"]
 W = (0.3, 0.7)

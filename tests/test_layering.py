@@ -1,5 +1,12 @@
-"""The package layering of docs/design.md: ``diffusion/`` knows one model and imports nothing from ``blend/`` or ``dpok/``;
-``blend/`` and ``dpok/`` share only ``diffusion/``; no import cycles between modules; no generic top-level ``common``."""
+"""The package layering of docs/design.md, checked on every module's imports (parsed with ``ast``; imports inside
+functions count, imports for type checkers only do not).
+
+Layers, bottom to top (``LAYERS``: a module's layer is that of its longest listed prefix): the ground floor
+(``dbcore``) imports nothing of the project; ``diffusion/`` imports only the ground floor; ``rewards/`` only the
+ground floor (``REWARD_EXCEPTIONS`` name the pending ones); the method (``blend/``) and the training (``dpok/``) side
+by side, never importing each other; the experiment harness; the front doors; the entry scripts. Nothing imports
+upward (so nothing but front doors and entry scripts imports a front door), there are no import cycles between
+modules and no generic top-level ``common``; ``toy/`` uses blending through the public API only."""
 
 from __future__ import annotations
 
@@ -7,15 +14,42 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("diffusion", "blend", "dpok", "rewards", "toy", "theory", "diffusion_blend")
+PACKAGES = ("dbcore", "diffusion", "blend", "dpok", "rewards", "toy", "theory", "diffusion_blend")
+ENTRY_SCRIPTS = ("run_DB.py", "train_online_pg.py", "app.py", "scripts")
+
+GROUND, MODEL, REWARDS, METHOD, HARNESS, FRONT, ENTRY = range(7)
+LAYERS = {
+    "dbcore": GROUND,
+    "diffusion": MODEL,
+    "rewards": REWARDS,
+    "blend": METHOD, "dpok": METHOD,
+    "blend.store": HARNESS, "blend.stats": HARNESS, "blend.report": HARNESS, "blend.experiment": HARNESS,
+    "theory": HARNESS,  # the closed-form lab: experiments on the method's algebra
+    "blend.cli": FRONT, "blend.run_plan": FRONT, "blend.runner": FRONT, "blend.live": FRONT, "blend.ui": FRONT,
+    "blend.pipeline": FRONT, "diffusion_blend": FRONT,
+    "toy": ENTRY,  # a user of the public API (below)
+    "scripts": ENTRY, "run_DB": ENTRY, "train_online_pg": ENTRY, "app": ENTRY,
+}
+FRONT_DOORS = {m for m, layer in LAYERS.items() if layer == FRONT}
+SIDE_BY_SIDE = ("blend", "dpok")  # the method and the training share only what lies below them
+# rewards/ imports only the ground floor; the pending exceptions, with why
+REWARD_EXCEPTIONS = {
+    ("rewards.toy", "toy"): "the toy judge; it joins the reward registry without toy internals (issue #22, pending)",
+    ("rewards.clip_common", "diffusion.clip_tokenizer"): "the one CLIP tokenizer, shared with the text encoders",
+}
+# What toy/ may use of blending: the public API (a spec, the sampler, the method registry, the statistics)
+TOY_PUBLIC = ("blend.spec", "blend.sampler", "blend.methods", "blend.stats", "diffusion_blend")
 
 
-def _imports(path: Path) -> set[str]:
-    """Project modules imported anywhere in the file (also inside functions: lazy imports count; imports for type
-    checkers only, under ``if TYPE_CHECKING:``, do not)."""
-    tree = ast.parse(path.read_text())
+def _imports(path: Path, lazy: bool = True) -> set[str]:
+    """Project modules imported anywhere in the file (also inside functions unless ``lazy=False``; imports for type
+    checkers only, under ``if TYPE_CHECKING:``, do not). ``from pkg import mod`` counts as ``pkg.mod`` when
+    ``mod`` is a module of the project."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
+        if not lazy and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             node.body = []
     out = set()
     for node in ast.walk(tree):
@@ -24,42 +58,115 @@ def _imports(path: Path) -> set[str]:
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
+            if node.module.split(".")[0] in PACKAGES:
+                base = REPO.joinpath(*node.module.split("."))
+                names += [f"{node.module}.{a.name}" for a in node.names
+                          if (base / f"{a.name}.py").exists() or (base / a.name / "__init__.py").exists()]
         out |= {n for n in names if n.split(".")[0] in PACKAGES}
     return out
 
 
-def _graph() -> dict[str, set[str]]:
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _graph(lazy: bool = True) -> dict[str, set[str]]:
+    """{module: the project modules it imports}, for every package module and every entry script (``lazy=False``:
+    at import time only, leaving out imports inside functions)."""
     graph = {}
-    for pkg in PACKAGES:
-        for path in (REPO / pkg).rglob("*.py"):
-            mod = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-            graph[mod] = _imports(path)
+    paths = [p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")]
+    paths += [REPO / e for e in ENTRY_SCRIPTS if (REPO / e).is_file()]
+    paths += [p for e in ENTRY_SCRIPTS if (REPO / e).is_dir() for p in (REPO / e).rglob("*.py")]
+    for path in paths:
+        graph[_module_name(path)] = _imports(path, lazy)
     return graph
 
 
-def test_diffusion_imports_nothing_from_blend_or_dpok():
-    bad = {m: sorted(i for i in deps if i.split(".")[0] in ("blend", "dpok"))
-           for m, deps in _graph().items() if m.split(".")[0] == "diffusion"}
+def layer(module: str) -> int:
+    """The layer of ``module``: that of its longest prefix in ``LAYERS``."""
+    parts = module.split(".")
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in LAYERS:
+            return LAYERS[".".join(parts[:i])]
+    raise AssertionError(f"{module} is in no layer: add its package to LAYERS")
+
+
+def _top(module: str) -> str:
+    return module.split(".")[0]
+
+
+def _within(module: str, prefixes) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def test_every_module_has_a_layer():
+    for m in _graph():
+        layer(m)
+
+
+def test_ground_floor_imports_nothing_of_the_project():
+    bad = {m: sorted(d for d in deps if _top(d) != "dbcore") for m, deps in _graph().items() if _top(m) == "dbcore"}
+    assert not {m: d for m, d in bad.items() if d}, bad
+
+
+def test_diffusion_imports_only_the_ground_floor():
+    bad = {m: sorted(d for d in deps if _top(d) not in ("dbcore", "diffusion"))
+           for m, deps in _graph().items() if _top(m) == "diffusion"}
+    assert not {m: d for m, d in bad.items() if d}, bad
+
+
+def test_rewards_import_only_the_ground_floor():
+    bad = {m: sorted(d for d in deps if _top(d) not in ("dbcore", "rewards")
+                     and not any(m == a and _within(d, [b]) for a, b in REWARD_EXCEPTIONS))
+           for m, deps in _graph().items() if _top(m) == "rewards"}
     assert not {m: d for m, d in bad.items() if d}, bad
 
 
 def test_blend_and_dpok_do_not_import_each_other():
     g = _graph()
-    for a, b in (("blend", "dpok"), ("dpok", "blend")):
-        bad = {m: sorted(i for i in deps if i.split(".")[0] == b) for m, deps in g.items() if m.split(".")[0] == a}
+    for a, b in (SIDE_BY_SIDE, SIDE_BY_SIDE[::-1]):
+        bad = {m: sorted(i for i in deps if _top(i) == b) for m, deps in g.items() if _top(m) == a}
         assert not {m: d for m, d in bad.items() if d}, bad
 
 
-def test_no_import_cycles():
-    g = _graph()
+def test_nothing_imports_upward():
+    excused = {(m, d) for m, deps in _graph().items() for d in deps
+               if any(m == a and _within(d, [b]) for a, b in REWARD_EXCEPTIONS)}
+    bad = sorted(f"{m} ({layer(m)}) -> {d} ({layer(d)})" for m, deps in _graph().items() for d in deps
+                 if layer(d) > layer(m) and (m, d) not in excused)
+    assert not bad, bad
+
+
+def test_only_front_doors_and_entry_scripts_import_a_front_door():
+    bad = sorted(f"{m} -> {d}" for m, deps in _graph().items() for d in deps
+                 if _within(d, FRONT_DOORS) and layer(m) < FRONT)
+    assert not bad, bad
+
+
+def test_toy_uses_blending_through_the_public_api_only():
+    bad = sorted(f"{m} -> {d}" for m, deps in _graph().items() if _top(m) == "toy" for d in deps
+                 if _top(d) in ("blend", "dpok", "diffusion_blend") and not _within(d, TOY_PUBLIC))
+    assert not bad, bad
+
+
+def test_the_table_itself():
+    assert layer("dbcore.io") == GROUND < layer("diffusion.lora") < layer("rewards.jpeg") < layer("blend.sampler")
+    assert layer("blend.sampler") == layer("dpok.trainer") < layer("blend.report") < layer("blend.cli")
+    assert layer("blend.cli") < layer("scripts.paper_sweeps") and layer("blend.methods.mpa") == METHOD
+
+
+def test_no_import_cycles_at_import_time():
+    """No cycle among the imports a module runs when it is imported. (The method registry and ``blend.spec``
+    still reach each other through imports inside functions: ``blend.methods.*`` build specs; issue #22.)"""
+    g = {m: deps for m, deps in _graph(lazy=False).items() if _top(m) in PACKAGES}
     resolved = {m: {d if d in g else d.rsplit(".", 1)[0] for d in deps} & set(g) for m, deps in g.items()}
     state: dict[str, int] = {}
 
     def visit(m: str, stack: list[str]) -> None:
         state[m] = 1
         for d in resolved[m]:
-            if d == m or d == m.rsplit(".", 1)[0]:
-                continue  # a package's own __init__
+            if d == m or d == m.rsplit(".", 1)[0] or m == d.rsplit(".", 1)[0]:
+                continue  # a package's own __init__, or an __init__ loading its modules
             if state.get(d) == 1:
                 raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(d):], d]))
             if d not in state:

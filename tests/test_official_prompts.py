@@ -10,8 +10,8 @@ import hashlib
 
 import pytest
 
-from diffusion_blend.official_prompts import COLORS, OBJECTS, names, official_prompts
-from diffusion_blend.prompts import load_prompts
+from dbcore.official_prompts import COLORS, OBJECTS, names, official_prompts
+from dbcore.prompts import load_prompts
 
 OFFICIAL = {  # name: (number of prompts, sha256 of "\n".join(prompts)), from the official files
     "db:train": (25, "1efd92e7b5226ba5283bd6acea14ae1896a88c8c9fa7d818b9ed4d3b4fd696ed"),

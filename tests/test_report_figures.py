@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 
 from blend import report
-from diffusion_blend import figures
+from blend.styles import style
+from dbcore import figures
 
 
 def _rows(configs: dict[str, tuple[str, float]], n_prompts: int = 3, seeds=(0, 1, 2)) -> list[dict]:
@@ -58,11 +59,11 @@ def test_forest_draws_a_zero_line_and_every_row(tmp_path, monkeypatch):
     rows = [figures.ForestRow("a − ref", 0.2, 0.1, 0.3, "soup"), figures.ForestRow("b − ref", -0.1, math.nan,
                                                                                      math.nan, "code"),
             figures.ForestRow("c − ref", math.nan, math.nan, math.nan, "rgg")]
-    paths = figures.forest(rows, tmp_path / "f.png", "t", "Δ", "s.e. by prompt")
+    paths = figures.forest(rows, tmp_path / "f.png", "t", "Δ", "s.e. by prompt", style_of=style)
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert seen["ticks"] == ["a − ref", "b − ref (no interval)"] and seen["zero"]
     assert "c − ref" in seen["note"] and "s.e. by prompt" in seen["note"]
-    assert figures.forest([], tmp_path / "g.png", "t", "Δ") == []
+    assert figures.forest([], tmp_path / "g.png", "t", "Δ", style_of=style) == []
 
 
 def test_methods_side_by_side_share_one_seed(tmp_path, monkeypatch):
@@ -101,7 +102,7 @@ def test_crowded_front_labels_never_overlap():
     for k, key in enumerate(["mpa", "mpa_ls", "soup", "code", "rgg"]):
         w = np.linspace(0, 1, 21)
         x, y = w + 0.02 * k, 1 - w ** 1.5 + 0.015 * k
-        ax.plot(x, y, **figures.style(key).kwargs())
+        ax.plot(x, y, **style(key).kwargs())
         xs += list(x)
         ys += list(y)
         labels += [f"{v:g}" for v in w]

@@ -187,7 +187,7 @@ def test_stale_lock_of_a_dead_process_does_not_block(tmp_path):
 def test_live_lock_waits_then_times_out():
     import tempfile
 
-    from diffusion_blend.io import LockTimeout, file_lock
+    from dbcore.io import LockTimeout, file_lock
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "lock"
         with file_lock(path), pytest.raises(LockTimeout, match="held by pid"):

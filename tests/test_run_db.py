@@ -13,7 +13,7 @@ import pytest
 
 import blend.experiment as experiment
 from blend.cli import main
-from diffusion_blend.prompts import PromptFileError, load_prompts
+from dbcore.prompts import PromptFileError, load_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--base_model", "builtin:tiny", "--steps", "2", "--n_seeds", "2", "--batch_size", "2", "--prompts", "a red circle|a blue square",

@@ -23,8 +23,8 @@ import diffusion.loading
 from blend.cli import _explicit_flags, build_parser, main
 from blend.run_plan import plan_from_args
 from blend.store import CORRUPT, LOCK, ResultStore
-from diffusion_blend.io import LockTimeout, file_lock, read_jsonl
-from diffusion_blend.prompts import PromptFileError, load_prompts
+from dbcore.io import LockTimeout, file_lock, read_jsonl
+from dbcore.prompts import PromptFileError, load_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -151,7 +151,7 @@ def test_single_image_tables_print_no_nan(tmp_path):
 
 HOLD = """
 import sys, time
-from diffusion_blend.io import file_lock
+from dbcore.io import file_lock
 with file_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(600)

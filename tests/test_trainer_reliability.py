@@ -128,7 +128,7 @@ def test_atomic_path_gives_umask_modes_even_when_the_writer_replaces_the_file(tm
     import torch
     from safetensors.torch import save_file
 
-    from diffusion_blend.io import atomic_path, write_json_atomic
+    from dbcore.io import atomic_path, write_json_atomic
 
     with atomic_path(tmp_path / "w.safetensors") as tmp:
         save_file({"a": torch.zeros(2)}, str(tmp))  # safetensors writes a new 0600 file

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from blend.eps import BASE, mixture_coefficients
-from diffusion_blend.logging import get_logger
+from dbcore.logging import get_logger
 from theory.denoiser import ExactEps, exact_control, linearised_control
 from theory.metrics import mean_se, mode_weight_tv, sliced_w2
 from theory.mixture import GaussianMixture, RewardWorld, gaussian_world, random_world, square_world

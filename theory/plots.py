@@ -1,6 +1,6 @@
 """Figures of the theory lab; each function takes result rows and returns a matplotlib Figure.
 
-Style from ``diffusion_blend.figures`` (DejaVu Sans, legends outside the data, every panel labelled);
+Style from ``dbcore.figures`` (DejaVu Sans, legends outside the data, every panel labelled);
 colour encodes α (or the mode spacing), the marker the method.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from matplotlib.figure import Figure
 
-from diffusion_blend import figures
+from dbcore import figures
 from theory.mixture import square_world
 
 plt = figures.setup()

@@ -61,6 +61,7 @@ class Method:
     name: str = ""
     display_name: str = ""  # the paper's name, used in tables ("DB-MPA")
     legend: str | None = None  # a figure legend when it differs from display_name (e.g. plural)
+    short_name: str | None = None  # the paper sweeps' table name when shorter than display_name ("RS (ΔW)")
     style: tuple[str, str, str] | None = None  # colour, marker, line style ("none": points only); None: from the name
     min_adapters: int = 1
     needs_weights: bool = True  # run_DB.py: needs --weights when it has several adapters

@@ -38,6 +38,7 @@ class _Soup(Method):
 class Soup(_Soup):
     name = "soup"
     display_name = "Rewarded soup (ΔW)"
+    short_name = "RS (ΔW)"
     style = ("#D55E00", "D", ":")
     tag = "delta"
     default_min_adapters, default_rank = 2, 2
@@ -52,6 +53,7 @@ class Soup(_Soup):
 class SoupFactors(_Soup):
     name = "soup_factors"
     display_name = "Rewarded soup (factors)"
+    short_name = "RS (factors, as the paper)"
     style = ("#E69F00", "p", ":")
     tag = "factors"
     default_min_adapters, default_rank = 2, 3

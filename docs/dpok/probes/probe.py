@@ -10,7 +10,7 @@ import torch
 torch.set_num_threads(1)
 from dpok_toy import TOY_PRESET, HeldOut, paired
 
-from diffusion_blend.prompts import load_prompts
+from dbcore.prompts import load_prompts
 from dpok.config import parse_args
 from dpok.trainer import ADAPTER, Trainer
 

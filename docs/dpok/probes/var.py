@@ -10,7 +10,7 @@ sys.path.insert(0, '.')
 torch.set_num_threads(1)
 from diffusion.ddim import ddim_step
 from diffusion.loading import load_bundle
-from diffusion_blend.prompts import load_prompts
+from dbcore.prompts import load_prompts
 from dpok.rollout import PromptCache, sample_trajectories
 from rewards import get_reward
 

@@ -8,7 +8,7 @@ import torch
 sys.path.insert(0, '.')
 torch.set_num_threads(1)
 from diffusion.loading import load_bundle
-from diffusion_blend.prompts import load_prompts
+from dbcore.prompts import load_prompts
 from dpok.rollout import PromptCache, sample_trajectories
 from rewards import get_reward
 
