@@ -32,19 +32,24 @@ PAPER_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the maintain
 DEFAULT_BASE_MODEL = "builtin:toy"
 REPO = Path(__file__).resolve().parents[1]
 TOY_WEIGHTS = REPO / "toy" / "weights"
-# `python run_DB.py` with no model arguments: the toy world's base model, its two reward adapters and the
-# w = 0.5 MORL oracle, on the held-out toy prompts (docs/toy_world.md). Any flag given overrides.
+# `python run_DB.py` with no model arguments: toy world v2's base model, its two reward adapters and the w = 0.5
+# MORL oracle (three training seeds), on the held-out toy prompts, scored by the HELD-OUT judge and the true JPEG size
+# (docs/toy_world.md). The training judge and the ground truth are reported beside; reward-using baselines select or
+# guide with the training judge and the −TV surrogate. Any flag given overrides.
+TOY_ORACLES = TOY_WEIGHTS / "oracles" / "w0.5"
 TOY_DEFAULTS = {
     "base_model": "builtin:toy",
     "lora": [f"alignment={TOY_WEIGHTS / 'adapters' / 'alignment'}",
              f"compressibility={TOY_WEIGHTS / 'adapters' / 'compressibility'}"],
-    "oracle": [f"0.5,0.5={TOY_WEIGHTS / 'oracles' / 'w0.5'}"],
+    "oracle": [f"0.5,0.5={TOY_ORACLES / f'seed{s}'}" for s in range(3)],
     "weights": ["0.5,0.5"],
-    "rewards": "toy_alignment_z,toy_jpeg_z",
+    "rewards": "toy_align_heldout_z,toy_jpeg_z",
+    "report_rewards": "toy_align_z,toy_truth",
+    "guide_rewards": "toy_align_z,toy_smoothness_z",
     "prompt_file": str(REPO / "dataset" / "toy_test_prompts.json"),
     "n_seeds": 2,
     "steps": 10,
-    "guidance": 5.0,
+    "guidance": 2.0,
     "batch_size": 24,
     "methods": "base,single,soup,soup_factors,mpa,mpa_ls,oracle",
 }
@@ -183,7 +188,10 @@ def apply_builtin_default(args: argparse.Namespace, explicit: set[str]) -> bool:
     model_flags = {"base_model", "lora", "oracle", "t2i_path", "vila_path", "ir_weight"}
     if explicit & model_flags:
         return False
+    tied_to_rewards = {"report_rewards", "guide_rewards"}  # they describe the default --rewards, not the user's
     for key, value in TOY_DEFAULTS.items():
+        if key in tied_to_rewards and "rewards" in explicit:
+            continue
         if key not in explicit and not (key == "prompt_file" and "prompts" in explicit):  # --prompts names them
             setattr(args, key, value)
     return True
@@ -236,8 +244,12 @@ def check_checkpoint(path: str, flag: str, base_model: str, allow_other_base: bo
             return str((ran_in / m).resolve())
         return canonical_base_model(m, search=[REPO])
 
-    # an older manifest may hold the base as typed: a relative path is relative to where the trainer ran
-    if norm(trained, training_cwd(d, (info.get("config") or {}).get("output_dir"))) != norm(base_model):
+    # an older manifest may hold the base as typed: a relative path is relative to where the trainer ran; a
+    # checkpoint moved to another machine (or a clone at another path) no longer finds the absolute path the trainer
+    # resolved, so the name as typed (``base_model_given``) is tried as well
+    ran_in = training_cwd(d, (info.get("config") or {}).get("output_dir"))
+    spellings = [trained] + ([info["base_model_given"]] if info.get("base_model_given") else [])
+    if norm(base_model) not in {norm(t, ran_in) for t in spellings}:
         msg = f"{flag} {path} was trained on base model {trained!r}, not on --base_model {base_model!r}"
         if not allow_other_base:
             raise PlanError(f"{msg}; pass the base it was trained on, or --allow_other_base to use it anyway")
@@ -456,7 +468,9 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
         name = f"oracle{i}_w" + "_".join(f"{x:g}" for x in w).replace(".", "p").replace("-", "m")
         check_checkpoint(path, "--oracle", base_model, args.allow_other_base)
         oracle_paths[name] = path
-        oracle_specs.append(Oracle.spec(name, target))
+        same_target = [p for wt, p in oracles if parse_weights([wt], "--oracle")[0] == w]
+        tag = "/".join(Path(path).parts[-2:]) if len(same_target) > 1 else ""  # several oracles of one w: name each
+        oracle_specs.append(Oracle.spec(name, target, tag))
         spec_objective[oracle_specs[-1].label] = target
     scales = reward_scales(args.reward_scale, reward_names)
     scale_map = dict(zip(reward_names, scales)) if scales else None

@@ -97,6 +97,13 @@ def write_report(plan: RunPlan, exp: Experiment, loras: dict) -> RunResult:
             f"prompts × {n_seeds} seeds; rewards {', '.join(reward_names)}"
             + (f"; scales {dict(zip(reward_names, scales))}" if scales else "")
             + f"); results.jsonl holds all {total} rows of {out_dir}.")
+    if exp.objectives:
+        in_wr = list(exp.objectives[0].rewards)
+        held = [r for r in in_wr if "heldout" in r]
+        beside = [r for r in reward_names if r not in in_wr]
+        note += (f" WR is scored with {', '.join(in_wr)}"
+                 + (f"; held-out judge(s), which nothing trains or guides on: {', '.join(held)}" if held else "")
+                 + (f"; reported beside WR, not in it: {', '.join(beside)}" if beside else "") + ".")
     if len(rows) < wanted:
         log.warning("only %d of the %d rows this command asked for are stored (another process failed?); "
                     "re-run the same command to complete them", len(rows), wanted)

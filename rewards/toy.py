@@ -58,24 +58,24 @@ class ToyAlignment:
         return sum(self.attribute_logprobs(images, prompts).values()).to(images.device)
 
 
-ALIGN_TEMPERATURE = 4.0  # T of the toy_align rewards: softmax(logits / T); see ToyAlign
+ALIGN_TEMPERATURE = 4.0  # T of the toy_align rewards: log softmax(logits / T); see ToyAlign
 
 
 class ToyAlign:
-    """Toy world v2's saturating alignment score: the mean over colour, shape and background of the
-    judge's probability of the prompted value, with the judge's logits tempered by ``T``.
+    """Toy world v2's alignment score: the mean over colour, shape and background of a judge's tempered
+    log-probability of the prompted value, log softmax(logits / T)[prompted], T = 4.
 
-    In [0, 1] (1 = all three certain); about 0.52 ± 0.15 on base samples. Bounded above, so its spread
-    shrinks as a model aligns (saturation), which is what lets a w = 0.5 compromise beat both single
-    models (docs/method.md, "When can a blend win?"). T = 2 keeps a gradient on the images the judge is
-    confidently wrong about (the un-tempered probability's gradient p(1−p) vanishes there).
+    ≤ 0 (0 = the judge is certain all three match); about −1.56 ± 0.63 on base samples (training judge, the toy
+    sampler of toy/model.py). Bounded above, so its spread shrinks as a model aligns (saturation: what lets a
+    compromise beat both single models, docs/method.md); the temperature compresses the heavy lower tail of the
+    plain log-probability (a confidently wrong judge gives −4 to −6 instead of −20) while keeping a gradient
+    of (1 − p_T)/T on exactly those images.
     """
 
-    def __init__(self, name: str, judge_dir: str | Path, device="cpu", temperature: float = ALIGN_TEMPERATURE,
-                 log: bool = False) -> None:
+    def __init__(self, name: str, judge_dir: str | Path, device="cpu", temperature: float = ALIGN_TEMPERATURE) -> None:
         from toy.judge import load_judge
 
-        self.name, self.temperature, self.device, self.log = name, float(temperature), device, log
+        self.name, self.temperature, self.device = name, float(temperature), device
         self.judge = load_judge(judge_dir).to(device, torch.float32)
 
     def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
@@ -84,10 +84,9 @@ class ToyAlign:
         check_images(images, prompts)
         labels = torch.tensor([parse_caption(p) for p in prompts], dtype=torch.long, device=self.device)
         logits = self.judge(images.float().to(self.device).clamp(0, 1))
-        fn = torch.log_softmax if self.log else torch.softmax
-        probs = [fn(lg / self.temperature, -1).gather(1, labels[:, i : i + 1])[:, 0]
-                 for i, lg in enumerate(logits.values())]
-        return torch.stack(probs).mean(0).to(images.device)
+        logp = [(lg / self.temperature).log_softmax(-1).gather(1, labels[:, i : i + 1])[:, 0]
+                for i, lg in enumerate(logits.values())]
+        return torch.stack(logp).mean(0).to(images.device)
 
 
 def _judge_dir(which: str, judge_dir: str | Path | None) -> Path:
@@ -97,24 +96,21 @@ def _judge_dir(which: str, judge_dir: str | Path | None) -> Path:
 
 
 @register("toy_align", differentiable=True,
-          scale="mean over colour/shape/background of the TRAINING judge's probability (logits / 2) of the prompted"
-                " value; in [0, 1], higher is better, about 0.52 ± 0.15 on base samples",
+          scale="mean over colour/shape/background of the TRAINING judge's log-probability (logits / 4) of the"
+                " prompted value; ≤ 0, higher is better, about −1.56 ± 0.63 on base samples",
           description="toy world v2's alignment reward for training and guidance (the judge that is climbed)",
           needs="toy/weights/judge (committed; rebuilt by scripts/build_toy.sh)")
-def _toy_align(device="cpu", judge_dir=None, temperature=ALIGN_TEMPERATURE, log=True, **_: object) -> ToyAlign:
-    return ToyAlign("toy_align", _judge_dir("judge", judge_dir), device=device, temperature=float(temperature),
-                    log=str(log).lower() in ("1", "true"))
+def _toy_align(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
+    return ToyAlign("toy_align", _judge_dir("judge", judge_dir), device=device)
 
 
 @register("toy_align_heldout", differentiable=True,
-          scale="as toy_align, read by the HELD-OUT judge (another architecture, seed and training set); in [0, 1], higher"
-                " is better",
+          scale="as toy_align, read by the HELD-OUT judge (another architecture, seed and training set); ≤ 0, higher"
+                " is better, about −1.61 ± 0.44 on base samples",
           description="toy world v2's alignment score for evaluation only: nothing trains or guides on this judge",
           needs="toy/weights/judge_heldout (committed; rebuilt by scripts/build_toy.sh)")
-def _toy_align_heldout(device="cpu", judge_dir=None, temperature=ALIGN_TEMPERATURE, log=True, **_: object
-                       ) -> ToyAlign:
-    return ToyAlign("toy_align_heldout", _judge_dir("judge_heldout", judge_dir), device=device,
-                    temperature=float(temperature), log=str(log).lower() in ("1", "true"))
+def _toy_align_heldout(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
+    return ToyAlign("toy_align_heldout", _judge_dir("judge_heldout", judge_dir), device=device)
 
 
 class ToySmoothness:
@@ -191,7 +187,7 @@ class Standardised:
 
 
 @register("toy_alignment_z", differentiable=True,
-          scale="(toy_alignment − μ)/σ, μ = −9.60, σ = 6.16 nats over base-model samples on the training prompts;"
+          scale="(toy_alignment − μ)/σ, μ = −12.42, σ = 7.71 nats over base-model samples on the training prompts;"
                 " higher is better, base ≈ 0 (normalised like ImageReward)",
           description="toy_alignment standardised by the toy base model's statistics (toy/weights/reward_stats.json)",
           needs="toy/weights/judge and toy/weights/reward_stats.json (committed)")
@@ -210,15 +206,26 @@ def _toy_align_z(device="cpu", judge_dir=None, stats=None, **_: object) -> Stand
 @register("toy_align_heldout_z", differentiable=True,
           scale="(toy_align_heldout − μ)/σ over base-model samples (10-step sampler, training prompts); higher is better,"
                 " base ≈ 0",
-          description="toy_align_heldout standardised by the toy base model's statistics (held-out judge)",
+          description="toy_align_heldout standardised by the toy base model's statistics (held-out judge:"
+                      " for evaluation only)",
           needs="toy/weights/judge_heldout and toy/weights/reward_stats.json (committed)")
 def _toy_align_heldout_z(device="cpu", judge_dir=None, stats=None, **_: object) -> Standardised:
     return Standardised("toy_align_heldout_z", _toy_align_heldout(device=device, judge_dir=judge_dir),
                         "toy_align_heldout", stats)
 
 
+@register("toy_smoothness_z", differentiable=True,
+          scale="(toy_smoothness − μ)/σ over base-model samples (10-step sampler, training prompts); higher is better,"
+                " base ≈ 0",
+          description="toy_smoothness standardised by the toy base model's statistics: the compressibility reward that"
+                      " training and reward-guided baselines use (JPEG size itself is not differentiable)",
+          needs="toy/weights/reward_stats.json (committed)")
+def _toy_smoothness_z(stats=None, **_: object) -> Standardised:
+    return Standardised("toy_smoothness_z", ToySmoothness(), "toy_smoothness", stats)
+
+
 @register("toy_jpeg_z",
-          scale="(jpeg_compressibility − μ)/σ, μ = −4.32, σ = 0.20 kB over base-model samples on the training prompts;"
+          scale="(jpeg_compressibility − μ)/σ, μ = −4.15, σ = 0.15 kB over base-model samples on the training prompts;"
                 " higher is better (smaller file), base ≈ 0",
           description="jpeg_compressibility (128-px upsample, q95) standardised by the toy base model's statistics",
           needs="toy/weights/reward_stats.json (committed)")

@@ -8,12 +8,16 @@
 # Measured on 2 shared CPU cores (docs/toy_world.md):
 #   1 data      dataset/toy_{train,test}_prompts.json                                      < 1 s
 #   2 base      toy/weights/base        pixel-space UNet + CLIP text encoder (toy.train_base)  1586 s
-#   3 judge     toy/weights/judge       the alignment scorer (toy.judge)                       172 s
-#   4 stats     toy/weights/reward_stats.json  base-model reward std (the common reward scale)  23 s
+#   3 judge     toy/weights/judge           the TRAINING alignment judge (toy.judge, cnn5)       172 s
+#   3b heldout  toy/weights/judge_heldout   the HELD-OUT judge: another architecture (pool4), seed and
+#                                           training images; it only scores (toy.judge)           820 s
+#   4 stats     toy/weights/reward_stats.json  base-model reward mean/std on the toy sampler (10 steps,
+#               guidance 2), and at 50 steps beside (never used to normalise)             ≈ 3 min
 #   5 adapters  toy/weights/adapters/{alignment,compressibility}   train_online_pg.py --algorithm draft
-#   6 oracles   toy/weights/oracles/w{0.2,0.5,0.8}                 MORL oracles on the weighted reward
-#   7 kla       toy/weights/oracles_kl/lam{0.5,2}                  alignment with kl_weight / λ
-#               (5–7: 40 DRaFT iterations each, ≈ 200 s alone on one core; ≈ 53 min for the whole build)
+#   6 oracles   toy/weights/oracles/w0.5/seed{0,1,2}, w{0.2,0.8}/seed0   MORL oracles on the weighted reward
+#   7 kla       toy/weights/oracles_kl/lam{0.5,2}/seed0            alignment with kl_weight / λ
+#               (5–7: 40 DRaFT iterations each through all 10 steps, ≈ 7 s per iteration alone on one core,
+#               ≈ 5 min per adapter; ≈ 55 min for 5–7)
 #   8 dpok      toy/weights/dpok/{alignment,compressibility,oracle_w0.5}  only with TOY_DPOK=1: DPOK
 #               (policy gradient) on the TRUE rewards, jpeg_compressibility included; 55 / 75 / 100
 #               iterations of 64 / 32 / 32 samples (≈ 43 / 27 / 42 min on one thread; TOY_DPOK_ITERS
@@ -60,25 +64,31 @@ if done_dir "$OUT/judge"; then stamp "judge: exists, skipped"; else
   stamp "stage judge"
   $PY -m toy.judge --out "$OUT/judge" --seed "$SEED" --threads "$THREADS"
 fi
+if done_dir "$OUT/judge_heldout"; then stamp "judge_heldout: exists, skipped"; else
+  stamp "stage judge_heldout"
+  $PY -m toy.judge --out "$OUT/judge_heldout" --arch pool4 --width 48 --seed $((SEED + 1)) --pool_seed $((SEED + 11)) \
+    --threads "$THREADS"
+fi
 
 # ---- 4 reward stats (~1 min)
 if [[ $FORCE == 0 && -f $OUT/reward_stats.json ]]; then stamp "stats: exist, skipped"; else
   stamp "stage stats"
   $PY -m toy.stats --base_model "$OUT/base" --out "$OUT/reward_stats.json" --seed "$SEED"
 fi
-SA=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['toy_alignment']['std'])")
+SA=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['toy_align']['std'])")
 SS=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['toy_smoothness']['std'])")
 SJ=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['jpeg_compressibility']['std'])")
 wa() { $PY -c "print(f'{$1/$SA:.6g}')"; }   # weight w on alignment → w/σ_align
 ws() { $PY -c "print(f'{$1/$SS:.6g}')"; }   # weight w on smoothness → w/σ_smooth
 wj() { $PY -c "print(f'{$1/$SJ:.6g}')"; }   # weight w on the true JPEG reward → w/σ_jpeg
 
-# DRaFT-K (train_online_pg.py --algorithm draft; docs/toy_world.md, probe 6): 16 prompts per iteration, gradient
-# through the last 2 of 10 DDIM steps, guidance 5, KL anchor ||eps - eps_pre||^2 on the guided eps.
+# DRaFT-K (train_online_pg.py --algorithm draft; docs/toy_world.md): 16 prompts per iteration, gradient through all
+# 10 DDIM steps (K = 10: the object's colour and shape are set early; K = 2 did not move alignment), guidance 2 (the
+# toy sampler), lr 5e-3, KL anchor ||eps - eps_pre||^2 on the guided eps. One recipe for every adapter.
 ITERS=${TOY_ITERS:-40}
 KL=${TOY_KL:-30}
-train() {  # train NAME DEST REWARD KL [ITERS]
-  local name=$1 dest=$2 reward=$3 kl=$4 iters=${5:-$ITERS}
+train() {  # train NAME DEST REWARD KL [SEED]
+  local name=$1 dest=$2 reward=$3 kl=$4 seed=${5:-$SEED} iters=$ITERS
   if done_dir "$dest"; then stamp "$name: exists, skipped"; return; fi
   if [[ -n ${TOY_ONLY:-} && ! $name =~ $TOY_ONLY ]]; then stamp "$name: not in TOY_ONLY, skipped"; return; fi
   stamp "train $name: reward $reward, kl_weight $kl, $iters iterations"
@@ -86,9 +96,9 @@ train() {  # train NAME DEST REWARD KL [ITERS]
   ls -d "$run"/checkpoint-* >/dev/null 2>&1 && resume=(--resume latest)
   $PY train_online_pg.py --base_model "$OUT/base" --algorithm draft --single_flag 0 \
     --prompt_path dataset/toy_train_prompts.json --reward "$reward" --reward_norm none --reward_weight 1 \
-    --kl_weight "$kl" --draft_k 2 --num_inference_steps 10 --guidance_scale 5 --eta 1 \
+    --kl_weight "$kl" --draft_k 10 --num_inference_steps 10 --guidance_scale 2 --eta 1 \
     --g_batch_size 16 --num_samples 1 --gradient_accumulation_steps 1 --p_step 1 --iterations "$iters" \
-    --learning_rate 2e-3 --clip_norm 1 --lora_rank 8 --lora_alpha 8 --seed "$SEED" --mixed_precision no \
+    --learning_rate 5e-3 --clip_norm 1 --lora_rank 8 --lora_alpha 8 --seed "$seed" --mixed_precision no \
     --gradient_checkpointing False --report_to none --save_interval 10 --checkpoints_total_limit 1 \
     --progress True --output_dir "$run" "${resume[@]}" 2>&1 | tr "\r" "\n" | grep -v "^$" >> "$run.log"
   local last; last=$(ls -d "$run"/checkpoint-"$iters")
@@ -98,15 +108,20 @@ train() {  # train NAME DEST REWARD KL [ITERS]
 }
 
 # ---- 5 single-reward adapters
-train alignment "$OUT/adapters/alignment" "toy_alignment:$(wa 1)" "$KL"
+# toy_align reads the TRAINING judge; the held-out judge never enters training.
+train alignment "$OUT/adapters/alignment" "toy_align:$(wa 1)" "$KL"
 train compressibility "$OUT/adapters/compressibility" "toy_smoothness:$(ws 1)" "$KL"
-# ---- 6 MORL oracles on w·r_align/σ + (1−w)·r_smooth/σ
-for w in 0.2 0.5 0.8; do
-  train "oracle_w$w" "$OUT/oracles/w$w" "toy_alignment:$(wa $w),toy_smoothness:$(ws "(1-$w)")" "$KL"
+# ---- 6 MORL oracles on w·r_align/σ + (1−w)·r_smooth/σ: three training seeds at w = 0.5, one at w = 0.2 and 0.8
+for s in 0 1 2; do
+  train "oracle_w0.5_seed$s" "$OUT/oracles/w0.5/seed$s" "toy_align:$(wa 0.5),toy_smoothness:$(ws 0.5)" "$KL" \
+    $((SEED + s))
+done
+for w in 0.2 0.8; do
+  train "oracle_w${w}_seed0" "$OUT/oracles/w$w/seed0" "toy_align:$(wa $w),toy_smoothness:$(ws "(1-$w)")" "$KL"
 done
 # ---- 7 λ-specific oracles for DB-KLA: the alignment adapter retrained with kl_weight/λ
 for lam in 0.5 2; do
-  train "oracle_lam$lam" "$OUT/oracles_kl/lam$lam" "toy_alignment:$(wa 1)" "$($PY -c "print($KL/$lam)")"
+  train "oracle_lam${lam}_seed0" "$OUT/oracles_kl/lam$lam/seed0" "toy_align:$(wa 1)" "$($PY -c "print($KL/$lam)")"
 done
 # ---- optional: a random-reward control (not committed; measures optimiser drift, docs/toy_world.md, probe 6)
 if [[ ${TOY_CONTROL:-0} == 1 ]]; then

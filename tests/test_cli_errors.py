@@ -138,7 +138,7 @@ def test_exported_adapter_with_manifest_is_not_a_half_written_checkpoint():
     base model (toy/weights/base) is recognised as builtin:toy."""
     from blend.cli import REPO, check_checkpoint
 
-    for sub in ("adapters/alignment", "oracles/w0.5"):
+    for sub in ("adapters/alignment", "oracles/w0.5/seed0"):
         check_checkpoint(str(REPO / "toy" / "weights" / sub), "--lora", "builtin:toy", allow_other_base=False)
     with pytest.raises(SystemExit, match="trained on base model"):
         check_checkpoint(str(REPO / "toy" / "weights" / "adapters" / "alignment"), "--lora", "builtin:tiny",

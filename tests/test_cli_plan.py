@@ -39,12 +39,15 @@ def test_the_toy_default_plan_leaves_the_flags_as_given(no_model_loading):
     assert vars(args) == before  # the toy default fills the plan, not the caller's namespace
     assert plan.toy_default and plan.base_model == "builtin:toy" and plan.argv == argv
     assert plan.adapter_names == ["alignment", "compressibility"] and plan.seeds == [0, 1, 2]
-    assert plan.oracles == {"oracle0_w0p5_0p5": str(TOY_WEIGHTS / "oracles" / "w0.5")}
+    assert plan.oracles == {f"oracle{s}_w0p5_0p5": str(TOY_WEIGHTS / "oracles" / "w0.5" / f"seed{s}") for s in range(3)}
     assert [s.method for s in plan.specs] == ["base", "single", "single", "soup", "soup_factors", "mpa", "mpa_ls",
-                                              "single"]
-    assert plan.specs[-1].role == "oracle" and plan.sampler.steps == 10 and plan.sampler.guidance == 5.0
-    assert plan.rewards == ["toy_alignment_z", "toy_jpeg_z"] and [o.label for o in plan.objectives] == ["w=(0.5,0.5)"]
-    assert set(plan.spec_objective.values()) == {"w=(0.5,0.5)"} and len(plan.spec_objective) == 5  # base, singles: none
+                                              "single", "single", "single"]
+    assert plan.specs[-1].role == "oracle" and plan.sampler.steps == 10 and plan.sampler.guidance == 2.0
+    # WR on the held-out judge and the true JPEG size; the training judge and the ground truth beside
+    assert plan.rewards == ["toy_align_heldout_z", "toy_jpeg_z", "toy_align_z", "toy_truth"]
+    assert [o.label for o in plan.objectives] == ["w=(0.5,0.5)"]
+    assert plan.objectives[0].rewards == ("toy_align_heldout_z", "toy_jpeg_z")
+    assert set(plan.spec_objective.values()) == {"w=(0.5,0.5)"} and len(plan.spec_objective) == 7  # base, singles: none
 
 
 def test_a_scheduled_blend_is_settled_in_the_plan(no_model_loading):

@@ -10,7 +10,7 @@ import pytest
 from toy.manifest import check_manifest
 
 D = Path(__file__).resolve().parent.parent / "toy" / "weights" / "dpok"
-SIGMA = json.loads((D.parent / "reward_stats.json").read_text())
+SIGMA = json.loads((D / "reward_stats.json").read_text())  # the statistics the DPOK set (toy world v1) used
 # adapter -> the reward it was trained on: each basis reward alone, the oracle on ½ r_align/σ_align + ½ r_jpeg/σ_jpeg
 SETS = {
     "alignment": {"toy_alignment": 1.0},

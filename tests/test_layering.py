@@ -23,7 +23,7 @@ LAYERS = {
     "diffusion": MODEL,
     "rewards": REWARDS,
     "blend": METHOD, "dpok": METHOD,
-    "blend.store": HARNESS, "blend.stats": HARNESS, "blend.report": HARNESS, "blend.experiment": HARNESS,
+    "blend.store": HARNESS, "blend.stats": HARNESS, "blend.claims": HARNESS, "blend.report": HARNESS, "blend.experiment": HARNESS,
     "theory": HARNESS,  # the closed-form lab: experiments on the method's algebra
     "blend.cli": FRONT, "blend.run_plan": FRONT, "blend.runner": FRONT, "blend.live": FRONT, "blend.ui": FRONT,
     "blend.pipeline": FRONT, "diffusion_blend": FRONT,

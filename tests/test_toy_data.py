@@ -131,3 +131,30 @@ def test_standardised_toy_rewards():
     jraw = get_reward("jpeg_compressibility")(images, caps)
     assert torch.allclose(jz, (jraw - stats["jpeg_compressibility"]["mean"]) / stats["jpeg_compressibility"]["std"],
                           atol=1e-4)
+
+
+def test_ground_truth_reads_clean_images_right():
+    from toy.data import all_combos, truth_attributes
+
+    x, _, labels = make_batch(256, (123,), all_combos())
+    acc = (truth_attributes(x / 2 + 0.5) == labels).float().mean(0)
+    assert acc[0] == 1 and acc[2] == 1 and acc[1] >= 0.97  # colour, shape, background
+    assert (truth_attributes(torch.full((1, 3, 32, 32), 0.5))[0, 1] == -1)  # no object: no shape
+
+
+def test_the_held_out_judge_shares_nothing_with_the_training_judge():
+    from rewards import get_reward
+    from toy import WEIGHTS_DIR
+
+    cfg_train = json.loads((WEIGHTS_DIR / "judge/config.json").read_text())
+    cfg_held = json.loads((WEIGHTS_DIR / "judge_heldout/config.json").read_text())
+    assert cfg_train.get("arch", "cnn5") != cfg_held["arch"]
+    man = [json.loads((WEIGHTS_DIR / d / "manifest.json").read_text()) for d in ("judge", "judge_heldout")]
+    assert man[0]["seed"] != man[1]["seed"] and "--pool_seed" in man[1]["command"]
+    x, caps, _ = make_batch(4, 6)
+    a, b = get_reward("toy_align")(x / 2 + 0.5, caps), get_reward("toy_align_heldout")(x / 2 + 0.5, caps)
+    assert (a <= 0).all() and (b <= 0).all() and not torch.equal(a, b)
+    stats = json.loads((WEIGHTS_DIR / "reward_stats.json").read_text())
+    z = get_reward("toy_align_heldout_z")(x / 2 + 0.5, caps)
+    s = stats["toy_align_heldout"]
+    assert torch.allclose(z, (b - s["mean"]) / s["std"], atol=1e-5)

@@ -13,22 +13,24 @@ from toy.manifest import check_manifest, file_hashes
 
 ROOT = Path(__file__).resolve().parent.parent
 W = ROOT / "toy" / "weights"
-ADAPTERS = ["adapters/alignment", "adapters/compressibility", "oracles/w0.2", "oracles/w0.5", "oracles/w0.8",
-            "oracles_kl/lam0.5", "oracles_kl/lam2"]
+ADAPTERS = ["adapters/alignment", "adapters/compressibility", "oracles/w0.2/seed0", "oracles/w0.5/seed0",
+            "oracles/w0.5/seed1", "oracles/w0.5/seed2", "oracles/w0.8/seed0", "oracles_kl/lam0.5/seed0",
+            "oracles_kl/lam2/seed0"]
 MAX_TOTAL_MB = 25
 
 # the arguments of the default toy run (what `python run_DB.py` runs with no arguments)
 DEFAULT_ARGS = ["--base_model", "builtin:toy",
                 "--lora", f"alignment={W / 'adapters/alignment'}",
                 "--lora", f"compressibility={W / 'adapters/compressibility'}",
-                "--oracle", f"0.5,0.5={W / 'oracles/w0.5'}", "--weights", "0.5,0.5",
-                "--rewards", "toy_alignment_z,toy_jpeg_z", "--batch_size", "24",
-                "--prompt_file", str(ROOT / "dataset/toy_test_prompts.json"),
-                "--steps", "10", "--guidance", "5", "--eta", "1",
+                *[a for s in range(3) for a in ("--oracle", f"0.5,0.5={W / f'oracles/w0.5/seed{s}'}")],
+                "--weights", "0.5,0.5", "--rewards", "toy_align_heldout_z,toy_jpeg_z",
+                "--report_rewards", "toy_align_z,toy_truth", "--guide_rewards", "toy_align_z,toy_smoothness_z",
+                "--batch_size", "24", "--prompt_file", str(ROOT / "dataset/toy_test_prompts.json"),
+                "--steps", "10", "--guidance", "2", "--eta", "1",
                 "--methods", "base,single,soup,soup_factors,mpa,mpa_ls,oracle"]
 
 
-@pytest.mark.parametrize("sub", ["base", "judge", *ADAPTERS])
+@pytest.mark.parametrize("sub", ["base", "judge", "judge_heldout", *ADAPTERS])
 def test_manifest_matches_files(sub):
     d = W / sub
     assert check_manifest(d) == []
@@ -75,6 +77,7 @@ def test_default_toy_run(tmp_path):
                  "Rewarded soup (factors)", "DB-MPA w=", "DB-MPA-LS", "MORL oracle"):
         assert name in table, name
     s = json.loads((out / "summary.json").read_text())
-    assert s["single_alignment"]["rewards"]["toy_alignment_z"][0] > s["base"]["rewards"]["toy_alignment_z"][0]
+    # on the judge it climbed (the held-out judge is the harder test: docs/toy_world.md)
+    assert s["single_alignment"]["rewards"]["toy_align_z"][0] > s["base"]["rewards"]["toy_align_z"][0]
     assert s["single_compressibility"]["rewards"]["toy_jpeg_z"][0] > s["base"]["rewards"]["toy_jpeg_z"][0]
     assert (out / "pareto.png").is_file()

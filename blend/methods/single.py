@@ -41,7 +41,8 @@ class Single(Method):
 
     def display(self, spec: BlendSpec) -> str:
         if spec.role == ORACLE_ROLE:
-            return f"MORL oracle {spec.extra.get('target', spec.adapters[0])}"
+            tag = f" ({spec.extra['tag']})" if spec.extra.get("tag") else ""
+            return f"MORL oracle {spec.extra.get('target', spec.adapters[0])}{tag}"
         return f"{self.display_name} {spec.adapters[0]}"
 
     def build_specs(self, ctx: PlanContext) -> list[BlendSpec]:
@@ -75,11 +76,13 @@ class Oracle(Method):
         return list(ctx.oracle_specs)
 
     @staticmethod
-    def spec(adapter: str, target: str) -> BlendSpec:
-        """The spec of one MORL oracle adapter trained on the weighted reward ``target``."""
+    def spec(adapter: str, target: str, tag: str = "") -> BlendSpec:
+        """The spec of one MORL oracle adapter trained on the weighted reward ``target``; ``tag`` tells apart several
+        oracles of one target (e.g. their training seeds) in tables."""
         from blend.spec import BlendSpec
 
-        return BlendSpec(Single.name, (adapter,), role=ORACLE_ROLE, extra={"target": target})
+        extra = {"target": target, **({"tag": tag} if tag else {})}
+        return BlendSpec(Single.name, (adapter,), role=ORACLE_ROLE, extra=extra)
 
 
 def family(method: str, role: str = "") -> str:
