@@ -190,8 +190,8 @@ def test_move_the_slider_generate_and_compare(server, browser):
     assert all(after[k] != before[k] for k in after), (before, after)
     # The star is the setting of the table (not the one before it): its coordinates are the table's means.
     rewards = sorted({r for r, _ in after if r != "weighted"})
-    means = [sum(after[(r, s)] for s in (0, 1)) / 2 for r in ("toy_alignment_z", "toy_jpeg_z")]
-    assert rewards == ["toy_alignment_z", "toy_jpeg_z"]
+    means = [sum(after[(r, s)] for s in (0, 1)) / 2 for r in ("toy_align_heldout_z", "toy_jpeg_z")]
+    assert {"toy_align_heldout_z", "toy_jpeg_z"} <= set(rewards)
     config, x, y = star(d)
     assert config == "mpa_alignment0.3_compressibility0.7" and (x, y) == pytest.approx(means, abs=1e-12)
     lam = d.find_element(By.CSS_SELECTOR, "#lam input[type=range]")
@@ -211,10 +211,10 @@ def test_move_the_slider_generate_and_compare(server, browser):
     bundle = load_bundle("builtin:toy")
     for name in ("alignment", "compressibility"):
         load_adapter(bundle.unet, name, adapters / name)
-    rewards = ("toy_alignment_z", "toy_jpeg_z")
+    rewards = ("toy_align_heldout_z", "toy_jpeg_z")
     spec = BlendSpec("mpa", ("alignment", "compressibility"), (0.3, 0.7))
     with torch.no_grad():
-        result = sample(bundle, spec, [prompt] * 2, [0, 1], SamplerConfig(steps=10, guidance=5.0, eta=1.0))
+        result = sample(bundle, spec, [prompt] * 2, [0, 1], SamplerConfig(steps=10, guidance=2.0, eta=1.0))
     scores = score_images({r: get_reward(r) for r in rewards}, result.images, [prompt] * 2)
     wr = Objective((0.3, 0.7), rewards)
     for seed in (0, 1):
