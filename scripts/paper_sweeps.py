@@ -32,7 +32,6 @@ Student-t interval and a p-value on (clusters − 1) degrees of freedom.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import subprocess
@@ -74,6 +73,9 @@ class World:
     kla_oracles: dict[float, str] = field(default_factory=dict)  # λ -> path (adapter 0 retrained with KL/λ)
     scales: dict[str, float] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)  # more run_DB flags (surrogates, tempering)
+    # scored reward -> the reward the reward-using baselines select or guide with (run_DB.py --guide_rewards):
+    # evaluation on a held-out judge, guidance on the training judge
+    guide: dict[str, str] = field(default_factory=dict)
     batch_size: int = 8
     # Table 5's pair (indices into adapters/rewards): (compressibility = r1, the second reward = r2); WR's w is the
     # weight on r1. None: the world has no compressibility reward.
@@ -87,20 +89,20 @@ def gamma_for(steps: int, gamma50: float = 0.024) -> float:
 
 def toy_world(n_seeds: int) -> World:
     w = REPO / "toy" / "weights"
-    stats = json.loads((w / "reward_stats.json").read_text())
     extra_dir = w / "adapters"
     return World(
         "toy", "builtin:toy",
         [("alignment", str(extra_dir / "alignment")), ("compressibility", str(extra_dir / "compressibility")),
          ("colorfulness", str(extra_dir / "colorfulness")), ("brightness", str(extra_dir / "brightness"))],
-        ["toy_alignment_z", "toy_jpeg_z", "colorfulness", "brightness"],
-        str(REPO / "dataset" / "toy_test_prompts.json"), 10, 5.0, n_seeds,
-        oracles={f"{a:g},{1 - a:g}": str(w / "oracles" / f"w{a:g}") for a in (0.2, 0.5, 0.8)},
-        kla_oracles={0.5: str(w / "oracles_kl" / "lam0.5"), 2.0: str(w / "oracles_kl" / "lam2")},
-        # σ of colourfulness and brightness over 32 toy base samples (training prompts, 10 steps, guidance 5)
+        ["toy_align_heldout_z", "toy_jpeg_z", "colorfulness", "brightness"],
+        str(REPO / "dataset" / "toy_test_prompts.json"), 10, 2.0, n_seeds,
+        oracles={f"{a:g},{1 - a:g}": str(w / "oracles" / f"w{a:g}" / "seed0") for a in (0.2, 0.5, 0.8)},
+        kla_oracles={0.5: str(w / "oracles_kl" / "lam0.5" / "seed0"), 2.0: str(w / "oracles_kl" / "lam2" / "seed0")},
+        # σ of colourfulness and brightness over 32 toy base samples (training prompts, 10 steps, guidance 5; the
+        # colourfulness and brightness adapters are toy world v1's, trained at guidance 5)
         scales={"colorfulness": 0.0954, "brightness": 0.0513},
-        extra=["--rgg_gamma", str(gamma_for(10)),
-               "--guidance_surrogate", f"toy_jpeg_z=toy_smoothness:{stats['toy_smoothness']['std']:.6g}"],
+        extra=["--rgg_gamma", str(gamma_for(10))],
+        guide={"toy_align_heldout_z": "toy_align_z", "toy_jpeg_z": "toy_smoothness_z"},
         batch_size=48,
         # JPEG compressibility vs colourfulness: the toy analogue of the paper's compressibility vs VILA
         table5=(1, 2))
@@ -173,6 +175,8 @@ def db_argv(world: World, out: Path, methods: str, adapters: list[tuple[str, str
             argv += ["--reward_scale", f"{r}={world.scales[r]}"]
     if budget:
         argv += ["--budget", "auto"]
+    if any(r in world.guide for r in rewards):
+        argv += ["--guide_rewards", ",".join(world.guide.get(r, r) for r in rewards)]
     return [*argv, *world_flags(world.extra, rewards), *extra]
 
 

@@ -159,6 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table1", required=True, help="run_DB.py output folder of the main table (10 steps)")
     ap.add_argument("--steps50", default=None, help="the same table at 50 steps (w = 0.5)")
+    ap.add_argument("--kla", default=None, help="run_DB.py output folder of the DB-KLA sweep (its summary is kept)")
     ap.add_argument("--weights", default="0.2,0.5,0.8")
     ap.add_argument("--out", default="docs/toy")
     args = ap.parse_args()
@@ -180,6 +181,8 @@ def main() -> None:
         rec50 = claims.decide(family(g50, 0.5), UNIT)
         (out / "claims_steps50.md").write_text(claims.markdown(rec50), encoding="utf-8")
         extra["steps50"] = rec50
+    if args.kla:
+        (out / "kla.md").write_text((Path(args.kla) / "summary.md").read_text(encoding="utf-8"), encoding="utf-8")
     (out / "claims.md").write_text(
         claims.markdown(records) + "\nOne family of " + f"{len(records)} paired comparisons of WR (held-out judge), "
         "fixed before the rows were read; Holm p adjusts over the whole family, and the simultaneous intervals hold "

@@ -128,27 +128,29 @@ def test_sparse_labels_are_all_placed():
 
 
 def _toy_rows() -> list[dict]:
-    """A synthetic toy run (scripts/toy_report.py's inputs): base, both adapters, DB-MPA and the soup at w = 0.5,
-    DB-KLA at λ = 0.5 and its λ-specific oracle."""
+    """A synthetic toy run (scripts/toy_report.py's inputs): base, both adapters, DB-MPA and the soup at w = 0.5, and
+    the w = 0.5 MORL oracle in two training seeds."""
     rng = np.random.default_rng(1)
-    configs = [("base", "base", "", [], None, []), ("single_a", "single", "", [1.0], None, ["alignment"]),
-               ("single_c", "single", "", [1.0], None, ["compressibility"]),
-               ("mpa", "mpa", "", [0.5, 0.5], None, ["alignment", "compressibility"]),
-               ("soup", "soup", "", [0.5, 0.5], None, ["alignment", "compressibility"]),
-               ("kla", "kla", "", [1.0], 0.5, ["alignment"]), ("o0", "single", "oracle", [1.0], None, ["oracle0_w"])]
+    configs = [("base", "base", "", [], []), ("single_a", "single", "", [1.0], ["alignment"]),
+               ("single_c", "single", "", [1.0], ["compressibility"]),
+               ("mpa", "mpa", "", [0.5, 0.5], ["alignment", "compressibility"]),
+               ("soup", "soup", "", [0.5, 0.5], ["alignment", "compressibility"]),
+               ("o0", "single", "oracle", [1.0], ["oracle0_w"]), ("o1", "single", "oracle", [1.0], ["oracle1_w"])]
     rows = []
-    for label, method, role, weights, lam, adapters in configs:
+    for label, method, role, weights, adapters in configs:
         for p in range(3):
             for s in range(2):
-                rows.append({"config": label, "method": method, "role": role, "weights": weights, "lam": lam,
-                             "adapters": [{"name": a} for a in adapters], "prompt_index": p, "seed": s,
-                             "noise": "per_image", "seconds": 0.1, "unet_evals": 2,
-                             "rewards": {"toy_alignment": float(p + rng.normal()),
-                                         "jpeg_compressibility": float(-1 + 0.1 * rng.normal())}})
+                rows.append({"config": label, "method": method, "role": role, "weights": weights, "lam": None,
+                             "adapters": [{"name": a, "path": f"toy/weights/oracles/w0.5/seed{label[-1]}"}
+                                          for a in adapters], "targets": "w=(0.5,0.5)" if role else None,
+                             "prompt_index": p, "seed": s, "noise": "per_image", "seconds": 0.1, "unet_evals": 2,
+                             "steps": 10, "guidance": 2.0, "eta": 1.0,
+                             "rewards": {k: float(p + rng.normal()) for k in
+                                         ("toy_align_heldout_z", "toy_jpeg_z", "toy_align_z", "toy_truth")}})
     return rows
 
 
-def test_toy_report_writes_a_forest_plot_next_to_each_table(tmp_path, monkeypatch):
+def test_toy_report_writes_the_tables_the_claims_and_their_forest_plot(tmp_path, monkeypatch):
     import importlib.util
     import json
     import sys
@@ -161,12 +163,14 @@ def test_toy_report_writes_a_forest_plot_next_to_each_table(tmp_path, monkeypatc
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _toy_rows()))
-    (tmp_path / "stats.json").write_text(json.dumps({"toy_alignment": {"mean": 1.0, "std": 1.0},
-                                                     "jpeg_compressibility": {"mean": -1.0, "std": 0.1}}))
+    (run / "summary.md").write_text("### Results\n")
     out = tmp_path / "out"
-    monkeypatch.setattr(sys, "argv", ["toy_report.py", "--stats", str(tmp_path / "stats.json"), "--table1", str(run),
-                                      "--weights", "0.5", "--kla", str(run), "--kla_oracles", "0.5",
+    monkeypatch.setattr(sys, "argv", ["toy_report.py", "--table1", str(run), "--weights", "0.5", "--kla", str(run),
                                       "--out", str(out)])
     toy_report.main()
-    for name in ("table1_forest", "comparisons_forest", "kla_forest", "pareto"):
-        assert (out / f"{name}.png").stat().st_size > 0 and (out / f"{name}.pdf").exists(), name
+    assert (out / "claims_forest.png").stat().st_size > 0 and (out / "claims_forest.pdf").exists()
+    claims = json.loads((out / "claims.json").read_text())
+    labels = [r["label"] for r in claims["family"]]
+    assert "w = 0.5: DB-MPA − MORL oracle (2 training seed(s))" in labels
+    assert all(r["p_holm"] >= r["p"] for r in claims["family"])
+    assert "training seed 1" in (out / "table1.md").read_text() and (out / "kla.md").read_text() == "### Results\n"

@@ -329,7 +329,7 @@ def test_a_full_disk_while_sampling_keeps_every_stored_row(tmp_path, monkeypatch
 
 
 def test_a_full_disk_while_plotting_is_one_line(tmp_path, monkeypatch):
-    from diffusion_blend import figures
+    from dbcore import figures  # the ground floor draws every figure
 
     out = tmp_path / "run"
     monkeypatch.setattr(figures, "save", _disk_full(after=0)(figures.save))

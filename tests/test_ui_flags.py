@@ -152,7 +152,7 @@ def test_help_is_fast_and_complete():
     cli, ui = out.stdout.split("=====UI=====")
     for name in BUILTIN_MODELS:
         assert f"builtin:{name}" in cli
-    assert "[toy default: 5.0]" in cli and "[toy default: 24]" in cli and "[toy default: 2]" in cli
+    assert "[toy default: 2.0]" in cli and "[toy default: 24]" in cli and "[toy default: 2]" in cli
     assert "examples:" in cli and "python run_DB.py --ui" in cli
     assert ui.index("--host") < ui.index("--share") < ui.index("--base_model") < ui.index("--batch_size")
     assert "refused by name" in ui
