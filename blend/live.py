@@ -33,10 +33,11 @@ import torch
 from PIL import Image
 
 from blend.experiment import Experiment, Objective, merge_results, run_units, save_config, score_images
+from blend.methods import Method, get_method, lam_method, list_methods, reference_method
 from blend.report import summarise, write_summary
 from blend.sampler import SamplerConfig, sample
 from blend.soup import ensure_soup_adapter
-from blend.spec import PAPER_NAMES, BlendSpec
+from blend.spec import BlendSpec
 from diffusion_blend.images import to_pil
 from diffusion_blend.logging import get_logger
 
@@ -45,8 +46,27 @@ if TYPE_CHECKING:
 
 log = get_logger("live")
 
+
+
+def _names(where: Callable[[Method], bool]) -> tuple[str, ...]:
+    return tuple(m.name for m in list_methods(where))
+
+
+# The page's methods, asked of the method registry (blend/methods), in table order
+BASE = _names(lambda m: m.min_adapters == 0)[0]  # the pretrained model, no adapter
+SINGLE = _names(lambda m: m.min_adapters == 1 and not m.needs_weights and not m.plan_only)[0]  # one adapter alone
+ORACLE = _names(lambda m: m.plan_only)[0]  # a MORL oracle: SINGLE specs with role "oracle"
+# the weighted blends over the adapters with no λ (DB-MPA, DB-MPA-LS, the soups): offered, and drawn as fronts over w
+SWEPT = _names(lambda m: m.needs_weights and not (m.is_baseline or m.plan_only or m.takes_lam or m.hybrid_parts))
+SOUPS = _names(lambda m: m.is_soup)  # need a merged adapter (plain LoRAs only)
+PAGE_METHODS = (BASE, SINGLE, *SWEPT, lam_method(), ORACLE)  # the dropdown's families (run_DB.py --methods)
 FRONT_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # weight on adapter 1 in the start-up sweep (ends: the single adapters)
-FRONT_METHODS = ("mpa", "soup")
+FRONT_METHODS = (reference_method(), SOUPS[0])
+
+
+def takes_lam(value: str) -> bool:
+    """Does the method value of :meth:`LiveSession.method_choices` (``'kla'``, ``'single:a'``) take λ?"""
+    return get_method(value.split(":", 1)[0]).takes_lam
 MAX_FRONT_PROMPTS = 8
 FRONT_CHUNK = 2  # prompts per chunk of the start-up sweep: a page request waits for one chunk at most
 CACHE_SIZE = 4096  # scored images kept in memory (a toy image with its scores is a few kB)
@@ -209,14 +229,15 @@ class LiveSession:
     def method_choices(self) -> list[tuple[str, str]]:
         """(label shown, value) of every method the adapters (and --methods) allow, in table order."""
         m = len(self.adapters)
-        out = [(PAPER_NAMES["base"], "base")]
-        out += [(f"Single adapter: {a}", f"single:{a}") for a in self.adapters]
+        out = [(get_method(BASE).display_name, BASE)]
+        out += [(f"{get_method(SINGLE).display_name}: {a}", f"{SINGLE}:{a}") for a in self.adapters]
         if m > 1:
-            out += [(PAPER_NAMES[k], k) for k in ("mpa", "mpa_ls", "soup", "soup_factors")
-                    if self.soups or k not in ("soup", "soup_factors")]
+            out += [(get_method(k).display_name, k) for k in SWEPT if self.soups or k not in SOUPS]
         if m:
-            out.append((PAPER_NAMES["kla"] + (" (base ↔ blend)" if m > 1 else " (base ↔ adapter)"), "kla"))
-        out += [(f"MORL oracle {target}", f"oracle:{name}") for name, target in self.oracles.items()]
+            kla = lam_method()
+            out.append((get_method(kla).display_name + (" (base ↔ blend)" if m > 1 else " (base ↔ adapter)"), kla))
+        oracle = get_method(ORACLE).display_name
+        out += [(f"{oracle} {target}", f"{ORACLE}:{name}") for name, target in self.oracles.items()]
         if self.methods is not None:
             out = [(label, v) for label, v in out if v.split(":", 1)[0] in self.methods]
         return out
@@ -261,18 +282,18 @@ class LiveSession:
         With --weights_end, DB-MPA, DB-MPA-LS and DB-KLA blend with w(t) from ``weights`` to it (as run_DB.py)."""
         method = self.resolve_method(method)
         weights = tuple(weights)
-        if method == "base":
-            return BlendSpec("base")
-        if method.startswith("single:"):
-            return BlendSpec("single", (method.split(":", 1)[1],))
-        if method.startswith("oracle:"):
+        if method == BASE:
+            return BlendSpec(BASE)
+        if method.startswith(f"{SINGLE}:"):
+            return BlendSpec(SINGLE, (method.split(":", 1)[1],))
+        if method.startswith(f"{ORACLE}:"):
             name = method.split(":", 1)[1]
-            return BlendSpec("single", (name,), role="oracle", extra={"target": self.oracles.get(name, name)})
+            return BlendSpec(SINGLE, (name,), role=ORACLE, extra={"target": self.oracles.get(name, name)})
         if len(self.adapters) == 1:
             weights = (1.0,)
-        spec = (BlendSpec("kla", tuple(self.adapters), weights, lam=float(lam)) if method == "kla"
+        spec = (BlendSpec(method, tuple(self.adapters), weights, lam=float(lam)) if takes_lam(method)
                 else BlendSpec(method, tuple(self.adapters), weights))
-        if self.weights_end and len(self.adapters) > 1 and method in ("mpa", "mpa_ls", "kla"):
+        if self.weights_end and len(self.adapters) > 1 and get_method(method).schedulable:
             from blend.schedule import WeightSchedule
 
             spec.with_weights(self.weights_end)  # the end vector is a valid blend too
@@ -456,9 +477,9 @@ class LiveSession:
 
     def side_by_side(self, weights: Sequence[float], prompt: str, seed: int, **settings) -> list[Generation]:
         """The same prompt and seed under base, each single adapter, the ΔW soup and DB-MPA at ``weights``."""
-        methods = ["base", *[f"single:{a}" for a in self.adapters]]
+        methods = [BASE, *[f"{SINGLE}:{a}" for a in self.adapters]]
         if len(self.adapters) > 1:
-            methods += (["soup"] if self.soups else []) + ["mpa"]
+            methods += ([SOUPS[0]] if self.soups else []) + [reference_method()]
         reqs = [Request(m, tuple(weights), 1.0, prompt, [seed], settings.get("steps"), settings.get("guidance"),
                         settings.get("eta")) for m in methods]
         out = self.generate_many(reqs, record=False)
@@ -481,9 +502,9 @@ class LiveSession:
         """The start-up sweep: base, the single adapters, and DB-MPA and the ΔW soup at FRONT_WEIGHTS."""
         if len(self.adapters) != 2:
             raise ValueError("the start-up front sweeps w over two adapters; pass --front DIR of a finished run")
-        specs = [BlendSpec("base"), *[BlendSpec("single", (a,)) for a in self.adapters]]
+        specs = [BlendSpec(BASE), *[BlendSpec(SINGLE, (a,)) for a in self.adapters]]
         for method in FRONT_METHODS:
-            if method in ("soup", "soup_factors") and not self.soups:
+            if method in SOUPS and not self.soups:
                 continue
             specs += [BlendSpec(method, tuple(self.adapters), (w, round(1 - w, 6))) for w in FRONT_WEIGHTS]
         return Experiment(base_model=self.bundle.source, specs=specs, prompts=self.prompts[:n_prompts],
@@ -587,7 +608,7 @@ def session_from_plan(plan: RunPlan, *, lam: float = 1.0, weights_end: Sequence[
         loras[name] = load_adapter_any(bundle, name, path, cache_dir=plan.cache_dir)
     names = plan.adapter_names
     blocked = [n for n in names if loras[n].fmt == "full-unet" or loras[n].extra.get("text_encoder_layers")]
-    oracles = {s.adapters[0]: s.extra["target"] for s in plan.specs if s.role == "oracle"}
+    oracles = {s.adapters[0]: s.extra["target"] for s in plan.specs if s.role == ORACLE}
     if not oracles:  # --methods without 'oracle' leaves no oracle spec; the adapters are loaded all the same
         oracles = {name: name for name in plan.oracles}
     seeds = plan.seeds[:n_seeds] if n_seeds else plan.seeds
@@ -599,9 +620,6 @@ def session_from_plan(plan: RunPlan, *, lam: float = 1.0, weights_end: Sequence[
 
 
 # ---------------------------------------------------------------------- the Pareto plot
-
-_SWEPT = ("mpa", "mpa_ls", "soup", "soup_factors")  # methods drawn as a front over w (styles: diffusion_blend.figures)
-
 
 def star_label(session: LiveSession, current: Generation) -> str:
     """What the star is the mean over, against what the front's points are the mean over."""
@@ -635,15 +653,15 @@ def pareto_image(session: LiveSession, current: Generation | None = None, size: 
             series: dict[str, list[tuple[float, float, float]]] = {}
             for s in session.front.values():
                 x, y = s["rewards"][r1][0], s["rewards"][r2][0]
-                if s["method"] == "base":
-                    st = style("base")
-                    ax.plot([x], [y], st.marker, color=st.color, ms=12, label="base")
-                elif s["method"] == "single":
-                    st = style("oracle" if s.get("role") == "oracle" else "single")
+                if s["method"] == BASE:
+                    st = style(BASE)
+                    ax.plot([x], [y], st.marker, color=st.color, ms=12, label=BASE)
+                elif s["method"] == SINGLE:
+                    st = style(ORACLE if s.get("role") == ORACLE else SINGLE)
                     ax.plot([x], [y], st.marker, color=st.color, ms=8)
                     ax.annotate(s["display"].replace("Single adapter ", ""), (x, y), fontsize=8, xytext=(4, 4),
                                 textcoords="offset points")
-                elif s["method"] in _SWEPT:
+                elif s["method"] in SWEPT:
                     series.setdefault(s["method"], []).append((s["weights"][0], x, y))
             ends = [session.front.get(f"single_{a}") for a in session.adapters[:2]]
             for method, pts in series.items():

@@ -51,7 +51,6 @@ PAGE_FLAGS = frozenset({
     "steps", "guidance", "eta", "scheduler", "batched", "noise", "ls_draw",  # the sampler
     "rewards", "reward_option", "reward_scale", "out_dir", "device", "dtype",
 })
-PAGE_METHODS = ("base", "single", "mpa", "mpa_ls", "soup", "soup_factors", "kla", "oracle")  # the dropdown's families
 
 CSS = """
 .db-header h1 {margin-bottom: 0.2em}
@@ -176,12 +175,14 @@ def build_demo(session: LiveSession):
     served by one sampler call."""
     import gradio as gr
 
-    from blend.live import Request, pareto_image, parse_seeds
+    from blend.live import BASE, Request, pareto_image, parse_seeds, takes_lam
+    from blend.methods import get_method, lam_method, reference_method
 
     m = len(session.adapters)
     choices = session.method_choices()
     values = [v for _, v in choices]
-    default_method = next((v for v in ("mpa", "kla", "base") if v in values), values[0])
+    default_method = next((v for v in (reference_method(), lam_method(), BASE) if v in values), values[0])
+    lam_name = get_method(lam_method()).display_name
     names = session.reward_names
     views: OrderedDict[str, ClientView] = OrderedDict()
     views_lock = threading.Lock()
@@ -204,7 +205,7 @@ def build_demo(session: LiveSession):
         if gen.spec.schedule is not None:
             text += " → (" + ", ".join(f"{w:g}" for w in gen.spec.schedule.end) + f") over the steps " \
                     f"({gen.spec.schedule.kind}, --weights_end)"
-        if gen.spec.method == "kla":
+        if takes_lam(gen.spec.method):
             text += f" · λ = {gen.spec.lam:g}"
         return text
 
@@ -268,7 +269,7 @@ def build_demo(session: LiveSession):
         return f"<span data-front='{ready}'>{html.escape(session.front_note)}</span>"
 
     def lam_state(method_value):
-        return gr.Slider(interactive=method_value == "kla")
+        return gr.Slider(interactive=takes_lam(method_value))
 
     theme = gr.themes.Default(primary_hue="indigo", secondary_hue="slate", radius_size="md",
                               font=["ui-sans-serif", "system-ui", "Helvetica", "Arial", "sans-serif"],
@@ -299,9 +300,9 @@ def build_demo(session: LiveSession):
                         weight_sliders.append(gr.Slider(0, 1, value=session.weights[i], step=0.05, elem_id=f"w{i}",
                                                         label=f"weight on {a}", info="normalised to sum to 1"))
                 weights_used = gr.Markdown(elem_id="weights-used")
-                lam = gr.Slider(0, 2, value=session.lam, step=0.05, label="λ (DB-KLA only)", elem_id="lam",
-                                interactive=default_method == "kla",
-                                info="ε = (1 − λ) ε_pre + λ Σ w_i ε_i; KL strength α → α/λ; pick DB-KLA to move it")
+                lam = gr.Slider(0, 2, value=session.lam, step=0.05, label=f"λ ({lam_name} only)", elem_id="lam",
+                                interactive=takes_lam(default_method),
+                                info=f"ε = (1 − λ) ε_pre + λ Σ w_i ε_i; KL strength α → α/λ; pick {lam_name} to move it")
                 prompt = gr.Textbox(value=session.prompts[0], label="prompt", elem_id="prompt", lines=1)
                 seeds = gr.Textbox(value=",".join(map(str, session.seeds)), label="seeds", elem_id="seeds",
                                    info="e.g. 0 or 0,1,2 or 0-3")
@@ -402,6 +403,8 @@ def session_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
                         f"{'it' if len(refused) == 1 else 'them'} (the page's flags: python run_DB.py --ui --help)")
     methods = None
     if "methods" in explicit:
+        from blend.live import PAGE_METHODS
+
         methods = [x.strip() for x in (args.methods or "").split(",") if x.strip()]
         bad = [x for x in methods if x not in PAGE_METHODS]
         if bad:

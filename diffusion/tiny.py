@@ -11,8 +11,8 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from dbcore.clip_tokenizer import clip_tokenizer
 from diffusion.bundle import ModelBundle
-from diffusion.clip_tokenizer import clip_tokenizer
 
 SD15_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                       clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")

@@ -3,7 +3,7 @@
 * :func:`load_clip_dir` loads a transformers CLIP model directory after checking it holds a CLIP;
 * :func:`tokenizer_from` takes the tokenizer from a checkpoint/processor directory when it has
   ``vocab.json`` + ``merges.txt`` (length checked: 49408), else builds the real one offline
-  (``diffusion.clip_tokenizer``);
+  (``dbcore.clip_tokenizer``);
 * :func:`preprocess_params` reads size/mean/std from ``preprocessor_config.json`` when present;
 * :class:`ClipPairScorer` computes ``scale · cos(image, text)`` for image/prompt pairs.
 """
@@ -56,7 +56,7 @@ def tokenizer_from(path: Path | None, model_max_length: int = 77):
     The length is always checked (49408): transformers silently builds a 2-token CLIP tokenizer from
     an incomplete directory.
     """
-    from diffusion.clip_tokenizer import check_clip_tokenizer, clip_tokenizer
+    from dbcore.clip_tokenizer import check_clip_tokenizer, clip_tokenizer
 
     if path is None:
         return clip_tokenizer(model_max_length)

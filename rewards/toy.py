@@ -1,6 +1,6 @@
 """Rewards of the built-in toy world (``toy/``; docs/toy_world.md, probes 4 and 6).
 
-* ``toy_alignment`` — the toy's ImageReward: a small CNN judge (``toy.judge``, trained on the
+* ``toy_alignment`` — the toy's ImageReward: a small CNN judge (``rewards/toy_judge.py``, trained on the
   procedural set) reads colour, shape and background; the reward is the sum over the three
   attributes of the judge's log-probability of the prompted value (≤ 0; 0 = the judge is sure all
   three match; base-model samples score about −10 ± 6). Differentiable. The plain log-probability is
@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 
 from rewards.registry import check_images, register
+from rewards.toy_judge import HEADS, TOY_WEIGHTS_DIR, load_judge
+from rewards.toy_truth import parse_caption, truth_attributes
 
 SMOOTHING = 0.0  # ε of log((1 − ε)·p + ε/K); 0 = the plain log-probability (see the module docstring)
 
@@ -32,16 +34,10 @@ class ToyAlignment:
     def __init__(self, judge_dir: str | Path | None = None, device="cpu", dtype=torch.float32,
                  smoothing: float = SMOOTHING) -> None:
         self.smoothing = float(smoothing)
-        from toy import WEIGHTS_DIR
-        from toy.judge import load_judge
-
-        self.judge = load_judge(judge_dir or WEIGHTS_DIR / "judge").to(device, torch.float32)
+        self.judge = load_judge(judge_dir or TOY_WEIGHTS_DIR / "judge").to(device, torch.float32)
         self.device = device
 
     def attribute_logprobs(self, images: torch.Tensor, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-        from toy.data import parse_caption
-        from toy.judge import HEADS
-
         check_images(images, prompts)
         labels = torch.tensor([parse_caption(p) for p in prompts], dtype=torch.long, device=images.device)
         logits = self.judge(images.float().to(self.device).clamp(0, 1))
@@ -73,14 +69,10 @@ class ToyAlign:
     """
 
     def __init__(self, name: str, judge_dir: str | Path, device="cpu", temperature: float = ALIGN_TEMPERATURE) -> None:
-        from toy.judge import load_judge
-
         self.name, self.temperature, self.device = name, float(temperature), device
         self.judge = load_judge(judge_dir).to(device, torch.float32)
 
     def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        from toy.data import parse_caption
-
         check_images(images, prompts)
         labels = torch.tensor([parse_caption(p) for p in prompts], dtype=torch.long, device=self.device)
         logits = self.judge(images.float().to(self.device).clamp(0, 1))
@@ -90,9 +82,7 @@ class ToyAlign:
 
 
 def _judge_dir(which: str, judge_dir: str | Path | None) -> Path:
-    from toy import WEIGHTS_DIR
-
-    return Path(judge_dir) if judge_dir else WEIGHTS_DIR / which
+    return Path(judge_dir) if judge_dir else TOY_WEIGHTS_DIR / which
 
 
 @register("toy_align", differentiable=True,
@@ -173,9 +163,7 @@ class Standardised:
     def __init__(self, name: str, inner, key: str, stats_path: str | Path | None = None) -> None:
         import json
 
-        from toy import WEIGHTS_DIR
-
-        path = Path(stats_path) if stats_path else WEIGHTS_DIR / "reward_stats.json"
+        path = Path(stats_path) if stats_path else TOY_WEIGHTS_DIR / "reward_stats.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing; build it with `python -m toy.stats` "
                                     f"(or `bash scripts/build_toy.sh`)")
@@ -237,15 +225,13 @@ def _toy_jpeg_z(stats=None, **_: object) -> Standardised:
 
 class ToyTruth:
     """Reward-free check from the generator's ground truth: which attributes of the prompt an image shows,
-    read from pixels with the generator's palette and shape geometry (``toy.data.truth_attributes``), no
+    read from pixels with the generator's palette and shape geometry (``rewards.toy_truth.truth_attributes``), no
     learned model. ``attribute`` None → the fraction of colour, shape, background that are right (0, ⅓, ⅔, 1)."""
 
     def __init__(self, name: str, attribute: int | None) -> None:
         self.name, self.attribute = name, attribute
 
     def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        from toy.data import parse_caption, truth_attributes
-
         check_images(images, prompts)
         labels = torch.tensor([parse_caption(p) for p in prompts], dtype=torch.long)
         right = (truth_attributes(images.detach().cpu()) == labels).float()

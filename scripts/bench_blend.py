@@ -137,7 +137,7 @@ def sd15_sized(latent: int = 16, seed: int = 0, device: str = "cpu", dtype: torc
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from diffusion.clip_tokenizer import clip_tokenizer
+    from dbcore.clip_tokenizer import clip_tokenizer
     from diffusion.tiny import SD15_SCHEDULER
 
     with torch.device("meta"):

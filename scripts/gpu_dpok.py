@@ -33,8 +33,8 @@ def sd15_sized_bundle(tiny: bool, seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from dbcore.clip_tokenizer import clip_tokenizer
     from diffusion.bundle import ModelBundle
-    from diffusion.clip_tokenizer import clip_tokenizer
     from diffusion.tiny import SD15_SCHEDULER
 
     torch.manual_seed(seed)

@@ -3,7 +3,7 @@ functions count, imports for type checkers only do not).
 
 Layers, bottom to top (``LAYERS``: a module's layer is that of its longest listed prefix): the ground floor
 (``dbcore``) imports nothing of the project; ``diffusion/`` imports only the ground floor; ``rewards/`` only the
-ground floor (``REWARD_EXCEPTIONS`` name the pending ones); the method (``blend/``) and the training (``dpok/``) side
+ground floor (no exceptions); the method (``blend/``) and the training (``dpok/``) side
 by side, never importing each other; the experiment harness; the front doors; the entry scripts. Nothing imports
 upward (so nothing but front doors and entry scripts imports a front door), there are no import cycles between
 modules and no generic top-level ``common``; ``toy/`` uses blending through the public API only."""
@@ -32,11 +32,6 @@ LAYERS = {
 }
 FRONT_DOORS = {m for m, layer in LAYERS.items() if layer == FRONT}
 SIDE_BY_SIDE = ("blend", "dpok")  # the method and the training share only what lies below them
-# rewards/ imports only the ground floor; the pending exceptions, with why
-REWARD_EXCEPTIONS = {
-    ("rewards.toy", "toy"): "the toy judge; it joins the reward registry without toy internals (issue #22, pending)",
-    ("rewards.clip_common", "diffusion.clip_tokenizer"): "the one CLIP tokenizer, shared with the text encoders",
-}
 # What toy/ may use of blending: the public API (a spec, the sampler, the method registry, the statistics)
 TOY_PUBLIC = ("blend.spec", "blend.sampler", "blend.methods", "blend.stats", "diffusion_blend")
 
@@ -116,8 +111,7 @@ def test_diffusion_imports_only_the_ground_floor():
 
 
 def test_rewards_import_only_the_ground_floor():
-    bad = {m: sorted(d for d in deps if _top(d) not in ("dbcore", "rewards")
-                     and not any(m == a and _within(d, [b]) for a, b in REWARD_EXCEPTIONS))
+    bad = {m: sorted(d for d in deps if _top(d) not in ("dbcore", "rewards"))
            for m, deps in _graph().items() if _top(m) == "rewards"}
     assert not {m: d for m, d in bad.items() if d}, bad
 
@@ -130,10 +124,8 @@ def test_blend_and_dpok_do_not_import_each_other():
 
 
 def test_nothing_imports_upward():
-    excused = {(m, d) for m, deps in _graph().items() for d in deps
-               if any(m == a and _within(d, [b]) for a, b in REWARD_EXCEPTIONS)}
     bad = sorted(f"{m} ({layer(m)}) -> {d} ({layer(d)})" for m, deps in _graph().items() for d in deps
-                 if layer(d) > layer(m) and (m, d) not in excused)
+                 if layer(d) > layer(m))
     assert not bad, bad
 
 

@@ -21,7 +21,7 @@ from conftest_rewards import (
     to_pil,
 )
 
-from diffusion.clip_tokenizer import clip_tokenizer
+from dbcore.clip_tokenizer import clip_tokenizer
 from rewards import get_reward
 from rewards.checkpoints import CheckpointMismatchError, MissingCheckpointError
 

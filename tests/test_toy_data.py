@@ -158,3 +158,11 @@ def test_the_held_out_judge_shares_nothing_with_the_training_judge():
     z = get_reward("toy_align_heldout_z")(x / 2 + 0.5, caps)
     s = stats["toy_align_heldout"]
     assert torch.allclose(z, (b - s["mean"]) / s["std"], atol=1e-5)
+
+
+def test_the_rewards_read_the_toy_weights_where_the_toy_keeps_them():
+    """rewards/ cannot import toy/ (tests/test_layering.py), so it names the folder itself: the same one."""
+    from rewards.toy_judge import TOY_WEIGHTS_DIR
+    from toy import WEIGHTS_DIR
+
+    assert TOY_WEIGHTS_DIR == WEIGHTS_DIR

@@ -1,18 +1,11 @@
-"""The toy's learned prompt-alignment scorers (its "ImageReward"): small CNNs that read the colour,
+"""Training of the toy's learned prompt-alignment scorers (its "ImageReward"): small CNNs that read the colour,
 shape and background of a 32×32 image.
 
-Two architectures, chosen by ``--arch`` and recorded in the judge's ``config.json``:
-
-* ``cnn5`` (the training judge, ``toy/weights/judge``): five 3×3 conv layers (32-32-64-64-64 channels,
-  stride 2 at layers 2, 4 and 5 → 4×4), then
-flatten → MLP (1024 → 128) → three heads (6 colours, 4 shapes, 6 backgrounds). A flatten-then-MLP
-head is needed: global average pooling loses where things are and cannot tell shapes apart
-(docs/toy_world.md, probe 3).
-* ``pool4`` (the held-out judge, ``toy/weights/judge_heldout``): four 5×5 conv layers (48-48-96-96,
-  BatchNorm, ReLU, 2×2 average pooling after layers 2–4 → 4×4), flatten → MLP (1536 → 96) → the same
-  three heads. It is trained with another seed on another pool of procedural images, so it shares no
-  weights, no architecture and no training images with the training judge. Nothing trains or guides
-  on it: it only scores (the ``*_heldout`` rewards in ``rewards/toy.py``).
+The two architectures (``--arch``, recorded in the judge's ``config.json``), their heads and the loader live in
+``rewards/toy_judge.py``, where the rewards read them (re-exported here): ``cnn5`` is the training judge
+(``toy/weights/judge``); ``pool4`` the held-out judge (``toy/weights/judge_heldout``), trained with another seed on
+another pool of procedural images, so it shares no weights, no architecture and no training images with the
+training judge. Nothing trains or guides on it: it only scores (the ``*_heldout`` rewards in ``rewards/toy.py``).
 
 Each is trained on procedural images from every combination, with Gaussian pixel noise (σ up to 0.3)
 and a small per-image colour jitter, so it also reads imperfect samples.
@@ -32,69 +25,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from rewards.toy_judge import ARCHS, HEADS, ToyJudge, ToyJudgePool, load_judge
 from toy.data import COLOR_NAMES, SHAPES, all_combos, make_batch
 
-HEADS = {"colour": len(COLOR_NAMES), "shape": len(SHAPES), "background": len(COLOR_NAMES)}
-
-
-class ToyJudge(nn.Module):
-    """Images in [0, 1] (N, 3, 32, 32) → dict of logits per attribute."""
-
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        w = width
-        chans = [(3, w, 1), (w, w, 2), (w, 2 * w, 1), (2 * w, 2 * w, 2), (2 * w, 2 * w, 2)]
-        layers: list[nn.Module] = []
-        for cin, cout, stride in chans:
-            layers += [nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.SiLU()]
-        self.features = nn.Sequential(*layers)
-        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(2 * w * 16, 128), nn.SiLU())
-        self.heads = nn.ModuleDict({k: nn.Linear(128, n) for k, n in HEADS.items()})
-
-    def forward(self, images01: torch.Tensor) -> dict[str, torch.Tensor]:
-        if images01.shape[-2:] != (32, 32):
-            images01 = F.interpolate(images01, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
-        h = self.mlp(self.features(images01 * 2 - 1))
-        return {k: head(h) for k, head in self.heads.items()}
-
-
-class ToyJudgePool(nn.Module):
-    """The held-out architecture: images in [0, 1] (N, 3, 32, 32) → dict of logits per attribute."""
-
-    def __init__(self, width: int = 48) -> None:
-        super().__init__()
-        w = width
-        layers: list[nn.Module] = []
-        for i, (cin, cout) in enumerate([(3, w), (w, w), (w, 2 * w), (2 * w, 2 * w)]):
-            layers += [nn.Conv2d(cin, cout, 5, 1, 2), nn.BatchNorm2d(cout), nn.ReLU()]
-            if i >= 1:
-                layers.append(nn.AvgPool2d(2))
-        self.features = nn.Sequential(*layers)
-        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(2 * w * 16, 96), nn.ReLU())
-        self.heads = nn.ModuleDict({k: nn.Linear(96, n) for k, n in HEADS.items()})
-
-    def forward(self, images01: torch.Tensor) -> dict[str, torch.Tensor]:
-        if images01.shape[-2:] != (32, 32):
-            images01 = F.interpolate(images01, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
-        h = self.mlp(self.features(images01 - 0.5))
-        return {k: head(h) for k, head in self.heads.items()}
-
-
-ARCHS = {"cnn5": ToyJudge, "pool4": ToyJudgePool}
-
-
-def load_judge(directory: str | Path) -> nn.Module:
-    directory = Path(directory)
-    path = directory / "judge.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"toy judge weights not found at {path}; build them with "
-                                f"`python -m toy.judge --out {directory}` (or `bash scripts/build_toy.sh`)")
-    cfg = json.loads((directory / "config.json").read_text())
-    judge = ARCHS[cfg.get("arch", "cnn5")](width=cfg["width"])
-    judge.load_state_dict(load_file(path))
-    return judge.eval().requires_grad_(False)
+__all__ = ["ARCHS", "HEADS", "ToyJudge", "ToyJudgePool", "accuracy", "augment", "load_judge", "main"]
 
 
 def augment(x01: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -19,8 +19,8 @@ import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from dbcore.clip_tokenizer import CLIP_VOCAB_SIZE, clip_tokenizer
 from diffusion.bundle import ModelBundle
-from diffusion.clip_tokenizer import CLIP_VOCAB_SIZE, clip_tokenizer
 
 MAX_LENGTH = 12
 
