@@ -42,7 +42,7 @@ Adapters other than the toy's are random rank-4 LoRAs on every attention project
 
     python scripts/bench_blend.py --models tiny --steps 4 --repeats 3 --memory none   # a quick run
     python scripts/bench_blend.py --models toy,tiny,sd15 --repeats 3                  # the docs/performance.md table
-    python scripts/bench_blend.py --models tiny --steps 2 --repeats 1 --memory none --budget auto  # sized baselines
+    python scripts/bench_blend.py --models tiny --steps 4 --repeats 1 --memory none --budget auto  # sized baselines
 
 **Many users in one batch** (``--users K``, default 8; 0 skips it): K users each with their own weight vector w_k
 (DB-MPA, m = 2, w_k spread over [0.1, 0.9], one seed each) are served either in **one** sampling call with
