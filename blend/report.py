@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from blend import stats, styles
+from blend.baselines.costs import BACKWARD_COST, forward_equivalents
 from blend.methods import REGISTRY, reference_method
 from blend.methods.single import family
 from dbcore import figures
@@ -51,6 +52,15 @@ def _est(rs: list[dict], value, unit: str) -> list[float]:
     return [e.mean, e.se]
 
 
+def _costs_per_image(rs: list[dict], first: dict) -> dict[str, float]:
+    """Mean of each cost counter over the rows, and their forward-equivalents (derived here, so stored rows stay
+    as they were written; ``blend.baselines.costs.forward_equivalents``)."""
+    out = {k: sum(r["costs"][k] for r in rs) / len(rs) for k in (first.get("costs") or {})}
+    if "unet_forwards" in out:
+        out["forward_equivalents"] = sum(forward_equivalents(r["costs"]) for r in rs) / len(rs)
+    return out
+
+
 def summarise(rows: list[dict], unit: str | None = None) -> dict[str, dict]:
     """{config: {display, method, weights, lam, n, rewards: {name: [mean, se]}, weighted_reward: {obj: [mean, se]},
     paired_vs_mpa: {obj: {mean, se, df, ci95, p, unit}}, se_unit, seconds_per_image, unet_evals_per_image}} in
@@ -74,7 +84,7 @@ def summarise(rows: list[dict], unit: str | None = None) -> dict[str, dict]:
             "nonfinite": sum(1 for r in rs if r.get("nonfinite")),
             "seconds_per_image": sum(r["seconds"] for r in rs) / len(rs),
             "unet_evals_per_image": sum(r["unet_evals"] for r in rs) / len(rs),
-            "costs_per_image": {k: sum(r["costs"][k] for r in rs) / len(rs) for k in (first.get("costs") or {})},
+            "costs_per_image": _costs_per_image(rs, first),
         }
     ref = reference_method()  # blend.methods: DB-MPA
     refs = {s["targets"]: groups[label] for label, s in out.items() if s["method"] == ref and s["targets"]}
@@ -118,7 +128,8 @@ def caption(summary: dict[str, dict]) -> str:
             "image by image), with its 95% interval (Student's t, df = fewest clusters − 1) and two-sided p-value. "
             "WR = Σ_i w_i r_i. UNet evals count one network evaluation per model and step (a CFG pair counts once). "
             "Costs per image: UNet forwards / UNet backwards / VAE decodes / reward evaluations / reward gradients "
-            "inside the sampler (blend.baselines.costs).")
+            "inside the sampler; fe = forward-equivalents, a UNet forward 1 and a backward "
+            f"{BACKWARD_COST:g} (blend.baselines.costs).")
 
 
 def markdown_tables(summary: dict[str, dict], reward_names: list[str], objectives: list[str]) -> str:
@@ -126,7 +137,7 @@ def markdown_tables(summary: dict[str, dict], reward_names: list[str], objective
     sections = []
     for obj in objectives or [None]:
         head = (["method", *reward_names] + ([f"WR {obj}", "Δ WR vs DB-MPA (paired)"] if obj else [])
-                + ["s / image", "UNet evals / image", "fwd / bwd / dec / rew / ∇r", "n"])
+                + ["s / image", "UNet evals / image", "fwd / bwd / dec / rew / ∇r", "fe / image", "n"])
         lines = [f"### Objective {obj}" if obj else "### Results", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in summary.values():
@@ -138,7 +149,8 @@ def markdown_tables(summary: dict[str, dict], reward_names: list[str], objective
             c = s.get("costs_per_image") or {}
             cost = " / ".join(f"{c[k]:.0f}" for k in ("unet_forwards", "unet_backwards", "vae_decodes", "reward_evals",
                                                       "reward_grads") if k in c) or "–"
-            cells += [f"{s['seconds_per_image']:.3f}", f"{s['unet_evals_per_image']:.0f}", cost, str(s["n"])]
+            fe = f"{c['forward_equivalents']:.0f}" if "forward_equivalents" in c else "–"
+            cells += [f"{s['seconds_per_image']:.3f}", f"{s['unet_evals_per_image']:.0f}", cost, fe, str(s["n"])]
             lines.append("| " + " | ".join(cells) + " |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections) + "\n\n" + caption(summary) + "\n"

@@ -13,14 +13,15 @@ step, floor 1). The measured ``evals_per_step`` (counted by the samplers) is pri
 
 The inference-time baselines run on the base model (``blend.baselines``, run_DB.py's code), with the objective
 ½ brightness + ½ colorfulness (weight-free, differentiable, negligible next to a UNet call, so the ratio shows
-the sampler's cost) at run_DB.py's default sizes, or sized to DB-MPA m = 2's 2·T UNet evaluations per image
-with ``--budget auto`` (or any number, as run_DB.py's ``--budget``). Their floors count, per step and image,
-UNet forwards plus UNet backwards (a backward, one vector-Jacobian product, is counted as one evaluation though
-it costs about two forwards; VAE decodes and reward evaluations are not counted):
+the sampler's cost) at run_DB.py's default sizes, or sized to DB-MPA m = 2's 2·T forward-equivalents per image
+with ``--budget auto`` (or any number, as run_DB.py's ``--budget``). Their floors count forward-equivalents per
+step and image (``blend.baselines.costs``): UNet forwards plus ``BACKWARD_COST`` = 2 per UNet backward (one
+vector-Jacobian product; measured 1.86 forwards on the toy); VAE decodes and reward evaluations are not counted:
 
 * ``bon``  best-of-N: N (default 4);
 * ``code`` CoDe: 1 + N·S/T, S = ⌈(T − 1)/B⌉ branch steps (N = 20, B = 5; at T = 1 it never branches);
-* ``rgg``  reward-gradient guidance: 1 forward + m backwards (m = 2 rewards) = 3;
+* ``rgg``  reward-gradient guidance: 1 forward + m backwards (m = 2 rewards) = 1 + 2·2 = 5 on each guided step
+  (every step by default; the last G with ``--budget``: 1 + 4·G/T);
 * ``smc``  SMC (DAS): K × RGG's (K = 4).
 
 Peak memory is measured, not counted: each configuration runs once more in a fresh subprocess that
@@ -41,7 +42,7 @@ Adapters other than the toy's are random rank-4 LoRAs on every attention project
 
     python scripts/bench_blend.py --models tiny --steps 4 --repeats 3 --memory none   # a quick run
     python scripts/bench_blend.py --models toy,tiny,sd15 --repeats 3                  # the docs/performance.md table
-    python scripts/bench_blend.py --models tiny --steps 2 --repeats 1 --memory none --budget auto  # sized baselines
+    python scripts/bench_blend.py --models tiny --steps 4 --repeats 1 --memory none --budget auto  # sized baselines
 
 **Many users in one batch** (``--users K``, default 8; 0 skips it): K users each with their own weight vector w_k
 (DB-MPA, m = 2, w_k spread over [0.1, 0.9], one seed each) are served either in **one** sampling call with
@@ -74,6 +75,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from blend.baselines.costs import forward_equivalents  # noqa: E402
 from blend.baselines.options import add_baseline_args, baseline_specs  # noqa: E402
 from blend.methods import lam_method, method_names, reference_method  # noqa: E402
 from blend.methods.base import Base  # noqa: E402
@@ -198,7 +200,7 @@ def needs(method: str) -> int:
 
 
 def baseline_spec(method: str, steps: int, budget: str | None) -> BlendSpec:
-    """run_DB.py's spec of a baseline at its default size, or sized to ``budget`` UNet evaluations per image."""
+    """run_DB.py's spec of a baseline at its default size, or sized to ``budget`` forward-equivalents per image."""
     parser = argparse.ArgumentParser()
     add_baseline_args(parser)
     ns = parser.parse_args(["--budget", budget] if budget else [])
@@ -218,7 +220,7 @@ def bench_spec(method: str, names: list[str], steps: int, budget: str | None = N
 
 def floor(method: str, steps: int, budget: str | None = None) -> float:
     """UNet evaluations per step and image the method needs (``blend.methods``: its evaluations per step; a
-    baseline's cost over the steps, forwards + backwards)."""
+    baseline's cost over the steps in forward-equivalents, ``blend.baselines.costs``)."""
     spec = bench_spec(method, ["a", "b", "c", "d"], steps, budget)
     if spec.info.is_baseline:  # 1 + the extra evaluations per step (rounded as 1 + N·S/T for CoDe)
         return 1 + (spec.info.cost(spec, steps) - steps) / steps
@@ -226,25 +228,30 @@ def floor(method: str, steps: int, budget: str | None = None) -> float:
 
 
 def evals_per_step(result, steps: int) -> float:
-    """Measured UNet evaluations per step and image, as the samplers count them (baselines: forwards + backwards)."""
+    """Measured UNet evaluations per step and image, as the samplers count them (baselines: forward-equivalents)."""
     if result.costs:
-        return sum(c["unet_forwards"] + c["unet_backwards"] for c in result.costs) / len(result.costs) / steps
+        return sum(forward_equivalents(c) for c in result.costs) / len(result.costs) / steps
     return sum(result.unet_evals) / len(result.unet_evals) / steps
 
 
 def runner(method: str, names: list[str], base_bundle: ModelBundle, bundle: ModelBundle, loras: dict,
-           budget: str | None = None):
-    """A function (prompts, seeds, SamplerConfig) → SampleResult for ``method``; soups are merged here, once."""
+           budget: str | None = None, size_steps: int | None = None):
+    """A function (prompts, seeds, SamplerConfig) → SampleResult for ``method``; soups are merged here, once.
+    A baseline is sized to ``budget`` at ``size_steps`` steps (the timed run's; a 1-step warm-up reuses its sizes,
+    since a budget may not fit one step), or at each call's own steps when None."""
     if method not in CONFIGS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     c = CONFIGS[method]
-    if c.method in BASELINES:  # the base model steered by the objective; each call sizes to its own steps
+    if c.method in BASELINES:  # the base model steered by the objective
         from blend.baselines.dispatch import reward_fn, sample_any
 
         fns = {r: reward_fn(r, base_bundle.device) for r in OBJECTIVE[0]}
-        return lambda prompts, seeds, cfg: sample_any(base_bundle, baseline_spec(c.method, cfg.steps, budget), prompts,
-                                                      seeds, SamplerConfig(steps=cfg.steps, guidance=cfg.guidance,
-                                                                           eta=cfg.eta), fns)
+        def run(prompts, seeds, cfg):
+            spec = baseline_spec(c.method, size_steps or cfg.steps, budget)
+            return sample_any(base_bundle, spec, prompts, seeds,
+                              SamplerConfig(steps=cfg.steps, guidance=cfg.guidance, eta=cfg.eta), fns)
+
+        return run
     spec, b, batched = bench_spec(method, names, 1), base_bundle if c.clean else bundle, c.batched
     if spec.soup_spec is not None:  # a soup, or a hybrid's soup range (run_DB.py's path): merged here, once
         ensure_soup_adapter(bundle.unet, spec.soup_spec, loras)
@@ -290,7 +297,7 @@ def child(args: argparse.Namespace) -> None:
     method, dtype = args.child, getattr(torch, args.dtype)
     cuda = args.device.startswith("cuda")
     base_bundle, bundle, names, loras = setup(args.models, [method], args.latent, args.device, dtype, copy_base=False)
-    run = runner(method, names, base_bundle, bundle, loras, args.budget)
+    run = runner(method, names, base_bundle, bundle, loras, args.budget, args.steps)
     setup_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     reset = _reset_peak_rss()
     if cuda:
@@ -355,7 +362,7 @@ def time_methods(model: str, methods: list[str], args: argparse.Namespace) -> tu
     info = {"setup_s": time.perf_counter() - t0, "source": bundle.source,
             "unet_params_M": sum(p.numel() for p in (base_bundle or bundle).unet.parameters()) / 1e6}
     t0 = time.perf_counter()
-    runs = {x: runner(x, names, base_bundle, bundle, loras, args.budget) for x in methods}
+    runs = {x: runner(x, names, base_bundle, bundle, loras, args.budget, args.steps) for x in methods}
     info["soup_merge_s"] = time.perf_counter() - t0
     soups = [a for a in adapter_names(bundle.unet) if a.startswith("soup_")]
     if soups:  # what every sampling call of a soup pays once: its ΔW folded into the base weights, and restored
@@ -478,7 +485,7 @@ def print_table(model: str, methods: list[str], times: dict, mem: dict, result: 
     if any(m in BASELINES for m in methods):
         print(f"\nbaselines: objective {OBJECTIVE[1][0]:g}·{OBJECTIVE[0][0]} + {OBJECTIVE[1][1]:g}·{OBJECTIVE[0][1]} on "
               f"the base model; sizes {'for --budget ' + args.budget if args.budget else 'run_DB.py defaults'}; their "
-              "floor counts UNet forwards + backwards")
+              "floor counts forward-equivalents (a UNet backward = 2 forwards)")
 
 
 def main() -> None:
@@ -496,8 +503,8 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
     p.add_argument("--budget", default=None, metavar="auto|N",
-                   help="size the baselines bon, code, smc to N UNet evaluations per image ('auto' = DB-MPA m = 2's "
-                        "2·T), as run_DB.py's --budget [default: run_DB.py's default sizes]")
+                   help="size the baselines bon, code, rgg, smc to N forward-equivalents per image ('auto' = DB-MPA "
+                        "m = 2's 2·T), as run_DB.py's --budget [default: run_DB.py's default sizes]")
     p.add_argument("--users", type=int, default=8,
                    help="K users with different w: one call with per-image weights vs K calls (0: skip)")
     p.add_argument("--_child", dest="child", default=None, help=argparse.SUPPRESS)

@@ -132,15 +132,16 @@ def _run(script: str, *args: str, timeout: int = 600) -> dict:
 def test_bench_blend_smoke():
     methods = ["single", "mpa2", "mpa4", "mpa2_batched", "mpa_ls", "kla", "kla_batched", "soup", "soup_factors",
                "hybrid_late", "bon", "code", "rgg", "smc"]
-    out = _run("bench_blend.py", "--models", "tiny", "--steps", "2", "--batch", "2", "--repeats", "1",
+    out = _run("bench_blend.py", "--models", "tiny", "--steps", "4", "--batch", "2", "--repeats", "1",
                "--methods", ",".join(methods), "--memory", "mpa4", "--budget", "auto")
     assert set(out["time"]["tiny"]) == {"base", *methods} and out["time"]["tiny"]["base"] == 1.0
     assert set(out["memory"]["tiny"]) == {"base", "mpa4"}
     assert out["floor"]["mpa4"] == 4 and out["floor"]["kla"] == out["floor"]["kla_batched"] == 2
     assert out["floor"]["soup"] == 1
-    assert out["floor"]["hybrid_late"] == 1.5 and out["floor"]["rgg"] == 3  # 1 forward + 2 reward backwards
-    # sized to DB-MPA m = 2's 2·T: N = 2 samples, CoDe 1 + N·S/T = 2, K = 2 particles × 3
-    assert (out["floor"]["bon"], out["floor"]["code"], out["floor"]["smc"]) == (2, 2, 6)
+    assert out["floor"]["hybrid_late"] == 1.5
+    # sized to DB-MPA m = 2's 2·T = 8 forward-equivalents: N = 2 samples, CoDe 1 + N·S/T = 1 + 4·1/4; RGG and SMC
+    # (one particle) guided on G = 1 step: 1 + 2 rewards · 2 (a backward = 2 forwards) · 1/4
+    assert (out["floor"]["bon"], out["floor"]["code"], out["floor"]["rgg"], out["floor"]["smc"]) == (2, 2, 2, 2)
     assert out["evals_per_step"]["tiny"] == out["floor"]  # what the samplers counted is the floor
     assert out["info"]["tiny"]["indexed_switch_us"] > 0 and out["info"]["tiny"]["soup_fold_s"] > 0
     mem = _run("bench_blend.py", "--models", "tiny", "--steps", "1", "--batch", "1", "--methods", "mpa4", "--memory",

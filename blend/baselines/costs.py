@@ -1,5 +1,11 @@
 """Cost of one image, counted by what the sampler actually ran, and equal-cost sizing (``--budget``).
 
+One unit, the **forward-equivalent** (fe): a UNet forward counts 1, a UNet backward (a vector-Jacobian product
+w.r.t. x_t) counts ``BACKWARD_COST``. VAE decodes and reward evaluations are not counted: on the toy world
+(``builtin:toy``, pixel space, analytic rewards) they cost < 0.001 forward each (``scripts/bench_backward.py``);
+on latent-diffusion models the decode is not free and this unit understates the guided baselines' cost.
+``--budget`` is in fe per image (docs/baselines.md).
+
 Fields, per image (docs/method.md §6 notation: T steps, m rewards, N candidates, B CoDe block, K particles):
 
 * ``unet_forwards``  — UNet evaluations; a classifier-free-guidance pair counts once, as in the DB tables;
@@ -17,11 +23,13 @@ method     UNet forwards               UNet backwards         VAE decodes       
 plain      e·T                         0                      1                       0 / 0
 bon*       N·e·T                       0                      N                       N·m / 0
 code       T + N·S  (S = block steps)  0                      N·S + 1                 N·S·m / 0
-rgg        T                           m·T                    T + 1                   m·T / m·T
-smc        K·T                         K·m·T                  K·(T + 1)               K·m·(T + 1) / K·m·T
+rgg        T                           m·G                    G + 1                   m·G / m·G
+smc        K·T                         K·m·G                  K·(T + 1)               K·m·(T + 1) / K·m·G
 =========  ==========================  =====================  ======================  ====================
 
-S = #{i < T − 1 : i mod B = 0} = ⌈(T − 1)/B⌉: CoDe branches every B-th step except the last.
+S = #{i < T − 1 : i mod B = 0} = ⌈(T − 1)/B⌉: CoDe branches every B-th step except the last. G = guided steps
+(RGG / SMC guide the last G steps only; G = T, every step, unless ``--rgg_guided_steps`` or ``--budget`` sets it).
+In fe: RGG T + b·m·G, SMC K·(T + b·m·G) with b = ``BACKWARD_COST``.
 """
 
 from __future__ import annotations
@@ -30,6 +38,19 @@ import math
 from dataclasses import asdict, dataclass
 
 COST_FIELDS = ("unet_forwards", "unet_backwards", "vae_decodes", "reward_evals", "reward_grads")
+
+# A UNet backward w.r.t. its input, in UNet forwards. Measured 1.86 on the toy UNet (builtin:toy, batch 16, fp32,
+# CPU, one thread, CFG pair; median of 20): (t(forward with autograd + backward to x) − t(forward, no_grad)) /
+# t(forward, no_grad), by
+#   OMP_NUM_THREADS=1 python scripts/bench_backward.py --base_model builtin:toy --batch 16 --repeats 20
+# Counted as 2.0 (the usual "a backward costs two forwards"; 1.86 rounded up, so guided baselines are not favoured).
+BACKWARD_COST = 2.0
+BUDGET_SLACK = 1e-9  # float slack when comparing a cost in fe with a budget
+
+
+def forward_equivalents(costs: dict[str, float]) -> float:
+    """A cost dict (``COST_FIELDS``, per image) in forward-equivalents: forwards + BACKWARD_COST · backwards."""
+    return float(costs.get("unet_forwards", 0)) + BACKWARD_COST * float(costs.get("unet_backwards", 0))
 
 
 @dataclass
@@ -61,16 +82,39 @@ def code_branch_steps(steps: int, block: int) -> int:
     return len([i for i in range(steps - 1) if i % block == 0])
 
 
-def size_for_budget(method: str, budget: float, steps: int, evals_per_step: int = 1, block: int = 5) -> int:
-    """The free size (N, N, K) that keeps a method's UNet forwards per image at or under ``budget`` (≥ 1).
+class BudgetTooSmall(ValueError):
+    """The budget is below a method's cost at its smallest size (the message names both)."""
 
-    best-of-N: N·e·T ≤ budget;  CoDe: T + N·S ≤ budget;  SMC: K·T ≤ budget. RGG has no free size. Each method
-    sizes itself (``Method.fit_budget`` in ``blend.methods``).
+
+def size_for_budget(method: str, budget: float, steps: int, evals_per_step: int = 1, block: int = 5,
+                    n_rewards: int = 1) -> int:
+    """The largest size (N, N, G, K) that keeps a method's forward-equivalents per image at or under ``budget``.
+
+    best-of-N: N·e·T ≤ budget;  CoDe: T + N·S ≤ budget;  RGG: T + b·m·G ≤ budget (G ≤ T guided steps);
+    SMC: K·(T + b·m·T) ≤ budget (K particles, every step guided; ``guided_steps_for_budget`` when one such particle
+    is too dear). Raises :class:`BudgetTooSmall` when even the smallest size (1) costs more. Each method sizes
+    itself (``Method.fit_budget`` in ``blend.methods``).
     """
     if budget <= 0 or not math.isfinite(budget):
-        raise ValueError(f"--budget must be a positive number of UNet evaluations per image, got {budget}")
+        raise ValueError(f"--budget must be a positive number of forward-equivalents per image, got {budget}")
     from blend.methods import REGISTRY
 
     if method not in REGISTRY or not REGISTRY[method].is_baseline:
         raise ValueError(f"method {method!r} has no size to fit to a budget")
-    return REGISTRY[method].fit_budget(budget, steps, evals_per_step, block)  # blend.methods: bon.py, code.py, guided.py
+    # blend.methods: bon.py, code.py, guided.py
+    return REGISTRY[method].fit_budget(budget, steps, evals_per_step, block, n_rewards)
+
+
+def largest_size(method: str, cost, budget: float, upper: int | None = None) -> int:
+    """The largest n ≥ 1 (≤ ``upper``) with cost(n) ≤ budget, for a cost increasing in n; BudgetTooSmall if none."""
+    if cost(1) > budget + BUDGET_SLACK:
+        raise BudgetTooSmall(f"--budget {budget:g} forward-equivalents per image is below {method}'s smallest cost, "
+                             f"{cost(1):g} fe per image (size 1); raise --budget or leave {method} out of --methods")
+    fits = lambda n: (upper is None or n <= upper) and cost(n) <= budget + BUDGET_SLACK  # noqa: E731
+    lo, hi = 1, 2
+    while fits(hi):  # exponential then binary search: fits(lo), not fits(hi)
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo

@@ -7,7 +7,8 @@ At step i from x_t (η = 1 DDIM, guided ε, x̂0 = Tweedie's estimate through th
     x_{t−1}  = μ_t + σ_t z + λ_i σ_t² g_t                      (the reference's "DDIM step + variance·guidance")
 
 Each reward's gradient is one vector-Jacobian product through decoder, UNet and ``ddim_step``'s x̂0
-(one UNet backward per reward per step). ``rgg`` is one chain per image. ``smc`` runs K particles per
+(one UNet backward per reward per step). With option ``G`` only the last G steps are guided (the earlier ones are
+plain DDIM steps, g = 0; λ_i is small there anyway); absent, every step is. ``rgg`` is one chain per image. ``smc`` runs K particles per
 image (particle 0 on the plain chain's noise, the others on derived seeds) with the twist
 ψ_t = λ_i · Σ_j w_j r_j(x̂0)/s_j / α (α = kl_coeff), the incremental weight
 log p(x_{t−1}|x_t) − log q(x_{t−1}|x_t) + ψ_{t−1} − ψ_t (Gaussian densities summed over all elements;
@@ -58,6 +59,16 @@ def guidance_step(bundle: ModelBundle, predictor: NoisePredictor, objective: Wei
     return step, g, value
 
 
+def unguided_step(bundle: ModelBundle, predictor: NoisePredictor, objective: WeightedReward | None, x: torch.Tensor,
+                  t: int, cond, uncond, prompts: Sequence[str], z: torch.Tensor, eta: float):
+    """A step before the guided ones: (DDIM step of x, g = 0, Σ w r / s at x̂0 or None when ``objective`` is None).
+    SMC still needs the twist's value (a decode and m reward evaluations, no backward); RGG needs nothing."""
+    eps = predictor(x, t, cond, uncond, {BASE: None})[BASE]
+    step = ddim_step(bundle.scheduler, eps, t, x, eta, noise=z)
+    value = None if objective is None else objective(bundle.decode(step.pred_original_sample), prompts)
+    return step, torch.zeros_like(x), value
+
+
 def _ess(logw: torch.Tensor) -> torch.Tensor:
     p = torch.softmax(logw, dim=-1)
     return 1.0 / (p**2).sum(dim=-1)
@@ -102,14 +113,19 @@ def _guided_group(bundle, spec, prompts, seeds, config, objective, k, progress):
     predictor = NoisePredictor(bundle, config.guidance, batched=config.batched)
     m = objective.m
     smc = spec.info.resamples
+    first_guided = n_steps - spec.info.guided_steps(spec, n_steps)  # guided on steps i ≥ first_guided
     logw = torch.zeros(n, k, dtype=torch.float64)
     prev_twist = torch.zeros(n * k, dtype=torch.float64)
     log_ratio = torch.zeros(n * k, dtype=torch.float64)
     rngs = [np.random.default_rng(np.random.SeedSequence([int(s) % 2**63, 0x5EC])) for s in seeds]
 
     for i, t in enumerate(tqdm(timesteps, desc=spec.label, disable=not progress, leave=False)):
-        step, g, value = guidance_step(bundle, predictor, objective, x, t, i, cond, uncond, rows_prompts, z[i],
-                                       config.eta)
+        if i >= first_guided:
+            step, g, value = guidance_step(bundle, predictor, objective, x, t, i, cond, uncond, rows_prompts, z[i],
+                                           config.eta)
+        else:
+            step, g, value = unguided_step(bundle, predictor, objective if smc else None, x, t, cond, uncond,
+                                           rows_prompts, z[i], config.eta)
         lam = tempering(i, gamma)
         mean, prev = step.mean, step.prev_sample
         if smc:
@@ -150,6 +166,8 @@ def _guided_group(bundle, spec, prompts, seeds, config, objective, k, progress):
                 p = torch.softmax(logw[j], 0).numpy()
                 out_idx[j] = j * k + int(rngs[j].choice(k, p=p / p.sum()))
     chosen = images[out_idx.to(images.device)].float().cpu()
-    per_image = Costs(unet_forwards=k * n_steps, unet_backwards=k * m * n_steps, vae_decodes=k * (n_steps + 1),
-                      reward_evals=k * (m * n_steps + reward_evals_final), reward_grads=k * m * n_steps)
+    n_guided = n_steps - first_guided
+    looked = n_steps if smc else n_guided  # steps that decode x̂0 and evaluate the rewards there
+    per_image = Costs(unet_forwards=k * n_steps, unet_backwards=k * m * n_guided, vae_decodes=k * (looked + 1),
+                      reward_evals=k * (m * looked + reward_evals_final), reward_grads=k * m * n_guided)
     return chosen, [per_image.to_dict() for _ in range(n)]

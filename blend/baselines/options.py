@@ -15,13 +15,17 @@ def add_baseline_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group(f"baselines (--methods {','.join(baseline_names())}; docs/method.md §6)")
     g.add_argument("--budget", default=None, metavar="auto|N",
-                   help="equal-cost comparison: size best-of-N's N, CoDe's N and SMC's K so that each spends at most "
-                        "N UNet evaluations per image ('auto' = DB-MPA's m·T); overrides --bon_n, --code_n, --smc_k")
+                   help="equal-cost comparison in forward-equivalents (fe: a UNet forward = 1, a UNet backward = 2; "
+                        "docs/baselines.md): size best-of-N's N, CoDe's N, RGG's guided steps G and SMC's K (and G "
+                        "when one particle is too dear) so that each spends at most N fe per image ('auto' = DB-MPA's "
+                        "m·T forwards); overrides --bon_n, --code_n, --smc_k, --rgg_guided_steps")
     g.add_argument("--bon_n", type=int, default=4, help="best-of-N: samples per image")
     g.add_argument("--code_n", type=int, default=20, help="CoDe: candidates per branch step (the paper's 20)")
     g.add_argument("--code_block", type=int, default=5, help="CoDe: block size B (branch every B steps; paper 5)")
     g.add_argument("--smc_k", type=int, default=4, help="SMC: particles per image (DAS's default 4)")
     g.add_argument("--smc_ess", type=float, default=0.5, help="SMC: resample when ESS < this · K (0 = never)")
+    g.add_argument("--rgg_guided_steps", type=int, default=None, metavar="G",
+                   help="RGG/SMC: guide the last G steps only (each costs m UNet backwards); default every step")
     g.add_argument("--kl_coeff", type=float, default=0.1, help="RGG/SMC: α of the twist r/α (the paper's 0.1)")
     g.add_argument("--rgg_gamma", type=float, default=0.024,
                    help="RGG/SMC: tempering λ_i = min((1+γ)^i − 1, 1) (the paper's 0.024 at 50 steps)")
@@ -31,7 +35,8 @@ def add_baseline_args(p: argparse.ArgumentParser) -> None:
 
 
 def parse_budget(text: str | None, n_adapters: int, steps: int) -> float | None:
-    """UNet evaluations per image allowed to each sized baseline; 'auto' = DB-MPA's m·T."""
+    """Forward-equivalents per image allowed to each sized baseline (``blend.baselines.costs``); 'auto' = DB-MPA's
+    m·T UNet forwards."""
     if text is None:
         return None
     if text == "auto":
@@ -42,7 +47,7 @@ def parse_budget(text: str | None, n_adapters: int, steps: int) -> float | None:
     try:
         value = float(text)
     except ValueError as exc:
-        raise SystemExit(f"error: --budget {text!r} must be 'auto' or a number of UNet evaluations per image") from exc
+        raise SystemExit(f"error: --budget {text!r} must be 'auto' or a number of forward-equivalents per image") from exc
     if not value > 0:
         raise SystemExit(f"error: --budget must be > 0, got {text}")
     return value
@@ -60,7 +65,10 @@ def baseline_specs(method: str, adapters: Sequence[str], rewards: Sequence[str],
                          f"reward per adapter; got rewards {list(rewards)} and adapters {list(adapters)}")
     out = []
     for w in vectors:
-        opts = info.options(args, budget, steps, w)  # blend.methods: bon.py, code.py, guided.py
+        try:
+            opts = info.options(args, budget, steps, w)  # blend.methods: bon.py, code.py, guided.py
+        except ValueError as exc:  # blend.baselines.costs.BudgetTooSmall names the method and its smallest cost
+            raise SystemExit(f"error: {exc}") from exc
         extra = {"scales": dict(scales)} if scales else {}
         try:
             out.append(info.make_spec(adapters, rewards, w, opts, extra))

@@ -72,18 +72,20 @@ class Baseline(Method):
 
     def options(self, args: argparse.Namespace, budget: float | None, steps: int,
                 w: Sequence[float]) -> dict[str, float | str]:
-        """The spec's options from the baseline flags (``blend.baselines.options``), sized to ``budget``."""
+        """The spec's options from the baseline flags (``blend.baselines.options``), sized to ``budget`` (fe per
+        image); raises ``blend.baselines.costs.BudgetTooSmall`` when the smallest size costs more."""
         raise NotImplementedError
 
-    def fit_budget(self, budget: float, steps: int, evals_per_step: int = 1, block: int = 5) -> int:
-        """The free size (N or K) that keeps the UNet forwards per image at or under ``budget``."""
+    def fit_budget(self, budget: float, steps: int, evals_per_step: int = 1, block: int = 5,
+                   n_rewards: int = 1) -> int:
+        """The largest size (N, G or K) that keeps the forward-equivalents per image at or under ``budget``."""
         raise ValueError(f"method {self.name!r} has no size to fit to a budget")
 
-    def sized(self, budget: float, steps: int, evals_per_step: int = 1, block: int = 5) -> int:
+    def sized(self, budget: float, steps: int, evals_per_step: int = 1, block: int = 5, n_rewards: int = 1) -> int:
         """``fit_budget`` after ``blend.baselines.costs.size_for_budget``'s check of the budget."""
         from blend.baselines.costs import size_for_budget
 
-        return size_for_budget(self.name, budget, steps, evals_per_step, block)
+        return size_for_budget(self.name, budget, steps, evals_per_step, block, n_rewards)
 
     def build_specs(self, ctx: PlanContext) -> list[BlendSpec]:
         from blend.baselines.options import baseline_specs

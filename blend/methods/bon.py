@@ -34,8 +34,11 @@ class _BestOfN(Baseline):
         e = len([x for x in w if x != 0]) if self.proposal == Mpa.name else 1
         return {"N": self.sized(budget, steps, e) if budget else args.bon_n}
 
-    def fit_budget(self, budget: float, steps: int, evals_per_step: int = 1, block: int = 5) -> int:
-        return max(1, int(budget // (evals_per_step * steps)))
+    def fit_budget(self, budget: float, steps: int, evals_per_step: int = 1, block: int = 5,
+                   n_rewards: int = 1) -> int:
+        from blend.baselines.costs import largest_size
+
+        return largest_size(self.name, lambda n: n * evals_per_step * steps, budget)
 
     def cost(self, spec: BlendSpec, steps: int) -> float:
         return float(spec.option("N", 1)) * self.proposal_spec(spec).unet_evals_per_step(steps) * steps

@@ -23,11 +23,12 @@ class CoDe(Baseline):
         return {"B": args.code_block,
                 "N": self.sized(budget, steps, block=args.code_block) if budget else args.code_n}
 
-    def fit_budget(self, budget: float, steps: int, evals_per_step: int = 1, block: int = 5) -> int:
-        from blend.baselines.costs import code_branch_steps
+    def fit_budget(self, budget: float, steps: int, evals_per_step: int = 1, block: int = 5,
+                   n_rewards: int = 1) -> int:
+        from blend.baselines.costs import code_branch_steps, largest_size
 
         s = code_branch_steps(steps, block)
-        return max(1, int((budget - steps) // s)) if s else 1
+        return largest_size(self.name, lambda n: steps + n * s, budget, upper=None if s else 1)
 
     def cost(self, spec: BlendSpec, steps: int) -> float:
         from blend.baselines.costs import code_branch_steps
