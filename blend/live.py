@@ -189,12 +189,15 @@ class LiveSession:
                  lam: float = 1.0, reward_scales: Sequence[float] | None = None, model_name: str = "",
                  cache_size: int = CACHE_SIZE, scheduler_name: str = "ddim",
                  weights_end: Sequence[float] | None = None, schedule_kind: str = "linear",
-                 methods: Sequence[str] | None = None, soups: bool = True) -> None:
+                 methods: Sequence[str] | None = None, soups: bool = True,
+                 wr_rewards: Sequence[str] | None = None) -> None:
         self.bundle, self.loras = bundle, loras
         self.adapters = list(adapters)
         self.oracles = dict(oracles or {})  # adapter name in the UNet -> its target w, e.g. "w=(0.5,0.5)"
         self.reward_fns = reward_fns
         self.reward_names = list(reward_fns)
+        # the rewards of WR, one per adapter (run_DB.py's --rewards); the rest (--report_rewards) are shown beside
+        self.wr_rewards = list(wr_rewards) if wr_rewards else self.reward_names
         self.reward_scales = tuple(reward_scales) if reward_scales else None
         self.prompts = list(prompts) or ["a red circle on a blue background"]
         self.seeds = list(seeds)
@@ -304,9 +307,9 @@ class LiveSession:
 
     def objective(self, weights: Sequence[float]) -> Objective | None:
         """The weighted reward WR = Σ w_i r_i / s_i when there is one reward per adapter (as in run_DB.py)."""
-        if len(self.reward_names) != len(self.adapters) or not self.adapters:
+        if len(self.wr_rewards) != len(self.adapters) or not self.adapters:
             return None
-        return Objective(tuple(weights), tuple(self.reward_names), self.reward_scales)
+        return Objective(tuple(weights), tuple(self.wr_rewards), self.reward_scales)
 
     def config_for(self, steps: int | None = None, guidance: float | None = None,
                    eta: float | None = None) -> SamplerConfig:
@@ -614,7 +617,8 @@ def session_from_plan(plan: RunPlan, *, lam: float = 1.0, weights_end: Sequence[
     seeds = plan.seeds[:n_seeds] if n_seeds else plan.seeds
     return LiveSession(bundle, loras, names, reward_fns, oracles=oracles, prompts=plan.prompts, seeds=seeds,
                        sampler=plan.sampler, weights=plan.weights[0] if plan.weights else None, lam=lam,
-                       reward_scales=plan.scales, scheduler_name=plan.scheduler, weights_end=weights_end,
+                       reward_scales=plan.scales, scheduler_name=plan.scheduler,
+                       wr_rewards=list(plan.objectives[0].rewards) if plan.objectives else None, weights_end=weights_end,
                        schedule_kind=schedule_kind, methods=methods, soups=not blocked,
                        model_name=plan.base_model + (" (toy world)" if plan.toy_default else ""))
 
