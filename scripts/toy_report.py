@@ -160,6 +160,8 @@ def main() -> None:
     ap.add_argument("--table1", required=True, help="run_DB.py output folder of the main table (10 steps)")
     ap.add_argument("--steps50", default=None, help="the same table at 50 steps (w = 0.5)")
     ap.add_argument("--kla", default=None, help="run_DB.py output folder of the DB-KLA sweep (its summary is kept)")
+    ap.add_argument("--budget_run", default=None,
+                    help="run_DB.py output folder of the compute-matched table (its summary is kept)")
     ap.add_argument("--weights", default="0.2,0.5,0.8")
     ap.add_argument("--out", default="docs/toy")
     args = ap.parse_args()
@@ -181,6 +183,9 @@ def main() -> None:
         rec50 = claims.decide(family(g50, 0.5), UNIT)
         (out / "claims_steps50.md").write_text(claims.markdown(rec50), encoding="utf-8")
         extra["steps50"] = rec50
+    if args.budget_run:
+        (out / "table1_compute_matched.md").write_text(
+            (Path(args.budget_run) / "summary.md").read_text(encoding="utf-8"), encoding="utf-8")
     if args.kla:
         (out / "kla.md").write_text((Path(args.kla) / "summary.md").read_text(encoding="utf-8"), encoding="utf-8")
     (out / "claims.md").write_text(

@@ -2,10 +2,11 @@
 # Toy Table 1 (at 10 and 50 steps), its claims with Holm-adjusted p, and the DB-KLA sweep, from the committed toy
 # weights (toy/weights/), all through run_DB.py. Tables and figures go to docs/toy/.
 #
-#   bash scripts/toy_tables.sh [--n_seeds 12] [--out outputs/toy_tables] [--docs docs/toy] [--only table1,steps50,kla]
+#   bash scripts/toy_tables.sh [--n_seeds 12] [--out outputs/toy_tables] [--docs docs/toy] [--only table1,steps50,kla,budget]
 #
 # Fixed before any run (not after reading results): 12 held-out prompts (dataset/toy_test_prompts.json) × 12 seeds
-# for Table 1 (w ∈ {0.2, 0.5, 0.8}), × 4 seeds at 50 steps (w = 0.5), × 6 seeds for DB-KLA; the family of comparisons
+# for Table 1 (w ∈ {0.2, 0.5, 0.8}), × 4 seeds at 50 steps (w = 0.5) and for the compute-matched table (best-of-N,
+# CoDe, RGG and SMC sized by --budget auto to DB-MPA's m·T forward-equivalents), × 6 seeds for DB-KLA; the family of comparisons
 # in scripts/toy_report.py. Scoring: WR on the held-out judge (toy_align_heldout_z) and the true JPEG size
 # (toy_jpeg_z); the training judge (toy_align_z) and the ground truth (toy_truth) beside. Reward-using methods would
 # guide with toy_align_z and toy_smoothness_z (--guide_rewards). Re-running resumes (run_DB.py skips finished images).
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 N_SEEDS=12
 OUT=outputs/toy_tables
 DOCS=docs/toy
-ONLY=table1,steps50,kla
+ONLY=table1,steps50,kla,budget
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --n_seeds) N_SEEDS=$2; shift 2 ;;
@@ -61,6 +62,12 @@ if want kla; then
     --lambdas 0.25,0.5,0.75,1.25,1.5,1.75,2 --oracle 1=$W/oracles_kl/lam0.5/seed0 --oracle 1=$W/oracles_kl/lam2/seed0 \
     >/dev/null
   REPORT+=(--kla "$OUT/kla")
+fi
+if want budget; then
+  echo "== compute-matched Table 1 (w = 0.5; every baseline sized to DB-MPA's cost in forward-equivalents)"
+  $PY run_DB.py "${COMMON[@]}" "${ADAPTERS[@]}" --steps 10 --n_seeds 4 --out_dir "$OUT/table1_budget" \
+    --methods base,mpa,bon,code,rgg,smc --weights 0.5,0.5 --budget auto >/dev/null
+  REPORT+=(--budget_run "$OUT/table1_budget")
 fi
 if [[ " ${REPORT[*]} " == *" --table1 "* ]]; then
   $PY scripts/toy_report.py "${REPORT[@]}"
