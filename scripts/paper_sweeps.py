@@ -109,7 +109,8 @@ def toy_world(n_seeds: int) -> World:
 
 
 def tiny_world(out: Path, n_seeds: int, prompts: str) -> World:
-    """builtin:tiny with four random adapters and random oracles (a smoke test of every sweep)."""
+    """builtin:tiny with four random adapters and random oracles (a smoke test of every sweep); 4 steps, the fewest
+    at which RGG fits DB-MPA's budget (m·T forward-equivalents)."""
     from diffusion.lora import random_lora, save_lora
     from diffusion.tiny import make_tiny_sd
 
@@ -121,7 +122,7 @@ def tiny_world(out: Path, n_seeds: int, prompts: str) -> World:
             save_lora(random_lora(unet, seed=11 + i, std_b=0.3), path)
         paths[name] = str(path)
     return World("tiny", "builtin:tiny", [(n, paths[n]) for n in "abcd"],
-                 ["brightness", "colorfulness", "toy_smoothness", "jpeg_compressibility"], prompts, 3, 5.0, n_seeds,
+                 ["brightness", "colorfulness", "toy_smoothness", "jpeg_compressibility"], prompts, 4, 5.0, n_seeds,
                  oracles={"0.2,0.8": paths["o2"], "0.5,0.5": paths["o5"], "0.8,0.2": paths["o8"]},
                  kla_oracles={0.5: paths["k05"], 2.0: paths["k2"]},
                  extra=["--rgg_gamma", "0.5", "--code_block", "1", "--guidance_surrogate",
