@@ -588,27 +588,9 @@ def session_from_plan(plan: RunPlan, *, lam: float = 1.0, weights_end: Sequence[
 
     ``lam``, ``weights_end`` (with ``schedule_kind``) and ``methods`` are the starting λ, the --weights_end vector
     and the method families offered; ``n_seeds`` cuts the plan's seeds to the first n (the page's default: 2)."""
-    from blend.runner import write_demo_adapters
-    from diffusion.loading import load_bundle
-    from diffusion.lora_formats import add_unet_member, load_adapter_any, unet_member_record
-    from diffusion.schedulers import make_scheduler
-    from rewards import get_reward
+    from blend.runner import load_plan
 
-    device = torch.device(plan.device)
-    reward_fns = {name: get_reward(name, device=device, dtype=torch.float32, cache_dir=plan.cache_dir,
-                                   **plan.reward_options.get(name, {})) for name in plan.rewards}
-    bundle = load_bundle(plan.base_model, device=device, dtype=getattr(torch, plan.dtype), cache_dir=plan.cache_dir)
-    if plan.scheduler != "ddim":
-        bundle.scheduler = make_scheduler(plan.scheduler, bundle.scheduler.config)
-    adapters = [(n, p) for n, p, _ in plan.adapters]
-    if plan.demo_adapters:
-        adapters = write_demo_adapters(bundle, plan.out_dir / "builtin_adapters", plan.demo_adapters)
-    loras = {name: load_adapter_any(bundle, name, path, cache_dir=plan.cache_dir) for name, path in adapters}
-    for name, path in plan.members:
-        add_unet_member(bundle, name, path)
-        loras[name] = unet_member_record(path)
-    for name, path in plan.oracles.items():
-        loras[name] = load_adapter_any(bundle, name, path, cache_dir=plan.cache_dir)
+    reward_fns, bundle, loras = load_plan(plan, torch.device(plan.device))
     names = plan.adapter_names
     blocked = [n for n in names if loras[n].fmt == "full-unet" or loras[n].extra.get("text_encoder_layers")]
     oracles = {s.adapters[0]: s.extra["target"] for s in plan.specs if s.role == ORACLE}

@@ -31,29 +31,20 @@ class RunResult:
     table: str
 
 
-def execute(plan: RunPlan) -> RunResult | None:
-    """Run ``plan`` into ``plan.out_dir`` (resuming what is stored there); the result on the main process, else None.
-
-    Soups of members that cannot be merged (a full UNet, text-encoder LoRA parts) are refused when --methods named
-    them (:class:`PlanError`) and skipped otherwise.
-    """
+def load_plan(plan: RunPlan, device: torch.device) -> tuple[dict, object, dict]:
+    """What a plan samples and scores with: its rewards, the base model (with --scheduler) and every member (the
+    --lora adapters or the demo ones, the --model UNets, the oracles). Returns (reward_fns, bundle, loras)."""
     from diffusion.loading import load_bundle
     from diffusion.lora_formats import add_unet_member, load_adapter_any, unet_member_record
     from diffusion.schedulers import make_scheduler
     from rewards import get_reward
 
-    out_dir = plan.out_dir
-    device = torch.device(plan.device)
-    state = PartialState(cpu=device.type == "cpu")
-    if device.type == "cuda" and state.num_processes > 1:
-        device = state.device
     reward_fns = {name: get_reward(name, device=device, dtype=torch.float32, cache_dir=plan.cache_dir,
                                    **plan.reward_options.get(name, {})) for name in plan.rewards}
-
     bundle = load_bundle(plan.base_model, device=device, dtype=getattr(torch, plan.dtype), cache_dir=plan.cache_dir)
     adapters = [(n, p) for n, p, _ in plan.adapters]
     if plan.demo_adapters:
-        adapters = write_demo_adapters(bundle, out_dir / "builtin_adapters", plan.demo_adapters)
+        adapters = write_demo_adapters(bundle, plan.out_dir / "builtin_adapters", plan.demo_adapters)
     if plan.scheduler != "ddim":
         bundle.scheduler = make_scheduler(plan.scheduler, bundle.scheduler.config)
     loras = {name: load_adapter_any(bundle, name, path, cache_dir=plan.cache_dir) for name, path in adapters}
@@ -62,6 +53,21 @@ def execute(plan: RunPlan) -> RunResult | None:
         loras[name] = unet_member_record(path)
     for name, path in plan.oracles.items():
         loras[name] = load_adapter_any(bundle, name, path, cache_dir=plan.cache_dir)
+    return reward_fns, bundle, loras
+
+
+def execute(plan: RunPlan) -> RunResult | None:
+    """Run ``plan`` into ``plan.out_dir`` (resuming what is stored there); the result on the main process, else None.
+
+    Soups of members that cannot be merged (a full UNet, text-encoder LoRA parts) are refused when --methods named
+    them (:class:`PlanError`) and skipped otherwise.
+    """
+    out_dir = plan.out_dir
+    device = torch.device(plan.device)
+    state = PartialState(cpu=device.type == "cpu")
+    if device.type == "cuda" and state.num_processes > 1:
+        device = state.device
+    reward_fns, bundle, loras = load_plan(plan, device)
     specs = without_impossible_soups(plan.specs, loras, plan.methods_arg)
     exp = Experiment(base_model=plan.base_model, specs=specs, prompts=plan.prompts, seeds=plan.seeds,
                      sampler=plan.sampler, rewards=plan.rewards, objectives=plan.objectives,

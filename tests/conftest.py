@@ -39,3 +39,30 @@ def tiny_with_adapters(tiny_bundle):
     for name, lw in loras.items():
         add_lora(tiny_bundle.unet, name, lw)
     return tiny_bundle, loras
+
+
+def gens(n: int = 2, offset: int = 0) -> list[torch.Generator]:
+    """One seeded generator per image (seeds offset, offset + 1, …)."""
+    return [torch.Generator().manual_seed(offset + i) for i in range(n)]
+
+
+@pytest.fixture
+def pipes(tiny_bundle, tmp_path):
+    """(stock pipeline with random adapters a, b loaded by diffusers, DiffusionBlendPipeline.from_pipe of it)."""
+    from diffusers import StableDiffusionPipeline
+
+    from blend.pipeline import DiffusionBlendPipeline
+    from diffusion.lora import random_lora, save_lora
+
+    b = tiny_bundle
+    for name, seed in (("a", 1), ("b", 2)):
+        save_lora(random_lora(b.unet, seed=seed, std_b=0.3), tmp_path / name)
+    stock = StableDiffusionPipeline(vae=b.vae, text_encoder=b.text_encoder, tokenizer=b.tokenizer, unet=b.unet,
+                                    scheduler=b.scheduler, safety_checker=None, feature_extractor=None,
+                                    requires_safety_checker=False)
+    stock.set_progress_bar_config(disable=True)
+    for name in ("a", "b"):
+        stock.load_lora_weights(tmp_path / name, weight_name="pytorch_lora_weights.safetensors", adapter_name=name)
+    pipe = DiffusionBlendPipeline.from_pipe(stock)
+    pipe.set_progress_bar_config(disable=True)
+    return stock, pipe

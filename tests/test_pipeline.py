@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import gens
 from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -18,11 +19,10 @@ from diffusers import (
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     PNDMScheduler,
-    StableDiffusionPipeline,
     UniPCMultistepScheduler,
 )
 
-from diffusion.lora import random_lora, save_lora
+from diffusion.lora import random_lora
 
 SCHEDULERS = {
     "ddim": lambda cfg: DDIMScheduler.from_config(cfg),
@@ -37,27 +37,6 @@ SCHEDULERS = {
 STOCHASTIC = {"euler_a", "dpm++_sde", "ddpm"}  # their step draws noise from the generators
 PROMPTS = ["a red circle", "a green square"]
 KW = dict(num_inference_steps=4, guidance_scale=5.0, eta=1.0, output_type="np")
-
-
-def gens(n=2, offset=0):
-    return [torch.Generator().manual_seed(offset + i) for i in range(n)]
-
-
-@pytest.fixture
-def pipes(tiny_bundle, tmp_path):
-    """(stock pipeline with adapters a, b loaded by diffusers, DiffusionBlendPipeline.from_pipe of it)."""
-    from blend.pipeline import DiffusionBlendPipeline
-
-    b = tiny_bundle
-    for name, seed in (("a", 1), ("b", 2)):
-        save_lora(random_lora(b.unet, seed=seed, std_b=0.3), tmp_path / name)
-    stock = StableDiffusionPipeline(vae=b.vae, text_encoder=b.text_encoder, tokenizer=b.tokenizer, unet=b.unet,
-                                    scheduler=b.scheduler, safety_checker=None, feature_extractor=None,
-                                    requires_safety_checker=False)
-    stock.set_progress_bar_config(disable=True)
-    for name in ("a", "b"):
-        stock.load_lora_weights(tmp_path / name, weight_name="pytorch_lora_weights.safetensors", adapter_name=name)
-    return stock, DiffusionBlendPipeline.from_pipe(stock)
 
 
 def _stock(stock, adapters, generator=None, **kw):

@@ -8,35 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import gens
 from diffusers import DDIMScheduler, EulerDiscreteScheduler, PNDMScheduler, StableDiffusionPipeline
 
-from diffusion.lora import random_lora, save_lora
+from diffusion.lora import random_lora
 
 PROMPTS = ["a red circle", "a green square"]
 KW = dict(num_inference_steps=3, guidance_scale=5.0, output_type="np")
-
-
-def gens(n=2, offset=0):
-    return [torch.Generator().manual_seed(offset + i) for i in range(n)]
-
-
-@pytest.fixture
-def pipes(tiny_bundle, tmp_path):
-    """(stock pipeline with adapters a, b loaded by diffusers, the blend pipeline made from it with from_pipe)."""
-    from blend.pipeline import DiffusionBlendPipeline
-
-    b = tiny_bundle
-    for name, seed in (("a", 1), ("b", 2)):
-        save_lora(random_lora(b.unet, seed=seed, std_b=0.3), tmp_path / name)
-    stock = StableDiffusionPipeline(vae=b.vae, text_encoder=b.text_encoder, tokenizer=b.tokenizer, unet=b.unet,
-                                    scheduler=b.scheduler, safety_checker=None, feature_extractor=None,
-                                    requires_safety_checker=False)
-    stock.set_progress_bar_config(disable=True)
-    for name in ("a", "b"):
-        stock.load_lora_weights(tmp_path / name, weight_name="pytorch_lora_weights.safetensors", adapter_name=name)
-    pipe = DiffusionBlendPipeline.from_pipe(stock)
-    pipe.set_progress_bar_config(disable=True)
-    return stock, pipe
 
 
 def both(stock, pipe, weights=None, **kw):
