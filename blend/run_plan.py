@@ -421,12 +421,13 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     if not all(math.isfinite(x) for x in lambdas):
         raise PlanError(f"--lambdas {args.lambdas!r} must be finite numbers")
 
-    report_names = _reward_names(args.report_rewards, False, "--report_rewards") if args.report_rewards else []
+    report_names = (_reward_names(args.report_rewards, False, "--report_rewards")
+                    if args.report_rewards is not None else [])
     if set(report_names) & set(reward_names):
         raise PlanError(f"--report_rewards {sorted(set(report_names) & set(reward_names))} already in --rewards; "
                         f"name each reward once")
     guide_names = reward_names
-    if args.guide_rewards:
+    if args.guide_rewards is not None:
         guide_names = _reward_names(args.guide_rewards, False, "--guide_rewards")
         if len(guide_names) != len(reward_names):
             raise PlanError(f"--guide_rewards {guide_names} must name one reward per --rewards entry {reward_names}")
@@ -478,6 +479,9 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     specs = build_specs(args.methods, adapter_names, weights, lambdas, oracle_specs, original, reward_names, args,
                         steps, scale_map, guide_rewards=guide_names, guide_scales=guide_scales)
     _check_surrogates(getattr(args, "guidance_surrogate", None), reward_names, specs)
+    if "guide_rewards" in explicit and not any(s.is_baseline for s in specs):
+        raise PlanError("--guide_rewards is used only by the reward-using baselines (bon, bon_mpa, bon_ls, code, rgg, "
+                        "smc), and --methods runs none of them; add one or drop --guide_rewards")
     if weights_end:
         specs = attach_schedules(specs, weights, weights_end, args.schedule)
     objectives = []

@@ -41,8 +41,12 @@ UNIT = "prompt"  # each (prompt, seed) has its own noise: images share only thei
 
 def load(out_dir: str | Path) -> dict[str, list[dict]]:
     """Rows of ``results.jsonl`` by config, sorted by (prompt, seed), one row per (config, prompt, seed)."""
+    path = Path(out_dir) / "results.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"error: {path} not found; pass a run_DB.py output folder (bash scripts/toy_tables.sh makes "
+                         f"them under outputs/toy_tables/)")
     groups: dict[str, dict] = defaultdict(dict)
-    for line in (Path(out_dir) / "results.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             r = json.loads(line)
             groups[r["config"]][(r["prompt_index"], r["seed"])] = r
@@ -104,6 +108,23 @@ def table(groups: dict[str, list[dict]], w: float) -> str:
         cells.append("—" if d is None else f"{d.mean:+.3f} ± {d.se:.3f} (p {stats.fmt_p(d.p_value)})")
         cells += [f"{sum(r['unet_evals'] for r in rs) / len(rs):.0f}", str(len(rs))]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def bases(groups: dict[str, list[dict]]) -> str:
+    """Each single adapter minus the base model, paired, on every reward: the conflict and the balance of the bases."""
+    base = next((rs for rs in groups.values() if kind(rs) == "base"), None)
+    singles = [rs for rs in groups.values() if kind(rs) == "single"]
+    if base is None or not singles:
+        return ""
+    lines = ["| adapter − base model (paired) | " + " | ".join(c for _, c in COLUMNS) + " |", "|---" * 5 + "|"]
+    for rs in singles:
+        cells = []
+        for k, _ in COLUMNS:
+            d = stats.paired(rs, base, lambda r, k=k: r["rewards"][k], unit=UNIT)
+            lo, hi = d.ci()
+            cells.append(f"{d.mean:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        lines.append(f"| {adapter(rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -172,6 +193,8 @@ def main() -> None:
     md = "\n".join(table(groups, w) for w in ws) + "\n" + caption(groups) + "\n"
     (out / "table1.md").write_text(md, encoding="utf-8")
     (out / "table1.tex").write_text(figures.markdown_to_latex(md, caption(groups)), encoding="utf-8")
+    (out / "bases.md").write_text(bases(groups) + "\n" + caption(groups) + " Brackets: 95% intervals.\n",
+                                  encoding="utf-8")
     fam = [c for w in ws for c in family(groups, w)]
     records = claims.decide(fam, UNIT)
     shares = [s for s in (oracle_share(groups, w) for w in ws) if s]
@@ -190,6 +213,7 @@ def main() -> None:
         (out / "kla.md").write_text((Path(args.kla) / "summary.md").read_text(encoding="utf-8"), encoding="utf-8")
     (out / "claims.md").write_text(
         claims.markdown(records) + "\nOne family of " + f"{len(records)} paired comparisons of WR (held-out judge), "
+        f"each clustered by prompt ({stats.describe_unit(UNIT, next(iter(groups.values())))}), "
         "fixed before the rows were read; Holm p adjusts over the whole family, and the simultaneous intervals hold "
         "together. Comparisons with the MORL oracle pool its training seeds and add their spread to the variance.\n\n"
         + "\n".join(f"DB-MPA's share of the oracle's WR gain at w = {s['w']:g}: {s['share']:.2f} "

@@ -108,3 +108,22 @@ def test_execute_writes_what_run_db_writes(tmp_path):
     assert rows(tmp_path / "api") == rows(tmp_path / "cli")
     config = json.loads((tmp_path / "cli" / "config.json").read_text())
     assert config["argv"] == argv and [c["method"] for c in config["configs"]] == ["base", "mpa"]
+
+
+def test_report_and_guide_rewards_keep_scoring_apart_from_what_methods_climb(no_model_loading):
+    """--report_rewards are scored and shown but not in WR; --guide_rewards are what the baselines select with, one
+    per scored reward; misuse is a PlanError naming the flag."""
+    base = ["--base_model", "builtin:tiny", "--rewards", "brightness,colorfulness", "--weights", "0.5,0.5",
+            "--prompts", "a cat", "--n_seeds", "1", "--out_dir", "x"]
+    plan = plan_of([*base, "--methods", "mpa,bon", "--report_rewards", "jpeg_compressibility",
+                  "--guide_rewards", "colorfulness,brightness"])
+    assert plan.rewards == ["brightness", "colorfulness", "jpeg_compressibility"]
+    assert plan.objectives[0].rewards == ("brightness", "colorfulness")
+    bon = next(s for s in plan.specs if s.method == "bon")
+    assert bon.rewards == ("colorfulness", "brightness")  # guided by the guide rewards, scored by --rewards
+    for extra, message in [(["--methods", "bon", "--report_rewards", "brightness"], "already in --rewards"),
+                           (["--methods", "bon", "--guide_rewards", "brightness"], "one reward per --rewards"),
+                           (["--methods", "mpa", "--guide_rewards", "colorfulness,brightness"], "runs none of them"),
+                           (["--methods", "bon", "--report_rewards", ""], "--report_rewards is empty")]:
+        with pytest.raises(PlanError, match=message):
+            plan_of([*base, *extra])

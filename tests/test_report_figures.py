@@ -174,3 +174,5 @@ def test_toy_report_writes_the_tables_the_claims_and_their_forest_plot(tmp_path,
     assert "w = 0.5: DB-MPA − MORL oracle (2 training seed(s))" in labels
     assert all(r["p_holm"] >= r["p"] for r in claims["family"])
     assert "training seed 1" in (out / "table1.md").read_text() and (out / "kla.md").read_text() == "### Results\n"
+    rows = [line.split(" | ")[0] for line in (out / "bases.md").read_text().splitlines()[2:4]]
+    assert rows == ["| alignment", "| compressibility"]  # each basis adapter paired with the base
