@@ -26,18 +26,6 @@ from dbcore.logging import get_logger
 log = get_logger("report")
 
 
-def mean_se(values: list[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (sample std with ddof = 1 over √n; 0 for a single value)."""
-    n = len(values)
-    if n == 0:
-        return float("nan"), float("nan")
-    mean = sum(values) / n
-    if n == 1:
-        return mean, 0.0
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
-
-
 def _is_finite(v) -> bool:
     return v is not None and math.isfinite(v)
 

@@ -104,6 +104,14 @@ def naive(values: Sequence[float]) -> Estimate:
     return Estimate(float(y.mean()), se, n, n - 1, "image")
 
 
+def mean_se(values: Sequence[float], clusters: Sequence[Hashable] | None = None) -> tuple[float, float]:
+    """(mean, standard error) of a 1-D sample (a list or a tensor of any float dtype, taken as float64): the naive
+    s.d./√n (ddof = 1; 0 for one value, NaN for none), or one-way cluster-robust by ``clusters`` (e.g. the prompt of
+    each image) when given. The one place the scripts, ``theory/`` and ``toy/`` get a mean with its error."""
+    e = naive(values) if clusters is None else clustered(values, clusters)
+    return e.mean, e.se
+
+
 def clustered(values: Sequence[float], clusters: Sequence[Hashable], unit: str = "cluster") -> Estimate:
     """Mean with the one-way cluster-robust standard error; df = G − 1."""
     y = np.asarray(values, dtype=np.float64)

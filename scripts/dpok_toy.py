@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 import time
@@ -40,11 +39,6 @@ TOY_PRESET = [
     "--checkpoints_total_limit", "1", "--seed", "0",
 ]
 EVAL_REWARDS = ("toy_alignment", "jpeg_compressibility")
-
-
-def mean_se(x: torch.Tensor) -> tuple[float, float]:
-    x = x.double().reshape(-1)
-    return float(x.mean()), float(x.std(unbiased=True) / math.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
 class HeldOut:
@@ -80,7 +74,7 @@ def paired(scores: dict, base: dict, n_prompts: int) -> dict:
     """Mean and paired s.e. of adapter − base per reward: over the images (naive), and cluster-robust by prompt
     (``blend.stats.clustered``, CR1, df = prompts − 1): the held-out images have their own noise
     (``noise per_image``) and share only their prompt, so the prompt is the unit. ``z_prompt`` = Δ / s.e. by prompt."""
-    from blend.stats import clustered
+    from blend.stats import clustered, mean_se
 
     out = {}
     for n in scores:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from blend.methods.soup import Soup  # noqa: E402
 from blend.sampler import SamplerConfig, sample  # noqa: E402
 from blend.soup import ensure_soup_adapter  # noqa: E402
 from blend.spec import BlendSpec  # noqa: E402
+from blend.stats import mean_se  # noqa: E402
 
 MPA, LS, SOUP = Mpa.name, MpaLS.name, Soup.name  # blend.methods
 from dbcore.prompts import load_prompts  # noqa: E402
@@ -44,12 +44,6 @@ from diffusion.lora import load_adapter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOWS = ((0.0, 0.5), (0.25, 0.75), (0.5, 1.0), (0.0, 0.3), (0.2, 0.5), (0.3, 0.6))
-
-
-def mean_se(xs: list[float]) -> tuple[float, float]:
-    n = len(xs)
-    m = sum(xs) / n
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / max(n - 1, 1) / n)
 
 
 def main() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from blend.stats import bootstrap_twoway, clustered, estimate, naive, paired, t_quantile, t_sf, twoway
+from blend.stats import bootstrap_twoway, clustered, estimate, mean_se, naive, paired, t_quantile, t_sf, twoway
 
 # 2 prompts × 3 seeds
 VALUES = [1.0, 2.0, 6.0, 3.0, 2.0, 4.0]
@@ -126,3 +128,29 @@ def test_training_seed_variance_widens_the_interval():
     assert wide.se == pytest.approx((0.02 ** 2 + 0.01 / 3) ** 0.5) and wide.df < 11
     assert with_training_seeds(spread[:1], pooled) is pooled
     assert simultaneous_level(2) == pytest.approx(0.975)
+
+
+def test_mean_se_by_hand():
+    """Mean ± s.d./√n (ddof 1) and the clustered (CR1) variant that toy/evaluate.py uses, against a hand computation:
+    y = 1, 2, 3, 6: ȳ = 3, Σ(y − ȳ)² = 14, s.e. = √(14/3/4); clusters {1, 2} {3, 6}: residual sums −3, 3,
+    V = 2/(2−1) · (9 + 9)/4² = 2.25, s.e. = 1.5."""
+    import torch
+
+    y = [1.0, 2.0, 3.0, 6.0]
+    assert mean_se(y) == (3.0, pytest.approx(math.sqrt(14 / 3 / 4), abs=1e-15))
+    assert mean_se(torch.tensor(y, dtype=torch.float32)) == mean_se(y)  # a tensor of any float dtype, as float64
+    assert mean_se(y, [0, 0, 1, 1]) == (3.0, pytest.approx(1.5, abs=1e-15))
+    assert mean_se(torch.tensor(y), ["a", "a", "b", "b"]) == mean_se(y, [0, 0, 1, 1])
+    assert mean_se([0.5]) == (0.5, 0.0)
+    assert all(math.isnan(v) for v in mean_se([]))
+    assert math.isnan(mean_se(y, [0, 0, 0, 0])[1])  # one cluster: no error estimate
+
+
+def test_mean_se_is_defined_once():
+    """Every caller imports ``blend.stats.mean_se``; no module keeps its own copy (issue #22)."""
+    root = Path(__file__).resolve().parents[1]
+    pending = {"toy/evaluate.py"}  # toy/ is being changed elsewhere; its copy goes when that lands
+    found = {p.relative_to(root).as_posix() for d in ("blend", "dbcore", "diffusion", "dpok", "rewards", "theory",
+                                                     "toy", "diffusion_blend", "scripts") for p in (root / d).rglob("*.py")
+             if re.search(r"^def mean_se\(", p.read_text(encoding="utf-8"), re.M)}
+    assert found - pending == {"blend/stats.py"}, found

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import torch
 
 from blend.eps import BASE, mixture_coefficients
+from blend.stats import mean_se
 from dbcore.logging import get_logger
 from theory.denoiser import ExactEps, exact_control, linearised_control
-from theory.metrics import mean_se, mode_weight_tv, sliced_w2
+from theory.metrics import mode_weight_tv, sliced_w2
 from theory.mixture import GaussianMixture, RewardWorld, gaussian_world, random_world, square_world
 from theory.sampling import SharedNoise, affine_chain_law, blended, make_scheduler, run_ddim, switching
 

@@ -6,7 +6,7 @@
 * ``mode_weight_tv``: ½‖mean_n γ(x_n) − π‖₁ with γ the responsibilities of the *target* mixture.
   E_{x~p}[γ_k(x)] = π_k exactly, so it measures mis-weighted modes and is ≈ 0 (up to O(1/√N)) for
   exact samples, however much the modes overlap.
-* ``mean_se``: a mean with its standard error.
+(A mean with its standard error: ``blend.stats.mean_se``.)
 """
 
 from __future__ import annotations
@@ -50,6 +50,3 @@ def mode_weight_tv(target: GaussianMixture, x: torch.Tensor) -> float:
     return 0.5 * float((target.responsibilities(x).mean(0) - target.weights).abs().sum())
 
 
-def mean_se(v: torch.Tensor) -> tuple[float, float]:
-    """(mean, standard error) of a 1-D sample."""
-    return float(v.mean()), float(v.std() / math.sqrt(v.numel()))
