@@ -33,8 +33,9 @@ from blend.methods import get_method, method_names
 from blend.methods.mpa import Mpa
 from blend.methods.soup import Soup
 from blend.predictor import NoisePredictor
-from blend.sampler import SamplerConfig, SampleResult, draw_adapter_choices, initial_noise
+from blend.sampler import SamplerConfig, SampleResult, draw_adapter_choices
 from blend.spec import HYBRIDS, BlendSpec, mpa_step_mask
+from dbcore.seeding import initial_noise
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step
 

@@ -52,10 +52,11 @@ from blend.methods import REGISTRY, lam_method, method_names, reference_method
 from blend.methods.base import Base
 from blend.methods.mpa import Mpa
 from blend.predictor import CallOptions
-from blend.sampler import SamplerConfig, _RowPlan, denoise, encode_per_model, initial_noise, step_generators
+from blend.sampler import SamplerConfig, _RowPlan, denoise, encode_per_model
 from blend.schedule import FunctionSchedule
 from blend.spec import BlendSpec
 from dbcore.logging import get_logger
+from dbcore.seeding import initial_noise, step_generators
 from diffusion.adapters import clear_cache
 from diffusion.bundle import ModelBundle
 from diffusion.conditioning import Conditioning

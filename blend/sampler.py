@@ -26,7 +26,7 @@ choice never shifts the noise stream:
 
 Schedulers that take explicit noise (``variance_noise``: DDIM, DPM-Solver SDE) get z_i; those that only take
 a ``generator`` (Euler ancestral, DDPM …) get one generator per image, keyed like the noise, so the pairing
-holds for them too.
+holds for them too. The seed derivations themselves live in ``dbcore.seeding``.
 
 Each image (row) may have its own :class:`BlendSpec` (per-image weights: one batch serves several
 trade-offs), and a spec may carry a per-step weight schedule w(p) (``blend.schedule``). A named hybrid
@@ -36,7 +36,6 @@ adapter's elsewhere (merge it first: ``ensure_soup_adapter(unet, spec.soup_spec,
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 import time
@@ -55,6 +54,7 @@ from blend.predictor import CallOptions, NoisePredictor
 from blend.schedule import step_progress
 from blend.spec import HYBRID_OTHERS, BlendSpec
 from dbcore.logging import get_logger
+from dbcore.seeding import adapter_draw_rng, initial_noise, step_generators
 from diffusion.adapters import activate
 from diffusion.bundle import ModelBundle
 from diffusion.lora import adapter_names
@@ -63,21 +63,6 @@ log = get_logger("sampler")
 
 NOISE_DESIGNS = ("per_image", "per_seed")
 LS_DRAWS = ("per_image", "per_batch_step")
-_LS_TAG = 0x4C53  # "LS": keeps the adapter draws apart from the noise stream
-
-
-def prompt_key(prompt: str) -> tuple[int, int]:
-    """A stable 64-bit key of the prompt text (two 32-bit words; the same on every machine and run)."""
-    h = hashlib.sha256(prompt.encode("utf-8")).digest()
-    return int.from_bytes(h[:4], "little"), int.from_bytes(h[4:8], "little")
-
-
-def noise_seed(seed: int, prompt: str | None = None) -> int:
-    """The generator seed of an image: ``seed`` itself (per-seed design) or a hash of (prompt, seed) (per image)."""
-    if prompt is None:
-        return int(seed)
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *prompt_key(prompt)]).generate_state(2)
-    return int(state[0]) | (int(state[1]) << 32)
 
 
 @dataclass(frozen=True)
@@ -114,19 +99,6 @@ class SampleResult:
     costs: list[dict[str, int]] | None = None  # per image: blend.baselines.costs.COST_FIELDS (None: plain sampling)
 
 
-def initial_noise(seed: int, shape: Sequence[int], steps: int,
-                  prompt: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_T (C, H, W) and the step noises z (steps, C, H, W) from one CPU generator.
-
-    The generator is seeded by ``seed`` alone when ``prompt`` is None (the paper's per-seed sharing) and
-    by (prompt, seed) otherwise (``noise_seed``), so each (prompt, seed) gets its own noise.
-    """
-    gen = torch.Generator("cpu").manual_seed(noise_seed(seed, prompt))
-    x_t = torch.randn(tuple(shape), generator=gen)
-    z = torch.randn((steps, *shape), generator=gen)
-    return x_t, z
-
-
 def draw_adapter_choices(seed: int | Sequence[int], adapters: Sequence[str], weights: Sequence[float], steps: int,
                          prompt: str | None = None) -> list[str]:
     """DB-MPA-LS: the adapter used at each step, adapter i with probability w_i, independently per step.
@@ -135,8 +107,7 @@ def draw_adapter_choices(seed: int | Sequence[int], adapters: Sequence[str], wei
     ``prompt`` is None; a sequence of seeds keys one draw sequence for a whole batch (``per_batch_step``).
     """
     seeds = [int(seed)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
-    words = [s & 0xFFFFFFFF for s in seeds] + ([*prompt_key(prompt)] if prompt is not None else [])
-    rng = np.random.default_rng(np.random.SeedSequence([*words, _LS_TAG]))
+    rng = adapter_draw_rng(seeds, prompt)
     cum = np.cumsum(np.asarray(weights, dtype=np.float64))
     cum /= cum[-1]
     u = rng.random(steps)
@@ -153,14 +124,6 @@ def adapter_choices(spec: BlendSpec, prompts: Sequence[str], seeds: Sequence[int
     if mode != "per_image":
         raise ValueError(f"ls_draw must be one of {LS_DRAWS}, got {mode!r}")
     return [draw_adapter_choices(s, spec.adapters, spec.weights, steps, prompt=p) for p, s in zip(prompts, seeds)]
-
-
-def step_generators(seeds: Sequence[int], device: str | torch.device = "cpu",
-                    prompts: Sequence[str] | None = None) -> list[torch.Generator]:
-    """One generator per image for schedulers that draw their step noise themselves, keyed like the noise:
-    by (prompt, seed) when ``prompts`` are given, by the seed alone otherwise."""
-    keys = [noise_seed(s, p) for s, p in zip(seeds, prompts)] if prompts is not None else [int(s) for s in seeds]
-    return [torch.Generator(device).manual_seed((k * 1_000_003 + 0x5354) % (2**63)) for k in keys]
 
 
 def _accepts(fn, name: str) -> bool:

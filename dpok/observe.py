@@ -19,6 +19,7 @@ import torch
 from dbcore.figures import image_grid
 from dbcore.images import to_pil
 from dbcore.logging import get_logger
+from dbcore.seeding import observe_generator
 from diffusion.adapters import activate
 from dpok.rollout import draw_noise, sample_trajectories
 
@@ -62,7 +63,7 @@ class SampleGridLogger:
         self.row_prompts = prompts
         self.n_seeds = max(1, n_seeds)
         self.prompts = [p for p in prompts for _ in range(self.n_seeds)]
-        gen = torch.Generator("cpu").manual_seed(int(seed) ^ 0x6F6273)  # private stream: "obs"
+        gen = observe_generator(seed)  # a private stream
         self.x_t, self.z = draw_noise(gen, len(self.prompts), trainer.bundle.sample_shape,
                                       trainer.cfg.num_inference_steps)
 

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from dbcore.logging import get_logger
 from dbcore.prompts import load_prompts
 from dbcore.provenance import provenance
+from dbcore.seeding import training_seed
 from diffusion.adapters import activate, clear_cache
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step_with_logprob
@@ -62,11 +63,6 @@ def check_trainable_family(bundle: ModelBundle) -> None:
         raise ValueError(f"{bundle.source} is a {bundle.family} (flow-matching) model: training is implemented for the "
                          f"SD 1.x/2.x and SDXL families only (their DDIM step has the log-probability DPOK needs); "
                          f"blending {bundle.family} adapters trained elsewhere works with run_DB.py")
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (seed, rank, iteration, purpose, ...), stable across machines."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
 
 
 class RewardSum:
@@ -196,7 +192,7 @@ class Trainer:
         lora_config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or cfg.lora_rank,
                                  init_lora_weights=init, target_modules=modules)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, 0x10AA))
+            torch.manual_seed(training_seed(self.seed, 0x10AA))
             inject_adapter_in_model(lora_config, unet, adapter_name=ADAPTER)
         clear_cache(unet)
         unet.requires_grad_(False)
@@ -251,7 +247,7 @@ class Trainer:
         self.value = None
         if cfg.v_flag == 1 and cfg.algorithm == "dpok":
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(self.seed, 0x7A1E))
+                torch.manual_seed(training_seed(self.seed, 0x7A1E))
                 value = ValueMulti(cfg.num_inference_steps, self.bundle.sample_shape, self.cache.text_dim)
             value_opt = torch.optim.AdamW(value.parameters(), lr=cfg.v_lr)
             self.value, self.value_opt = self.acc.prepare(value, value_opt)
@@ -272,10 +268,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ randomness
     def generator(self, iteration: int, *purpose: int) -> torch.Generator:
-        return torch.Generator("cpu").manual_seed(derive_seed(self.seed, self.rank, iteration, *purpose))
+        return torch.Generator("cpu").manual_seed(training_seed(self.seed, self.rank, iteration, *purpose))
 
     def np_rng(self, iteration: int, *purpose: int) -> np.random.Generator:
-        return np.random.default_rng(derive_seed(self.seed, self.rank, iteration, *purpose))
+        return np.random.default_rng(training_seed(self.seed, self.rank, iteration, *purpose))
 
     def prompts_for(self, iteration: int, rollout: int) -> list[str]:
         """This process's prompts: epochs of seeded permutations (DPOK shuffles and cycles), × num_samples."""
@@ -283,7 +279,7 @@ class Trainer:
         start = (iteration * cfg.g_step + rollout) * cfg.g_batch_size
         out = []
         for pos in range(start, start + cfg.g_batch_size):
-            perm = np.random.default_rng(derive_seed(self.seed, self.rank, pos // n, 0xE90C)).permutation(n)
+            perm = np.random.default_rng(training_seed(self.seed, self.rank, pos // n, 0xE90C)).permutation(n)
             out.extend([self.prompts[perm[pos % n]]] * cfg.num_samples)
         return out
 
@@ -762,4 +758,4 @@ def run(cfg: TrainConfig) -> Path | None:
     return Trainer(cfg).train()
 
 
-__all__ = ["ADAPTER", "RewardSum", "Trainer", "derive_seed", "run"]
+__all__ = ["ADAPTER", "RewardSum", "Trainer", "run"]

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 
 import torch
 
-from blend.baselines.common import WeightedReward, derive_seed
+from blend.baselines.common import WeightedReward
 from blend.baselines.costs import Costs
 from blend.sampler import SamplerConfig, SampleResult, sample
 from blend.spec import BlendSpec
+from dbcore.seeding import derive_seed
 from diffusion.bundle import ModelBundle
 
 

@@ -17,11 +17,12 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from blend.baselines.common import WeightedReward, branch_noise, chain_noise
+from blend.baselines.common import WeightedReward
 from blend.baselines.costs import Costs, code_branch_steps
 from blend.predictor import NoisePredictor
-from blend.sampler import SamplerConfig, SampleResult, noise_seed
+from blend.sampler import SamplerConfig, SampleResult
 from blend.spec import BlendSpec
+from dbcore.seeding import branch_noise, initial_noise, noise_seed
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step
 from diffusion.guidance import BASE
@@ -42,7 +43,7 @@ def code_sample(bundle: ModelBundle, spec: BlendSpec, prompts: Sequence[str], se
     n_steps = len(timesteps)
     branch_at = [i for i in range(n_steps - 1) if i % block == 0] if n_cand > 1 else []
     keys = list(prompts) if config.noise == "per_image" else [None] * n
-    noises = [chain_noise(s, bundle.sample_shape, n_steps, prompt=key) for s, key in zip(seeds, keys)]
+    noises = [initial_noise(s, bundle.sample_shape, n_steps, prompt=key) for s, key in zip(seeds, keys)]
     x = torch.stack([xt for xt, _ in noises]).to(device, dtype) * sched.init_noise_sigma
     z = torch.stack([zz for _, zz in noises], dim=1).to(device, dtype)  # (steps, n, C, H, W)
     extra = None

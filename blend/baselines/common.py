@@ -1,10 +1,10 @@
 """What every baseline shares: the noise of a chain, the objective Σ_i w_i r_i / s_i and its gradients.
 
 Noise. Chain 0 of a (prompt, seed) is the plain sampler's chain: its x_T and step noises come from
-``blend.sampler.initial_noise`` for that seed, so a baseline that keeps one chain and never branches
+``dbcore.seeding.initial_noise`` for that seed, so a baseline that keeps one chain and never branches
 reproduces plain sampling bit for bit. Extra chains (best-of-N candidates, SMC particles) and CoDe's
 extra branches use seeds derived from (seed, index) and offset by 2³² so they never coincide with a
-user seed's noise.
+user seed's noise (``dbcore.seeding.derive_seed``, ``branch_noise``).
 """
 
 from __future__ import annotations
@@ -12,34 +12,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 
-import numpy as np
 import torch
 
-from blend.sampler import initial_noise
 from rewards.registry import REGISTRY
-
-DERIVED_OFFSET = 2**32
-
-
-def derive_seed(seed: int, index: int, tag: int = 0xB0E) -> int:
-    """A seed for extra chain ``index`` ≥ 1 of ``seed`` (index 0 is the seed itself)."""
-    if index == 0:
-        return int(seed)
-    state = np.random.SeedSequence([int(seed) % 2**63, int(index), int(tag)]).generate_state(2, dtype=np.uint32)
-    return DERIVED_OFFSET + (int(state[0]) << 30 ^ int(state[1]))
-
-
-def chain_noise(seed: int, shape: Sequence[int], steps: int,
-                prompt: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_T (C, H, W) and step noises (steps, C, H, W) of the chain seeded by ``seed`` (the plain sampler's):
-    keyed by (prompt, seed) under the per-image noise design, by the seed alone when ``prompt`` is None."""
-    return initial_noise(seed, shape, steps, prompt=prompt)
-
-
-def branch_noise(seed: int, n_extra: int, n_branch: int, shape: Sequence[int]) -> torch.Tensor:
-    """CoDe's extra candidate noises: (n_branch, n_extra, C, H, W) from one generator per seed."""
-    gen = torch.Generator("cpu").manual_seed(derive_seed(seed, 1, tag=0xC0DE))
-    return torch.randn((n_branch, n_extra, *shape), generator=gen)
 
 
 def tempering(i: int, gamma: float) -> float:

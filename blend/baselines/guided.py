@@ -23,16 +23,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from blend.baselines.common import WeightedReward, chain_noise, derive_seed, frozen, tempering
+from blend.baselines.common import WeightedReward, frozen, tempering
 from blend.baselines.costs import Costs
 from blend.predictor import NoisePredictor
 from blend.sampler import SamplerConfig, SampleResult
 from blend.spec import BlendSpec
+from dbcore.seeding import derive_seed, initial_noise, resample_rng
 from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step
 from diffusion.guidance import BASE
@@ -103,7 +103,7 @@ def _guided_group(bundle, spec, prompts, seeds, config, objective, k, progress):
     timesteps = sched.timesteps.tolist()
     n_steps = len(timesteps)
     keys = prompts if config.noise == "per_image" else [None] * n
-    noises = [chain_noise(derive_seed(s, p), bundle.sample_shape, n_steps, prompt=key)
+    noises = [initial_noise(derive_seed(s, p), bundle.sample_shape, n_steps, prompt=key)
               for s, key in zip(seeds, keys) for p in range(k)]
     x = torch.stack([xt for xt, _ in noises]).to(device, dtype) * sched.init_noise_sigma  # (n·K, …) image-major
     z = torch.stack([zz for _, zz in noises], dim=1).to(device, dtype)
@@ -117,7 +117,7 @@ def _guided_group(bundle, spec, prompts, seeds, config, objective, k, progress):
     logw = torch.zeros(n, k, dtype=torch.float64)
     prev_twist = torch.zeros(n * k, dtype=torch.float64)
     log_ratio = torch.zeros(n * k, dtype=torch.float64)
-    rngs = [np.random.default_rng(np.random.SeedSequence([int(s) % 2**63, 0x5EC])) for s in seeds]
+    rngs = [resample_rng(s) for s in seeds]
 
     for i, t in enumerate(tqdm(timesteps, desc=spec.label, disable=not progress, leave=False)):
         if i >= first_guided:
