@@ -69,6 +69,12 @@ def _to_epsilon_and_x0(scheduler, model_output, sample, alpha_prod_t):
     return eps, x0
 
 
+def transition(mean: torch.Tensor, std: torch.Tensor | float, noise: torch.Tensor) -> torch.Tensor:
+    """x_t' = μ_t + σ_t z: the stochastic part of a DDIM step, for a step's own noise and for callers that re-draw a
+    transition from a step's (μ_t, σ_t) (CoDe's extra branches, SMC after resampling)."""
+    return mean + std * noise
+
+
 def ddim_step(
     scheduler: DDIMScheduler,
     model_output: torch.Tensor,
@@ -107,7 +113,7 @@ def ddim_step(
     if eta > 0:
         if noise is None:
             raise ValueError("eta > 0 needs the noise tensor z (same shape as the sample)")
-        prev = mean + std * noise
+        prev = transition(mean, std, noise)
     else:
         prev = mean
     std_t = std if isinstance(std, torch.Tensor) else torch.tensor(std)

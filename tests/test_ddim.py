@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from diffusion.ddim import ddim_step, ddim_step_with_logprob, gaussian_logprob
+from diffusion.ddim import ddim_step, ddim_step_with_logprob, gaussian_logprob, transition
 from diffusion.tiny import SD15_SCHEDULER
 
 
@@ -81,3 +83,21 @@ def test_logprob_needs_eta(sched):
         ddim_step_with_logprob(sched, x, sched.timesteps[0].item(), x, 0.0)
     with pytest.raises(ValueError, match="noise"):
         ddim_step(sched, x, sched.timesteps[0].item(), x, 1.0)
+
+
+def test_transition_is_the_steps_own_update(sched):
+    """``transition(μ, σ, z)`` is the step's x_t' bit for bit: CoDe's branches and SMC re-draw with it."""
+    gen = torch.Generator().manual_seed(1)
+    x, eps, z = (torch.randn(2, 4, 8, 8, generator=gen) for _ in range(3))
+    step = ddim_step(sched, eps, int(sched.timesteps[3]), x, 1.0, noise=z)
+    assert torch.equal(transition(step.mean, step.std, z), step.prev_sample)
+
+
+def test_no_ddim_update_outside_diffusion_ddim():
+    """The DDIM update is written once (diffusion/ddim.py): no other module reads ᾱ or forms μ + σ z by hand."""
+    repo = Path(__file__).resolve().parents[1]
+    pattern = re.compile(r"alphas_cumprod|final_alpha_cumprod|\bmean\b[^\n=]*\+[^\n]*\bstd\b\s*\*")
+    found = sorted(p.relative_to(repo).as_posix() for d in ("blend", "dpok", "diffusion", "diffusion_blend")
+                   for p in (repo / d).rglob("*.py")
+                   if p.name != "ddim.py" and pattern.search(p.read_text(encoding="utf-8")))
+    assert not found, found

@@ -24,7 +24,7 @@ from blend.sampler import SamplerConfig, SampleResult
 from blend.spec import BlendSpec
 from dbcore.seeding import branch_noise, initial_noise, noise_seed
 from diffusion.bundle import ModelBundle
-from diffusion.ddim import ddim_step
+from diffusion.ddim import ddim_step, transition
 from diffusion.guidance import BASE
 
 
@@ -65,7 +65,7 @@ def code_sample(bundle: ModelBundle, spec: BlendSpec, prompts: Sequence[str], se
             x = step.prev_sample
             continue
         b = branch_at.index(i)
-        cand = torch.cat([step.prev_sample[:, None], step.mean[:, None] + step.std * extra[b]], dim=1)
+        cand = torch.cat([step.prev_sample[:, None], transition(step.mean[:, None], step.std, extra[b])], dim=1)
         flat = cand.reshape(n * n_cand, *cand.shape[2:])  # image-major
         rep = torch.arange(n, device=cond.device).repeat_interleave(n_cand)
         t_next = timesteps[i + 1]

@@ -34,7 +34,7 @@ from blend.sampler import SamplerConfig, SampleResult
 from blend.spec import BlendSpec
 from dbcore.seeding import derive_seed, initial_noise, resample_rng
 from diffusion.bundle import ModelBundle
-from diffusion.ddim import ddim_step
+from diffusion.ddim import ddim_step, transition
 from diffusion.guidance import BASE
 
 KL_COEFF, GAMMA, ESS = 0.1, 0.024, 0.5  # the DB reference's RGG settings; DAS's resampling threshold
@@ -143,7 +143,7 @@ def _guided_group(bundle, spec, prompts, seeds, config, objective, k, progress):
                 if not torch.equal(idx, torch.arange(n * k)):
                     dev_idx = idx.to(device)
                     mean, g, twist = mean[dev_idx], g[dev_idx], twist[idx]
-                    prev = mean + step.std * z[i]
+                    prev = transition(mean, step.std, z[i])
             prev_twist = twist
         x = prev + lam * step.std**2 * g
         if smc:
