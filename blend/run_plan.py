@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from blend.methods.registry import check_weight_vector  # no torch (this module must not load it)
 from dbcore.logging import get_logger
 from dbcore.prompts import load_prompts
 
@@ -56,7 +57,6 @@ TOY_DEFAULTS = {
 DEFAULT_PROMPTS = ["a red circle on a blue background", "a green square on a yellow background",
                    "a purple triangle on a cyan background", "a yellow cross on a red background"]
 DEMO_ADAPTERS = ("demo_a", "demo_b")
-WEIGHT_TOL = 1e-6  # = blend.spec.WEIGHT_TOL (tested); blend.spec imports torch, this module must not
 LARGE_PLAN = 20_000  # images; a larger plan is refused without --yes (check_plan_size)
 ASSUMED_SECONDS_PER_EVAL = 0.05  # for the time estimate of a large plan when out_dir has no timed rows yet  # builtin:tiny with no adapter: two random LoRAs (blend.runner writes them)
 
@@ -119,6 +119,19 @@ def parse_weights(items: list[str], flag: str = "--weights") -> list[tuple[float
             except ValueError as exc:
                 raise PlanError(f"{flag} {part!r} is not a comma-separated list of numbers") from exc
     return vectors
+
+
+def parse_lambdas(text: str) -> list[float]:
+    """DB-KLA's λ values from ``--lambdas`` ('0.5,1.5'): at least one, all finite."""
+    try:
+        lambdas = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise PlanError(f"--lambdas {text!r} must be comma-separated numbers, e.g. 0.5,1.5") from exc
+    if not lambdas:
+        raise PlanError("--lambdas is empty; give DB-KLA's λ values, e.g. --lambdas 0.5,1.5")
+    if not all(math.isfinite(x) for x in lambdas):
+        raise PlanError(f"--lambdas {text!r} must be finite numbers")
+    return lambdas
 
 
 def named_paths(items: list[str], flag: str) -> list[tuple[str, str]]:
@@ -308,14 +321,10 @@ def check_weight_counts(weights: list[tuple[float, ...]], adapters: list[str], r
 def check_weight_sums(weights: list[tuple[float, ...]], flag: str) -> None:
     """Every weight vector of ``flag`` must be finite and sum to 1 (every method that takes weights needs it)."""
     for w in weights:
-        shown = ",".join(f"{x:g}" for x in w)
-        if not all(math.isfinite(x) for x in w):
-            raise PlanError(f"{flag} {shown}: weights must be finite numbers")
-        total = sum(w)
-        if abs(total - 1.0) > WEIGHT_TOL:
-            fix = f"; normalised: {flag} " + ",".join(f"{x / total:g}" for x in w) if total > 0 else ""
-            raise PlanError(f"{flag} {shown} sums to {total:g}; a weight vector must sum to 1 (within "
-                            f"{WEIGHT_TOL:g}){fix}")
+        try:
+            check_weight_vector(w, f"{flag} " + ",".join(f"{x:g}" for x in w), fix=f"{flag} ")
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
 
 
 def _check_surrogates(text: str | None, reward_names: list[str], specs: list[BlendSpec]) -> None:
@@ -412,14 +421,7 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     prompts = _prompts(args.prompt_file, args.prompts)
     if args.n_seeds is not None and args.n_seeds < 1:
         raise PlanError("--n_seeds must be ≥ 1")
-    try:
-        lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
-    except ValueError as exc:
-        raise PlanError(f"--lambdas {args.lambdas!r} must be comma-separated numbers, e.g. 0.5,1.5") from exc
-    if not lambdas:
-        raise PlanError("--lambdas is empty; give DB-KLA's λ values, e.g. --lambdas 0.5,1.5")
-    if not all(math.isfinite(x) for x in lambdas):
-        raise PlanError(f"--lambdas {args.lambdas!r} must be finite numbers")
+    lambdas = parse_lambdas(args.lambdas)
 
     report_names = (_reward_names(args.report_rewards, False, "--report_rewards")
                     if args.report_rewards is not None else [])

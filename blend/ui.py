@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from blend.run_plan import PlanError, parse_weights, plan_from_args
+from blend.run_plan import PlanError, parse_lambdas, parse_weights, plan_from_args
 from diffusion_blend.logging import get_logger, setup_logging
 
 if TYPE_CHECKING:
@@ -417,7 +417,7 @@ def session_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if len(plan.weights) > 1:
         raise PlanError(f"--weights: the page starts from one weight vector (the sliders move it); give one, not "
                         f"{len(plan.weights)}")
-    lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
+    lambdas = parse_lambdas(args.lambdas)
     if "lambdas" in explicit and len(lambdas) > 1:
         raise PlanError(f"--lambdas {args.lambdas}: the page has one λ slider; give one starting value")
     ends = parse_weights(args.weights_end, "--weights_end")

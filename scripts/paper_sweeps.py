@@ -254,7 +254,7 @@ def select_rows(argv: list[str], world: World, adapters: list[tuple[str, str]], 
     out. A missing row, or two different rows for one (config, prompt, seed), is an error naming them.
     """
     from blend.cli import build_parser
-    from blend.run_plan import build_specs
+    from blend.run_plan import build_specs, parse_lambdas
     from blend.store import ResultStore
     from dbcore.prompts import load_prompts
 
@@ -264,7 +264,7 @@ def select_rows(argv: list[str], world: World, adapters: list[tuple[str, str]], 
     pos = {p: i for i, p in enumerate(prompts)}
     seeds = range(args.seed_offset, args.seed_offset + args.n_seeds)
     scales = {r: world.scales.get(r, 1.0) for r in rewards}
-    lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
+    lambdas = parse_lambdas(args.lambdas)
     specs = build_specs(args.methods, [n for n, _ in adapters], list(weights), lambdas, [], False, rewards, args,
                         args.steps, scales if any(r in world.scales for r in rewards) else None)
     paths = dict(adapters)

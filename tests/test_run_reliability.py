@@ -110,10 +110,24 @@ def test_eta_out_of_range_in_the_python_api():
     assert SamplerConfig(eta=0.0).eta == 0 and SamplerConfig(eta=1.0).eta == 1
 
 
-def test_weight_tolerance_matches_the_spec():
-    from blend import run_plan, spec
+def test_weight_vectors_are_checked_by_one_function():
+    """The command line and every method's spec check a weight vector with blend.methods.registry's
+    check_weight_vector (one tolerance, one message), not with copies of their own."""
+    from blend import run_plan
+    from blend.methods.registry import check_weight_vector
+    from blend.spec import BlendSpec
 
-    assert run_plan.WEIGHT_TOL == spec.WEIGHT_TOL
+    assert not hasattr(run_plan, "WEIGHT_TOL")
+    with pytest.raises(run_plan.PlanError) as cli:
+        run_plan.check_weight_sums([(0.5, 0.6)], "--weights")
+    with pytest.raises(ValueError) as direct:
+        check_weight_vector((0.5, 0.6), "--weights 0.5,0.6", fix="--weights ")
+    assert str(cli.value) == str(direct.value) == ("--weights 0.5,0.6 sums to 1.1; a weight vector must sum to 1 "
+                                                   "(within 1e-06); normalised: --weights 0.454545,0.545455")
+    with pytest.raises(ValueError, match=r"^DB-MPA weights \[0.5, 0.6\] sums to 1.1; a weight vector must sum to 1"):
+        BlendSpec(method="mpa", adapters=("a", "b"), weights=(0.5, 0.6))
+    with pytest.raises(ValueError, match=r"weights \[nan, 0.5\]: weights must be finite numbers"):
+        BlendSpec(method="mpa", adapters=("a", "b"), weights=(float("nan"), 0.5))
 
 
 def test_prompts_alone_replace_the_toy_defaults_prompt_file(tmp_path):

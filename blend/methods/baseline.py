@@ -5,12 +5,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from blend.methods.registry import WEIGHT_TOL, Method, PlanContext, fmt, lam_method, method_names
+from blend.methods.registry import Method, PlanContext, check_weight_vector, fmt, lam_method, method_names
 
 if TYPE_CHECKING:
     from blend.spec import BlendSpec
@@ -40,8 +39,7 @@ class Baseline(Method):
             raise ValueError(f"{name}: {len(spec.weights)} weights {list(spec.weights)} for rewards "
                              f"{list(spec.rewards)} and adapters {list(spec.adapters)}; give one weight per reward "
                              f"(and, for {m}, one adapter per reward)")
-        if not all(math.isfinite(w) for w in spec.weights) or abs(sum(spec.weights) - 1.0) > WEIGHT_TOL:
-            raise ValueError(f"{name} weights must be finite and sum to 1, got {list(spec.weights)}")
+        check_weight_vector(spec.weights, f"{name} weights {list(spec.weights)}")
         if not self.allows_negative and any(w < 0 for w in spec.weights):
             raise ValueError(f"{name} draws adapter i with probability w_i, so weights must be ≥ 0")
         if spec.lam != 1.0:

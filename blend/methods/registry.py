@@ -30,6 +30,19 @@ def fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def check_weight_vector(weights: Sequence[float], what: str, fix: str = "") -> None:
+    """Raise ValueError unless every weight is finite and they sum to 1 within ``WEIGHT_TOL``: the one check of a
+    weight vector, for the command line's ``--weights``/``--weights_end`` and for every method's spec. ``what`` names
+    the vector in the message ("--weights 0.7,0.7", "DB-MPA weights [0.7, 0.7]"); ``fix`` prefixes the normalised
+    vector offered as the fix ("--weights " on the command line)."""
+    if not all(math.isfinite(w) for w in weights):
+        raise ValueError(f"{what}: weights must be finite numbers")
+    total = sum(weights)
+    if abs(total - 1.0) > WEIGHT_TOL:
+        normalised = f"; normalised: {fix}" + ",".join(fmt(w / total) for w in weights) if total > 0 else ""
+        raise ValueError(f"{what} sums to {total:g}; a weight vector must sum to 1 (within {WEIGHT_TOL:g}){normalised}")
+
+
 @dataclass
 class PlanContext:
     """What ``run_DB.py`` knows when it turns one ``--methods`` entry into specs (``blend.run_plan.build_specs``).
@@ -122,13 +135,7 @@ class Method:
             raise ValueError(f"method {m!r} needs at least one adapter (pass --lora NAME=PATH)")
         if len(spec.weights) != n:
             raise ValueError(f"{n} adapters {list(spec.adapters)} but {len(spec.weights)} weights {list(spec.weights)}")
-        if not all(math.isfinite(w) for w in spec.weights):
-            raise ValueError(f"weights must be finite numbers, got {list(spec.weights)}")
-        total = sum(spec.weights)
-        if abs(total - 1.0) > WEIGHT_TOL:
-            fixed = ", ".join(fmt(w / total) for w in spec.weights) if total > 0 else "…"
-            raise ValueError(f"{self.display_name} weights must sum to 1 (within {WEIGHT_TOL:g}); {list(spec.weights)} "
-                             f"sums to {total:g}. Normalised they would be ({fixed}).")
+        check_weight_vector(spec.weights, f"{self.display_name} weights {list(spec.weights)}")
         if not self.allows_negative and any(w < 0 for w in spec.weights):
             raise ValueError(self.negative_message(spec))
         self.check_lam(spec)
