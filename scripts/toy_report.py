@@ -29,13 +29,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blend import claims, stats  # noqa: E402
 from blend.methods import get_method  # noqa: E402
+from blend.methods.base import Base  # noqa: E402
+from blend.methods.mpa import Mpa  # noqa: E402
+from blend.methods.mpa_ls import MpaLS  # noqa: E402
+from blend.methods.single import Oracle, Single  # noqa: E402
+from blend.methods.soup import Soup, SoupFactors  # noqa: E402
 from blend.styles import forest  # noqa: E402
 from dbcore import figures  # noqa: E402
 
 HELD, JPEG, TRAIN, TRUTH = "toy_align_heldout_z", "toy_jpeg_z", "toy_align_z", "toy_truth"
 COLUMNS = [(HELD, "alignment, held-out judge (z)"), (JPEG, "JPEG compressibility (z)"),
            (TRAIN, "alignment, training judge (z)"), (TRUTH, "ground truth (fraction right)")]
-ORDER = ["base", "single", "soup", "soup_factors", "mpa", "mpa_ls", "oracle"]
+# the method names, from the registry (blend.methods)
+BASE, SINGLE, SOUP, SOUP_F, MPA, LS, ORACLE = (m.name for m in (Base, Single, Soup, SoupFactors, Mpa, MpaLS, Oracle))
+ORDER = [BASE, SINGLE, SOUP, SOUP_F, MPA, LS, ORACLE]
 UNIT = "prompt"  # each (prompt, seed) has its own noise: images share only their prompt
 
 
@@ -54,7 +61,7 @@ def load(out_dir: str | Path) -> dict[str, list[dict]]:
 
 
 def kind(rs: list[dict]) -> str:
-    return "oracle" if rs[0].get("role") == "oracle" else rs[0]["method"]
+    return ORACLE if rs[0].get("role") == ORACLE else rs[0]["method"]
 
 
 def adapter(rs: list[dict]) -> str:
@@ -65,9 +72,9 @@ def adapter(rs: list[dict]) -> str:
 def w_of(rs: list[dict]) -> float | None:
     """Weight on alignment of a config (None: the base model, single adapters fit every w)."""
     r = rs[0]
-    if kind(rs) == "oracle":
+    if kind(rs) == ORACLE:
         return float(r["targets"].split("(")[1].split(",")[0])
-    return float(r["weights"][0]) if r["weights"] and kind(rs) not in ("base", "single") else None
+    return float(r["weights"][0]) if r["weights"] and kind(rs) not in (BASE, SINGLE) else None
 
 
 def wr(w: float):
@@ -76,9 +83,9 @@ def wr(w: float):
 
 def name(rs: list[dict]) -> str:
     k = kind(rs)
-    if k == "single":
+    if k == SINGLE:
         return f"Single adapter: {adapter(rs)}"
-    if k == "oracle":
+    if k == ORACLE:
         path = rs[0]["adapters"][0]["path"] if isinstance(rs[0]["adapters"][0], dict) else ""
         seed = next((p for p in Path(path).parts if p.startswith("seed")), "")
         return f"MORL oracle ({seed.replace('seed', 'training seed ')})" if seed else "MORL oracle"
@@ -96,7 +103,7 @@ def pm(e: stats.Estimate) -> str:
 
 def table(groups: dict[str, list[dict]], w: float) -> str:
     rows = rows_for(groups, w)
-    mpa = next((rs for rs in rows if kind(rs) == "mpa"), None)
+    mpa = next((rs for rs in rows if kind(rs) == MPA), None)
     head = ["method", *[c for _, c in COLUMNS], f"WR (w = {w:g}, held-out)", "Δ WR vs DB-MPA (paired)",
             "UNet evals / image", "n"]
     lines = [f"### w = {w:g} (weight on alignment; {1 - w:g} on compressibility)", "",
@@ -113,8 +120,8 @@ def table(groups: dict[str, list[dict]], w: float) -> str:
 
 def bases(groups: dict[str, list[dict]]) -> str:
     """Each single adapter minus the base model, paired, on every reward: the conflict and the balance of the bases."""
-    base = next((rs for rs in groups.values() if kind(rs) == "base"), None)
-    singles = [rs for rs in groups.values() if kind(rs) == "single"]
+    base = next((rs for rs in groups.values() if kind(rs) == BASE), None)
+    singles = [rs for rs in groups.values() if kind(rs) == SINGLE]
     if base is None or not singles:
         return ""
     lines = ["| adapter − base model (paired) | " + " | ".join(c for _, c in COLUMNS) + " |", "|---" * 5 + "|"]
@@ -140,22 +147,22 @@ def caption(groups: dict[str, list[dict]]) -> str:
 def family(groups: dict[str, list[dict]], w: float = 0.5) -> list[claims.Comparison]:
     """The comparisons the README's conclusions rest on, fixed before the rows are read."""
     rows = rows_for(groups, w)
-    by = {(kind(rs), adapter(rs) if kind(rs) == "single" else ""): rs for rs in rows if kind(rs) != "oracle"}
-    oracles = [rs for rs in rows if kind(rs) == "oracle"]
-    mpa = by.get(("mpa", ""))
+    by = {(kind(rs), adapter(rs) if kind(rs) == SINGLE else ""): rs for rs in rows if kind(rs) != ORACLE}
+    oracles = [rs for rs in rows if kind(rs) == ORACLE]
+    mpa = by.get((MPA, ""))
     out = []
     if mpa is None:
         return out
-    for key, label in [(("single", "alignment"), "single adapter: alignment"),
-                       (("single", "compressibility"), "single adapter: compressibility"),
-                       (("soup", ""), "rewarded soup (ΔW)"), (("soup_factors", ""), "rewarded soup (factors)"),
-                       (("mpa_ls", ""), "DB-MPA-LS"), (("base", ""), "base model")]:
+    for key, label in [((SINGLE, "alignment"), "single adapter: alignment"),
+                       ((SINGLE, "compressibility"), "single adapter: compressibility"),
+                       ((SOUP, ""), "rewarded soup (ΔW)"), ((SOUP_F, ""), "rewarded soup (factors)"),
+                       ((LS, ""), "DB-MPA-LS"), ((BASE, ""), "base model")]:
         if key in by:
             out.append(claims.Comparison(f"w = {w:g}: DB-MPA − {label}", mpa, by[key], wr(w)))
     if oracles:
         out.append(claims.Comparison(f"w = {w:g}: DB-MPA − MORL oracle ({len(oracles)} training seed(s))", mpa,
                                      oracles, wr(w)))
-        for key, label in [(("single", "alignment"), "alignment"), (("single", "compressibility"), "compressibility")]:
+        for key, label in [((SINGLE, "alignment"), "alignment"), ((SINGLE, "compressibility"), "compressibility")]:
             if key in by:
                 out.append(claims.Comparison(f"w = {w:g}: MORL oracle (seed 0) − single adapter: {label}",
                                              oracles[0], by[key], wr(w)))
@@ -166,11 +173,11 @@ def oracle_share(groups: dict[str, list[dict]], w: float) -> dict | None:
     """DB-MPA's share of the MORL oracle's WR gain over the base model, (WR_mpa − WR_base)/(WR_oracle − WR_base)."""
     rows = rows_for(groups, w)
     get = {kind(rs): rs for rs in rows}
-    oracles = [rs for rs in rows if kind(rs) == "oracle"]
-    if not oracles or "mpa" not in get or "base" not in get:
+    oracles = [rs for rs in rows if kind(rs) == ORACLE]
+    if not oracles or MPA not in get or BASE not in get:
         return None
     mean = lambda rs: stats.row_estimate(rs, wr(w), UNIT).mean  # noqa: E731
-    base, m = mean(get["base"]), mean(get["mpa"])
+    base, m = mean(get[BASE]), mean(get[MPA])
     o = sum(mean(rs) for rs in oracles) / len(oracles)
     return {"w": w, "wr_base": base, "wr_mpa": m, "wr_oracle": o,
             "share": (m - base) / (o - base) if abs(o - base) > 1e-12 else float("nan")}
@@ -222,7 +229,7 @@ def main() -> None:
     (out / "claims.json").write_text(json.dumps({"family": records, "oracle_share": shares, **extra}, indent=1),
                                      encoding="utf-8")
     if records:
-        forest([figures.ForestRow(r["label"], r["mean"], *r["ci_simultaneous"], key="mpa") for r in records],
+        forest([figures.ForestRow(r["label"], r["mean"], *r["ci_simultaneous"], key=MPA) for r in records],
                out / "claims_forest", "The toy's claims: paired differences", "Δ WR (held-out judge)",
                note=f"{records[0]['simultaneous_level']:.1%} simultaneous intervals (Bonferroni over the family)")
     print(md)
