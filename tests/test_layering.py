@@ -27,6 +27,7 @@ LAYERS = {
     "theory": HARNESS,  # the closed-form lab: experiments on the method's algebra
     "blend.cli": FRONT, "blend.run_plan": FRONT, "blend.runner": FRONT, "blend.live": FRONT, "blend.ui": FRONT,
     "blend.pipeline": FRONT, "diffusion_blend": FRONT,
+    "blend.sweeps": FRONT,  # the paper's sweeps (scripts/paper_sweeps.py): drives run_DB.py's front door
     "toy": ENTRY,  # a user of the public API (below)
     "scripts": ENTRY, "run_DB": ENTRY, "train_online_pg": ENTRY, "app": ENTRY,
 }

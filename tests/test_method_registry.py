@@ -110,7 +110,7 @@ NOT_THE_METHOD = {
     ("base", "diffusion/builtin.py"): "the toy weights directory toy/weights/base",
     ("base", "blend/run_plan.py"): "the toy weights directory toy/weights/base",
     ("oracle", "blend/run_plan.py"): "the --oracle flag of the toy defaults",
-    ("kla", "scripts/paper_sweeps.py"): "the name of the DB-KLA sweep (paper_sweeps.py kla)",
+    ("kla", "blend/sweeps.py"): "the name of the DB-KLA sweep (paper_sweeps.py kla)",
 }
 # Modules not converted yet (issue #22); none left (scripts/toy_report.py asks the registry since).
 PENDING: set[str] = set()

@@ -1,12 +1,10 @@
-"""Every paper sweep (scripts/paper_sweeps.py) runs end to end on the tiny model with two prompts and writes its
+"""Every paper sweep (scripts/paper_sweeps.py, blend/sweeps.py) runs end to end on the tiny model with two prompts and writes its
 markdown table, LaTeX table and plot; the hypervolume is exact on small fronts."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,17 +12,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("paper_sweeps", ROOT / "scripts" / "paper_sweeps.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["paper_sweeps"] = mod  # dataclasses look their module up while the script is executed
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def sweeps():
-    return load_script()
+    import blend.sweeps
+
+    return blend.sweeps
 
 
 @pytest.mark.parametrize("sweep", ["table1", "table5", "m34", "kla", "pareto"])
