@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from blend.methods.base import Base
 from blend.methods.single import Single
 from blend.sampler import SamplerConfig, sample
 from blend.spec import BlendSpec
+from blend.stats import mean_se
 from diffusion.loading import load_bundle
 from diffusion.lora import load_adapter
 from diffusion_blend.prompts import load_prompts
@@ -33,17 +33,6 @@ from toy.data import palette_attributes, parse_caption
 from toy.model import SAMPLE_ETA, SAMPLE_GUIDANCE, SAMPLE_STEPS
 
 METRICS = ("toy_alignment", "jpeg_compressibility", "toy_smoothness", "colour_acc", "bg_acc")
-
-
-def mean_se(x: torch.Tensor, clusters: list[int] | None = None) -> tuple[float, float]:
-    """Mean and standard error: cluster-robust by ``clusters`` (e.g. the prompt of each image) when given."""
-    x = x.double()
-    if clusters is not None:
-        from blend.stats import clustered
-
-        e = clustered(x.tolist(), clusters)
-        return e.mean, e.se
-    return float(x.mean()), float(x.std(unbiased=True) / math.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
 def score(images: torch.Tensor, prompts: list[str], rewards: dict) -> dict[str, torch.Tensor]:
