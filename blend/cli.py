@@ -132,6 +132,8 @@ def build_parser(first=None) -> argparse.ArgumentParser:
     g.add_argument("--prompts", default=None, help="prompts inline, separated by '|'")
     g.add_argument("--n_seeds", type=int, default=None, help="seeds per prompt (0..n-1) [default: 5 as the original; 2 for builtin:tiny]")
     g.add_argument("--seed_offset", type=int, default=0, help="first seed")
+    g.add_argument("--check", action="store_true",
+                   help="check every flag and the plan, print its size and exit: nothing is loaded, sampled or written")
     g.add_argument("--yes", action="store_true",
                    help=f"start a plan of more than {run_plan.LARGE_PLAN:,} images (refused without it, after "
                         f"printing its size and a time estimate)")
@@ -291,13 +293,21 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     if not args.out_dir.strip():
         raise SystemExit("error: --out_dir is empty; give it a directory or leave the flag out")
-    check_out_dir(out_dir)
-    setup_logging(log_file=out_dir / "run.log")
+    if args.check:
+        setup_logging()
+    else:
+        check_out_dir(out_dir)
+        setup_logging(log_file=out_dir / "run.log")
     try:
         explicit = _explicit_flags(parser, argv)
         check_flag_values(parser, args, explicit, argv)
         plan = plan_from_args(args, explicit, argv,
                               flag_names={dest: typed_flag(parser, argv, dest) for dest in explicit | {"steps"}})
+        if args.check:
+            print(f"ok: {len(plan.specs)} method configurations × {len(plan.prompts)} prompts × {len(plan.seeds)} seeds "
+                  f"= {len(plan.specs) * len(plan.prompts) * len(plan.seeds):,} images; rewards "
+                  f"{', '.join(plan.rewards)}; nothing was run")
+            return 0
         from blend.runner import execute
 
         result = execute(plan)

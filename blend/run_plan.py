@@ -359,6 +359,17 @@ def _check_surrogates(text: str | None, reward_names: list[str], specs: list[Ble
                         f"and --methods runs none of them; drop it or add {'/'.join(guided)} to --methods")
 
 
+def guide_reward_names(args: argparse.Namespace, reward_names: list[str]) -> list[str]:
+    """What the reward-using baselines select or guide with, one per scored reward (``--guide_rewards``; default:
+    the scored rewards themselves)."""
+    if args.guide_rewards is None:
+        return list(reward_names)
+    guide_names = _reward_names(args.guide_rewards, False, "--guide_rewards")
+    if len(guide_names) != len(reward_names):
+        raise PlanError(f"--guide_rewards {guide_names} must name one reward per --rewards entry {reward_names}")
+    return guide_names
+
+
 def check_plan_size(specs: list[BlendSpec], prompts: list[str], seeds: list[int], steps: int, yes: bool) -> None:
     """A plan of more than :data:`LARGE_PLAN` images is refused without ``--yes``; its size and time are logged."""
     n_images = len(specs) * len(prompts) * len(seeds)
@@ -428,11 +439,7 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     if set(report_names) & set(reward_names):
         raise PlanError(f"--report_rewards {sorted(set(report_names) & set(reward_names))} already in --rewards; "
                         f"name each reward once")
-    guide_names = reward_names
-    if args.guide_rewards is not None:
-        guide_names = _reward_names(args.guide_rewards, False, "--guide_rewards")
-        if len(guide_names) != len(reward_names):
-            raise PlanError(f"--guide_rewards {guide_names} must name one reward per --rewards entry {reward_names}")
+    guide_names = guide_reward_names(args, reward_names)
 
     import torch  # only now: every check above needs no torch
 
@@ -495,7 +502,7 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
     if getattr(args, "mix_weights", False):
         _check_mixable(specs)
     seeds = list(range(args.seed_offset, args.seed_offset + n_seeds))
-    check_plan_size(specs, prompts, seeds, steps, bool(getattr(args, "yes", False)))
+    check_plan_size(specs, prompts, seeds, steps, bool(getattr(args, "yes", False) or getattr(args, "check", False)))
     return RunPlan(
         base_model=base_model, device=str(device), dtype=args.dtype, adapters=adapters, members=members,
         oracles=oracle_paths, demo_adapters=DEMO_ADAPTERS if builtin_demo else (), specs=specs,

@@ -34,6 +34,7 @@ sweep with the paper's settings (docs/usage.md).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shlex
 import subprocess
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from blend import stats, styles
-from blend.methods import get_method, lam_method, list_methods, reference_method
+from blend.methods import baseline_names, get_method, lam_method, list_methods, reference_method
 from blend.methods.base import Base
 from blend.methods.single import ORACLE_ROLE, Oracle, Single, family
 from dbcore import figures
@@ -88,6 +89,15 @@ def gamma_for(steps: int, gamma50: float = 0.024) -> float:
     return round((1 + gamma50) ** (50 / steps) - 1, 4)
 
 
+def extra_reward_scales(path: Path, rewards: tuple[str, ...]) -> dict[str, float]:
+    """σ of each reward over toy base samples, read from ``path`` (written by ``python -m toy.stats``)."""
+    if not path.is_file():
+        raise SystemExit(f"error: {path} is missing; make it (and the extra adapters) with "
+                         f"`bash scripts/train_extra_toy_adapters.sh`")
+    stats = json.loads(path.read_text(encoding="utf-8"))
+    return {r: float(stats[r]["std"]) for r in rewards}
+
+
 def toy_world(n_seeds: int) -> World:
     w = REPO / "toy" / "weights"
     extra_dir = w / "adapters"
@@ -99,9 +109,9 @@ def toy_world(n_seeds: int) -> World:
         str(REPO / "dataset" / "toy_test_prompts.json"), 10, 2.0, n_seeds,
         oracles={f"{a:g},{1 - a:g}": str(w / "oracles" / f"w{a:g}" / "seed0") for a in (0.2, 0.5, 0.8)},
         kla_oracles={0.5: str(w / "oracles_kl" / "lam0.5" / "seed0"), 2.0: str(w / "oracles_kl" / "lam2" / "seed0")},
-        # σ of colourfulness and brightness over 32 toy base samples (training prompts, 10 steps, guidance 5; the
-        # colourfulness and brightness adapters are toy world v1's, trained at guidance 5)
-        scales={"colorfulness": 0.0954, "brightness": 0.0513},
+        # σ of colourfulness and brightness over the toy base model's samples on the toy sampler, measured when their
+        # adapters were trained (scripts/train_extra_toy_adapters.sh)
+        scales=extra_reward_scales(extra_dir / "extra_reward_stats.json", ("colorfulness", "brightness")),
         extra=["--rgg_gamma", str(gamma_for(10))],
         guide={"toy_align_heldout_z": "toy_align_z", "toy_jpeg_z": "toy_smoothness_z"},
         batch_size=48,
@@ -177,7 +187,8 @@ def db_argv(world: World, out: Path, methods: str, adapters: list[tuple[str, str
             argv += ["--reward_scale", f"{r}={world.scales[r]}"]
     if budget:
         argv += ["--budget", "auto"]
-    if any(r in world.guide for r in rewards):
+    # only a step that runs a reward-using baseline names what it guides with (run_DB.py refuses it otherwise)
+    if any(r in world.guide for r in rewards) and set(methods.split(",")) & set(baseline_names()):
         argv += ["--guide_rewards", ",".join(world.guide.get(r, r) for r in rewards)]
     return [*argv, *world_flags(world.extra, rewards), *extra]
 
@@ -255,7 +266,7 @@ def select_rows(argv: list[str], world: World, adapters: list[tuple[str, str]], 
     out. A missing row, or two different rows for one (config, prompt, seed), is an error naming them.
     """
     from blend.cli import build_parser
-    from blend.run_plan import build_specs, parse_lambdas
+    from blend.run_plan import build_specs, guide_reward_names, parse_lambdas
     from blend.store import ResultStore
     from dbcore.prompts import load_prompts
 
@@ -266,8 +277,11 @@ def select_rows(argv: list[str], world: World, adapters: list[tuple[str, str]], 
     seeds = range(args.seed_offset, args.seed_offset + args.n_seeds)
     scales = {r: world.scales.get(r, 1.0) for r in rewards}
     lambdas = parse_lambdas(args.lambdas)
+    scaled = any(r in world.scales for r in rewards)
+    guide = guide_reward_names(args, rewards)  # the baselines' configs are named by what they guide with
     specs = build_specs(args.methods, [n for n, _ in adapters], list(weights), lambdas, [], False, rewards, args,
-                        args.steps, scales if any(r in world.scales for r in rewards) else None)
+                        args.steps, scales if scaled else None, guide_rewards=guide,
+                        guide_scales=dict(zip(guide, scales.values())) if scaled else None)
     paths = dict(adapters)
     slots = [s.label for s in specs]
     targets = {}

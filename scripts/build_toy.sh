@@ -14,10 +14,11 @@
 #   4 stats     toy/weights/reward_stats.json  base-model reward mean/std on the toy sampler (10 steps,
 #               guidance 2), and at 50 steps beside (never used to normalise)             ≈ 3 min
 #   5 adapters  toy/weights/adapters/{alignment,compressibility}   train_online_pg.py --algorithm draft
-#   6 oracles   toy/weights/oracles/w0.5/seed{0,1,2}, w{0.2,0.8}/seed0   MORL oracles on the weighted reward
-#   7 kla       toy/weights/oracles_kl/lam{0.5,2}/seed0            alignment with kl_weight / λ
+#   6 oracles   toy/weights/oracles/w{0.2,0.5,0.8}/seed{0,1,2}   MORL oracles on the weighted reward
+#   7 kla       toy/weights/oracles_kl/lam{0.5,2}/seed{0,1,2}      alignment with kl_weight / λ
 #               (5–7: 40 DRaFT iterations each through all 10 steps, ≈ 7 s per iteration alone on one core,
-#               ≈ 5 min per adapter; ≈ 55 min for 5–7)
+#               ≈ 5 min per adapter: 17 adapters, ≈ 90 min for 5–7 on one core, ≈ 45 min as two builds side by side
+#               with TOY_ONLY; measured: the 8 oracles of seeds 1 and 2 in 1293 s as two such builds)
 #   8 dpok      toy/weights/dpok/{alignment,compressibility,oracle_w0.5}  only with TOY_DPOK=1: DPOK
 #               (policy gradient) on the TRUE rewards, jpeg_compressibility included; 55 / 75 / 100
 #               iterations of 64 / 32 / 32 samples (≈ 43 / 27 / 42 min on one thread; TOY_DPOK_ITERS
@@ -111,17 +112,23 @@ train() {  # train NAME DEST REWARD KL [SEED]
 # toy_align reads the TRAINING judge; the held-out judge never enters training.
 train alignment "$OUT/adapters/alignment" "toy_align:$(wa 1)" "$KL"
 train compressibility "$OUT/adapters/compressibility" "toy_smoothness:$(ws 1)" "$KL"
-# ---- 6 MORL oracles on w·r_align/σ + (1−w)·r_smooth/σ: three training seeds at w = 0.5, one at w = 0.2 and 0.8
+# ---- 6 MORL oracles on w·r_align/σ + (1−w)·r_smooth/σ: three training seeds at each w
 for s in 0 1 2; do
   train "oracle_w0.5_seed$s" "$OUT/oracles/w0.5/seed$s" "toy_align:$(wa 0.5),toy_smoothness:$(ws 0.5)" "$KL" \
     $((SEED + s))
 done
 for w in 0.2 0.8; do
-  train "oracle_w${w}_seed0" "$OUT/oracles/w$w/seed0" "toy_align:$(wa $w),toy_smoothness:$(ws "(1-$w)")" "$KL"
+  for s in 0 1 2; do
+    train "oracle_w${w}_seed$s" "$OUT/oracles/w$w/seed$s" "toy_align:$(wa $w),toy_smoothness:$(ws "(1-$w)")" "$KL" \
+      $((SEED + s))
+  done
 done
 # ---- 7 λ-specific oracles for DB-KLA: the alignment adapter retrained with kl_weight/λ
 for lam in 0.5 2; do
-  train "oracle_lam${lam}_seed0" "$OUT/oracles_kl/lam$lam/seed0" "toy_align:$(wa 1)" "$($PY -c "print($KL/$lam)")"
+  for s in 0 1 2; do
+    train "oracle_lam${lam}_seed$s" "$OUT/oracles_kl/lam$lam/seed$s" "toy_align:$(wa 1)" "$($PY -c "print($KL/$lam)")" \
+      $((SEED + s))
+  done
 done
 # ---- optional: a random-reward control (not committed; measures optimiser drift, docs/toy_world.md, probe 6)
 if [[ ${TOY_CONTROL:-0} == 1 ]]; then

@@ -14,7 +14,20 @@ import argparse
 import json
 from pathlib import Path
 
-REWARDS = {"jpeg_compressibility": "Δ jpeg_compressibility (−kB)", "toy_alignment": "Δ toy_alignment (nats)"}
+# axis labels of the rewards a curve may hold (scripts/dpok_toy.py --eval_rewards); others are labelled by name
+LABELS = {"jpeg_compressibility": "Δ jpeg_compressibility (−kB)", "toy_alignment": "Δ toy_alignment (nats)",
+          "toy_align_heldout_z": "Δ alignment, held-out judge (σ)", "toy_jpeg_z": "Δ JPEG compressibility (σ)",
+          "toy_align_z": "Δ alignment, training judge (σ)", "toy_truth": "Δ ground truth (fraction right)"}
+
+
+def rewards_of(runs: dict[str, list[dict]]) -> list[str]:
+    """The rewards the curves hold, in the order of the first run's first point."""
+    out: list[str] = []
+    for curve in runs.values():
+        for name in (curve[0]["heldout"] if curve else {}):
+            if name not in out:
+                out.append(name)
+    return out
 SPLIT = ("rollout_seconds", "reward_seconds", "value_seconds", "policy_seconds", "iteration_seconds")
 
 
@@ -31,17 +44,19 @@ def se(h: dict) -> float:
 
 
 def table(runs: dict[str, list[dict]]) -> str:
-    lines = ["| run | samples | train s | KL | Δ align ± s.e. (z) | Δ jpeg (−kB) ± s.e. (z) | s/iter: rollout / reward / "
-             "value / policy / total |", "|---|---|---|---|---|---|---|"]
+    rewards = rewards_of(runs)
+    head = ["run", "samples", "train s", "KL", *[f"{LABELS.get(r, 'Δ ' + r)} ± s.e. (t)" for r in rewards],
+            "s/iter: rollout / reward / value / policy / total"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, curve in runs.items():
         for p in curve:
             h, sp = p["heldout"], p["seconds_per_iteration"]
-            cells = [f"{h[r]['delta']:+.4f} ± {se(h[r]):.4f} ({h[r]['delta'] / se(h[r]):+.1f})"
-                     for r in ("toy_alignment", "jpeg_compressibility")]
+            cells = [f"{h[r]['delta']:+.4f} ± {se(h[r]):.4f} ({h[r]['delta'] / se(h[r]):+.1f})" if r in h else "–"
+                     for r in rewards]
             split = " / ".join(f"{sp.get(k, 0):.2f}" for k in SPLIT)
             kl = f"{p['kl']:.1e}" if p.get("kl") is not None else "–"
-            lines.append(f"| {name} | {p['samples']} | {p['train_seconds']:.0f} | {kl} | {cells[0]} | {cells[1]} | "
-                         f"{split} |")
+            lines.append("| " + " | ".join([name, str(p["samples"]), f"{p['train_seconds']:.0f}", kl, *cells, split])
+                         + " |")
     return "\n".join(lines)
 
 
@@ -51,17 +66,26 @@ def plot(runs: dict[str, list[dict]], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(REWARDS), figsize=(5.5 * len(REWARDS), 4))
-    for ax, (key, label) in zip(axes, REWARDS.items()):
+    rewards = rewards_of(runs)
+    cols = min(len(rewards), 2)
+    rows = -(-len(rewards) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(rewards):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, rewards):
+        label = LABELS.get(key, "Δ " + key)
         for name, curve in runs.items():
+            if not curve or key not in curve[0]["heldout"]:
+                continue
             x = [0] + [p["samples"] for p in curve]
             y = [0.0] + [p["heldout"][key]["delta"] for p in curve]
             e = [0.0] + [se(p["heldout"][key]) for p in curve]
             ax.errorbar(x, y, yerr=e, marker="o", ms=3, capsize=2, label=name)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("training samples drawn")
-        ax.set_ylabel(label + " vs base, held-out prompts")
+        ax.set_ylabel(label)
         ax.legend(fontsize=8)
+    fig.suptitle("paired with the base model on the held-out prompts (± 1 s.e., clustered by prompt)", fontsize=10)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)

@@ -29,26 +29,33 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The toy world's sampler (toy/model.py: 10 DDIM steps, eta 1, guidance 5) and sizes that fit one CPU
+from toy.model import SAMPLE_ETA, SAMPLE_GUIDANCE, SAMPLE_STEPS  # noqa: E402
+
+# The toy world's sampler (toy/model.py: 10 DDIM steps, eta 1, guidance 2) and sizes that fit one CPU
 # thread; the rest are the trainer's (DPOK's) defaults unless overridden after "--".
 TOY_PRESET = [
     "--base_model", "toy/weights/base", "--single_flag", "0", "--prompt_path", "dataset/toy_train_prompts.json",
-    "--num_inference_steps", "10", "--guidance_scale", "5", "--eta", "1", "--g_batch_size", "16",
+    "--num_inference_steps", str(SAMPLE_STEPS), "--guidance_scale", f"{SAMPLE_GUIDANCE:g}", "--eta", f"{SAMPLE_ETA:g}",
+    "--g_batch_size", "16",
     "--mixed_precision", "no", "--gradient_checkpointing", "False", "--report_to", "none", "--progress", "False",
     "--lora_rank", "8", "--lora_alpha", "8", "--iterations", "100000", "--save_interval", "25",
     "--checkpoints_total_limit", "1", "--seed", "0",
 ]
-EVAL_REWARDS = ("toy_alignment", "jpeg_compressibility")
+# what the curve scores (toy world v2: the held-out judge and the true JPEG size, in base-model σ; the training judge
+# and the ground truth beside). Toy world v1's curves (dpok/README.md): --eval_rewards toy_alignment,jpeg_compressibility
+# and, after "--", --guidance_scale 5.
+EVAL_REWARDS = ("toy_align_heldout_z", "toy_jpeg_z", "toy_align_z", "toy_truth")
 
 
 class HeldOut:
     """Fixed (held-out prompt, seed) pairs; scores the trainer's adapter (or the base) on them."""
 
-    def __init__(self, prompts: list[str], n_seeds: int, seed_offset: int = 1000) -> None:
+    def __init__(self, prompts: list[str], n_seeds: int, rewards: tuple[str, ...] = EVAL_REWARDS,
+                 seed_offset: int = 1000) -> None:
         from rewards import get_reward
 
         self.pairs = [(p, seed_offset + s) for p in prompts for s in range(n_seeds)]
-        self.rewards = {n: get_reward(n) for n in EVAL_REWARDS}
+        self.rewards = {n: get_reward(n) for n in rewards}
 
     @torch.no_grad()
     def score(self, trainer, adapter: str | None) -> dict[str, torch.Tensor]:
@@ -98,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval_seeds", type=int, default=4, help="seeds per held-out prompt in the curve")
     ap.add_argument("--final_seeds", type=int, default=8, help="seeds per held-out prompt at the end (0: none)")
     ap.add_argument("--test_prompts", default="dataset/toy_test_prompts.json")
+    ap.add_argument("--eval_rewards", default=",".join(EVAL_REWARDS),
+                    help="comma-separated rewards the curve scores, paired with the base model")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--print_preset", action="store_true")
     args = ap.parse_args(ours)
@@ -120,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         log.warning(msg)
     trainer = Trainer(cfg)
     test_prompts = load_prompts(args.test_prompts)
-    curve_set = HeldOut(test_prompts, args.eval_seeds)
+    eval_rewards = tuple(r.strip() for r in args.eval_rewards.split(",") if r.strip())
+    if not eval_rewards:
+        raise SystemExit("error: --eval_rewards is empty; name the rewards the curve scores (python -m rewards --list)")
+    curve_set = HeldOut(test_prompts, args.eval_seeds, eval_rewards)
     base = curve_set.score(trainer, None)
     curve_path = out / "curve.jsonl"
     state = {"train_seconds": 0.0, "split": {}}
@@ -153,10 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         with curve_path.open("a") as f:
             f.write(json.dumps(line) + "\n")
         h = line["heldout"]
-        log.info("it %d, %d samples, %.0f s, kl %.2g: held-out Δ align %+.3f ± %.3f, Δ jpeg %+.4f ± %.4f "
-                 "(s.e. by prompt)", it, line["samples"], state["train_seconds"], line["kl"] or 0.0,
-                 h["toy_alignment"]["delta"], h["toy_alignment"]["se_prompt"], h["jpeg_compressibility"]["delta"],
-                 h["jpeg_compressibility"]["se_prompt"])
+        log.info("it %d, %d samples, %.0f s, kl %.2g: held-out prompts, Δ vs base (s.e. by prompt): %s", it,
+                 line["samples"], state["train_seconds"], line["kl"] or 0.0,
+                 ", ".join(f"{n} {v['delta']:+.4f} ± {v['se_prompt']:.4f}" for n, v in h.items()))
         if over:
             tr._stop = True  # the trainer saves a checkpoint after this iteration and stops
 
@@ -167,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         last = None
     if args.final_seeds == 0:
         return 0
-    final_set = HeldOut(test_prompts, args.final_seeds)
+    final_set = HeldOut(test_prompts, args.final_seeds, eval_rewards)
     final = paired(final_set.score(trainer, ADAPTER), final_set.score(trainer, None), len(test_prompts))
     summary = {"trainer_args": TOY_PRESET + rest, "minutes": args.minutes, "iterations": trainer.counters.iteration,
                "samples": trainer.counters.samples_seen, "train_seconds": state["train_seconds"],

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from blend import claims, stats  # noqa: E402
 from blend.methods import get_method  # noqa: E402
 from blend.methods.base import Base  # noqa: E402
+from blend.methods.kla import Kla  # noqa: E402
 from blend.methods.mpa import Mpa  # noqa: E402
 from blend.methods.mpa_ls import MpaLS  # noqa: E402
 from blend.methods.single import Oracle, Single  # noqa: E402
@@ -42,6 +43,7 @@ COLUMNS = [(HELD, "alignment, held-out judge (z)"), (JPEG, "JPEG compressibility
            (TRAIN, "alignment, training judge (z)"), (TRUTH, "ground truth (fraction right)")]
 # the method names, from the registry (blend.methods)
 BASE, SINGLE, SOUP, SOUP_F, MPA, LS, ORACLE = (m.name for m in (Base, Single, Soup, SoupFactors, Mpa, MpaLS, Oracle))
+KLA = Kla.name
 ORDER = [BASE, SINGLE, SOUP, SOUP_F, MPA, LS, ORACLE]
 UNIT = "prompt"  # each (prompt, seed) has its own noise: images share only their prompt
 
@@ -169,6 +171,32 @@ def family(groups: dict[str, list[dict]], w: float = 0.5) -> list[claims.Compari
     return out
 
 
+def oracle_lambda(rs: list[dict]) -> float | None:
+    """λ of a λ-specific oracle, read from its folder (``oracles_kl/lam<λ>/seed<s>``, scripts/build_toy.sh)."""
+    a = rs[0]["adapters"][0]
+    part = next((p for p in Path(a["path"] if isinstance(a, dict) else "").parts if p.startswith("lam")), None)
+    return float(part[3:]) if part else None
+
+
+def kla_family(groups: dict[str, list[dict]]) -> list[claims.Comparison]:
+    """DB-KLA at λ minus the λ-specific oracles (the alignment adapter retrained with kl_weight/λ; training seeds
+    pooled, their spread in the variance), on alignment read by the held-out and by the training judge."""
+    kla = {round(float(rs[0]["lam"]), 6): rs for rs in groups.values() if kind(rs) == KLA}
+    oracles: dict[float, list] = defaultdict(list)
+    for rs in groups.values():
+        lam = oracle_lambda(rs) if kind(rs) == ORACLE else None
+        if lam is not None:
+            oracles[round(lam, 6)].append(rs)
+    out = []
+    for lam in sorted(oracles):
+        if lam in kla:
+            for key, judge in ((HELD, "held-out judge"), (TRAIN, "training judge")):
+                out.append(claims.Comparison(
+                    f"λ = {lam:g}: DB-KLA − λ-specific model ({len(oracles[lam])} training seed(s)), alignment, "
+                    f"{judge}", kla[lam], oracles[lam], lambda r, k=key: r["rewards"][k]))
+    return out
+
+
 def oracle_share(groups: dict[str, list[dict]], w: float) -> dict | None:
     """DB-MPA's share of the MORL oracle's WR gain over the base model, (WR_mpa − WR_base)/(WR_oracle − WR_base)."""
     rows = rows_for(groups, w)
@@ -203,6 +231,8 @@ def main() -> None:
     (out / "bases.md").write_text(bases(groups) + "\n" + caption(groups) + " Brackets: 95% intervals.\n",
                                   encoding="utf-8")
     fam = [c for w in ws for c in family(groups, w)]
+    if args.kla:
+        fam += kla_family(load(args.kla))
     records = claims.decide(fam, UNIT)
     shares = [s for s in (oracle_share(groups, w) for w in ws) if s]
     extra = {}
@@ -219,7 +249,8 @@ def main() -> None:
     if args.kla:
         (out / "kla.md").write_text((Path(args.kla) / "summary.md").read_text(encoding="utf-8"), encoding="utf-8")
     (out / "claims.md").write_text(
-        claims.markdown(records) + "\nOne family of " + f"{len(records)} paired comparisons of WR (held-out judge), "
+        claims.markdown(records) + "\nOne family of " + f"{len(records)} paired comparisons (of WR on the held-out "
+        "judge; the DB-KLA rows compare alignment), "
         f"each clustered by prompt ({stats.describe_unit(UNIT, next(iter(groups.values())))}), "
         "fixed before the rows were read; Holm p adjusts over the whole family, and the simultaneous intervals hold "
         "together. Comparisons with the MORL oracle pool its training seeds and add their spread to the variance.\n\n"

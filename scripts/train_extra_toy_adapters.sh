@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The two extra toy reward adapters of the m = 3 / m = 4 sweeps (scripts/paper_sweeps.py m34), trained with the
-# project's trainer and the same DRaFT recipe as the toy's other adapters (scripts/build_toy.sh): 40 iterations,
-# KL weight 30, reward weight 1/σ with σ the std of the reward over 32 toy base samples (training prompts, 10 steps,
-# guidance 5): colourfulness σ = 0.0954, brightness σ = 0.0513. ≈ 11 min each on one loaded CPU core.
+# The two extra toy reward adapters of the m = 3 / m = 4 sweeps and the Table 5 analogue (scripts/paper_sweeps.py
+# m34 / table5), trained with toy world v2's recipe (scripts/build_toy.sh): DRaFT-K through all 10 steps, guidance 2,
+# lr 5e-3, KL weight 30, 40 iterations of 16 images, reward weight 1/σ. σ is the std of the reward over 128 toy base
+# samples on the toy sampler, measured first by `python -m toy.stats` into toy/weights/adapters/extra_reward_stats.json
+# (the sweeps divide the rewards by the same σ). ≈ 5 min per adapter on one free core.
 #
-#   bash scripts/train_extra_toy_adapters.sh [--work /tmp/extra_adapters]
+#   bash scripts/train_extra_toy_adapters.sh [--work /tmp/extra_toy_adapters]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/extra_toy_adapters}
@@ -12,15 +13,17 @@ WORK=${WORK:-/tmp/extra_toy_adapters}
 PY=${PYTHON:-.venv/bin/python}
 [[ -x $PY ]] || PY=python
 export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-for spec in colorfulness:10.4785 brightness:19.4925; do
-  name=${spec%%:*}
+STATS=toy/weights/adapters/extra_reward_stats.json
+[[ -f $STATS ]] || $PY -m toy.stats --rewards colorfulness,brightness --other_steps "" --out "$STATS" >/dev/null
+for name in colorfulness brightness; do
   dest=toy/weights/adapters/$name
   if [[ -f $dest/manifest.json ]]; then echo "$name: exists, skipped"; continue; fi
+  weight=$($PY -c "import json; print(f'{1 / json.load(open(\"$STATS\"))[\"$name\"][\"std\"]:.6g}')")
   $PY train_online_pg.py --base_model toy/weights/base --algorithm draft --single_flag 0 \
-    --prompt_path dataset/toy_train_prompts.json --reward "$spec" --reward_norm none --reward_weight 1 \
-    --kl_weight 30 --draft_k 2 --num_inference_steps 10 --guidance_scale 5 --eta 1 \
+    --prompt_path dataset/toy_train_prompts.json --reward "$name:$weight" --reward_norm none --reward_weight 1 \
+    --kl_weight 30 --draft_k 10 --num_inference_steps 10 --guidance_scale 2 --eta 1 \
     --g_batch_size 16 --num_samples 1 --gradient_accumulation_steps 1 --p_step 1 --iterations 40 \
-    --learning_rate 2e-3 --clip_norm 1 --lora_rank 8 --lora_alpha 8 --seed 0 --mixed_precision no \
+    --learning_rate 5e-3 --clip_norm 1 --lora_rank 8 --lora_alpha 8 --seed 0 --mixed_precision no \
     --gradient_checkpointing False --report_to none --save_interval 10 --checkpoints_total_limit 1 \
     --progress False --output_dir "$WORK/$name"
   mkdir -p "$dest"

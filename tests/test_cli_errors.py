@@ -5,6 +5,7 @@ made for this base model; adapter hashes depend on the tensors only."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,22 @@ def test_exported_adapter_with_manifest_is_not_a_half_written_checkpoint():
     with pytest.raises(SystemExit, match="trained on base model"):
         check_checkpoint(str(REPO / "toy" / "weights" / "adapters" / "alignment"), "--lora", "builtin:tiny",
                          allow_other_base=False)
+
+
+def test_check_validates_the_plan_and_writes_nothing(tmp_path, no_model_loading, capsys):
+    """``--check``: every flag and the plan checked, the plan's size printed, no model loaded, nothing written."""
+    out = tmp_path / "run"
+    assert main(["--out_dir", str(out), *SMALL, "--methods", "base,mpa", "--check"]) == 0
+    assert "ok: 2 method configurations × 1 prompts × 1 seeds = 2 images" in capsys.readouterr().out
+    assert not out.exists()
+    with pytest.raises(SystemExit, match="--steps must be ≥ 1"):
+        main(["--out_dir", str(out), *SMALL, "--steps", "0", "--check"])
+    assert not out.exists()
+
+
+def test_toy_tables_script_flags_are_accepted():
+    """Every run_DB.py call of scripts/toy_tables.sh passes the flag and plan checks (``--check``: nothing runs)."""
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "toy_tables.sh"), "--check"], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "every run_DB.py call of this script accepts its flags" in proc.stdout

@@ -109,3 +109,26 @@ def test_sweep_errors_are_clustered_by_prompt_and_report_only_rebuilds_without_s
     with pytest.raises(SystemExit, match=r"lacks rows this sweep asks for .* \(without --report_only\) to sample them"):
         sweeps.main([*base_args, "--n_seeds", "3", "--report_only"])
     assert _stored(tmp_path) == stored
+
+
+@pytest.mark.parametrize("sweep", ["pareto", "kla"])
+def test_sweep_finds_the_rows_of_baselines_that_guide_with_other_rewards(sweeps, sweep, tmp_path, monkeypatch):
+    """A world whose baselines guide with other rewards than those scored (run_DB.py --guide_rewards, as the toy's
+    training judge) names their configs by the guiding rewards; the sweep's tables must find those rows, and a step
+    without a reward-using baseline (DB-KLA's) must not pass --guide_rewards (run_DB.py refuses it there)."""
+    make = sweeps.tiny_world
+
+    def guided(out, n_seeds, prompts):
+        world = make(out, n_seeds, prompts)
+        world.guide = {"brightness": "toy_smoothness", "colorfulness": "brightness"}
+        return world
+
+    monkeypatch.setattr(sweeps, "tiny_world", guided)
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps(["a red circle"]))
+    args = [sweep, "--world", "tiny", "--prompt_file", str(prompts), "--out", str(tmp_path), "--pareto_grid", "2"]
+    assert sweeps.main(args) == 0
+    if sweep == "pareto":
+        rows = [json.loads(line) for line in (tmp_path / "pareto" / "run" / "results.jsonl").read_text().splitlines()]
+        assert any(r["config"].startswith("code_") and "toy_smoothness" in r["config"] for r in rows)
+        assert "CoDe" in (tmp_path / "pareto" / "table.md").read_text()

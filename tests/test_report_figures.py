@@ -176,3 +176,33 @@ def test_toy_report_writes_the_tables_the_claims_and_their_forest_plot(tmp_path,
     assert "training seed 1" in (out / "table1.md").read_text() and (out / "kla.md").read_text() == "### Results\n"
     rows = [line.split(" | ")[0] for line in (out / "bases.md").read_text().splitlines()[2:4]]
     assert rows == ["| alignment", "| compressibility"]  # each basis adapter paired with the base
+
+
+def test_toy_report_compares_db_kla_with_the_lambda_specific_models_pooled_over_seeds():
+    """DB-KLA at λ against the λ-specific models of every training seed (read from ``oracles_kl/lam<λ>/seed<s>``),
+    on alignment by both judges; a λ with no DB-KLA row and an oracle of another folder are left out."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("toy_report", Path(__file__).resolve().parents[1] / "scripts"
+                                                  / "toy_report.py")
+    toy_report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy_report)
+    rng = np.random.default_rng(2)
+
+    def rows(config, method, lam=None, role="", path=""):
+        return [{"config": config, "method": method, "role": role, "lam": lam, "weights": [1.0],
+                 "adapters": [{"name": config, "path": path}], "prompt_index": p, "seed": s,
+                 "rewards": {"toy_align_heldout_z": float(p + rng.normal()), "toy_align_z": float(p + rng.normal())}}
+                for p in range(3) for s in range(2)]
+
+    groups = {"kla_0.5": rows("kla_0.5", "kla", 0.5), "kla_1.5": rows("kla_1.5", "kla", 1.5)}
+    for s in range(3):
+        groups[f"o{s}"] = rows(f"o{s}", "single", role="oracle", path=f"toy/weights/oracles_kl/lam0.5/seed{s}/a.st")
+    groups["o_w"] = rows("o_w", "single", role="oracle", path="toy/weights/oracles/w0.5/seed0/a.st")
+    family = toy_report.kla_family(groups)
+    assert [c.label for c in family] == [
+        "λ = 0.5: DB-KLA − λ-specific model (3 training seed(s)), alignment, held-out judge",
+        "λ = 0.5: DB-KLA − λ-specific model (3 training seed(s)), alignment, training judge"]
+    assert all(c.a is groups["kla_0.5"] and len(c.b) == 3 for c in family)
+    assert family[0].value(groups["o0"][0]) == groups["o0"][0]["rewards"]["toy_align_heldout_z"]

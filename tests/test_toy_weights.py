@@ -13,9 +13,9 @@ from toy.manifest import check_manifest, file_hashes
 
 ROOT = Path(__file__).resolve().parent.parent
 W = ROOT / "toy" / "weights"
-ADAPTERS = ["adapters/alignment", "adapters/compressibility", "oracles/w0.2/seed0", "oracles/w0.5/seed0",
-            "oracles/w0.5/seed1", "oracles/w0.5/seed2", "oracles/w0.8/seed0", "oracles_kl/lam0.5/seed0",
-            "oracles_kl/lam2/seed0"]
+ADAPTERS = ["adapters/alignment", "adapters/compressibility", "adapters/colorfulness", "adapters/brightness",
+            *[f"oracles/w{w}/seed{s}" for w in ("0.2", "0.5", "0.8") for s in range(3)],
+            *[f"oracles_kl/lam{lam}/seed{s}" for lam in ("0.5", "2") for s in range(3)]]
 MAX_TOTAL_MB = 25
 
 # the arguments of the default toy run (what `python run_DB.py` runs with no arguments)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
 from blend.methods.base import Base
 from blend.sampler import SamplerConfig, sample
 from blend.spec import BlendSpec
+from dbcore.io import write_text_atomic
 from diffusion.loading import load_bundle
 from diffusion_blend.prompts import load_prompts
 from rewards import get_reward
@@ -32,35 +32,48 @@ REWARDS = ("toy_alignment", "toy_smoothness", "jpeg_compressibility", "toy_align
 OTHER_STEPS = (50,)
 
 
+def reward_stats(bundle, prompts: list[str], rewards: tuple[str, ...], steps: int, n: int = 128, seed: int = 0
+                 ) -> dict[str, dict[str, float]]:
+    """Mean and std (rounded to 6 digits) of each reward over ``n`` base-model samples on the toy sampler with
+    ``steps`` DDIM steps; the prompts and seeds are fixed by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    picks = [prompts[i] for i in torch.randint(0, len(prompts), (n,), generator=g).tolist()]
+    seeds = [100_000 + seed * n + i for i in range(n)]
+    cfg = SamplerConfig(steps=steps, guidance=SAMPLE_GUIDANCE, eta=SAMPLE_ETA)
+    images = torch.cat([sample(bundle, BlendSpec(Base.name), picks[i : i + 32], seeds[i : i + 32], cfg).images
+                        for i in range(0, n, 32)])
+    out = {}
+    for name in rewards:
+        r = get_reward(name)(images, picks).double()
+        out[name] = {"mean": round(float(r.mean()), 6), "std": round(float(r.std()), 6)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base_model", default="toy/weights/base")
     ap.add_argument("--prompt_file", default="dataset/toy_train_prompts.json")
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rewards", default=",".join(REWARDS),
+                    help="comma-separated reward names (default: the toy's own; the m = 3 / 4 sweeps' extra rewards "
+                         "are measured with --rewards colorfulness,brightness --other_steps '')")
+    ap.add_argument("--other_steps", default=",".join(map(str, OTHER_STEPS)),
+                    help="step counts measured beside the toy sampler's (never used to normalise); '' for none")
     ap.add_argument("--out", default="toy/weights/reward_stats.json")
     args = ap.parse_args()
+    rewards = tuple(r.strip() for r in args.rewards.split(",") if r.strip())
+    if not rewards:
+        raise SystemExit("error: --rewards is empty; name at least one reward (python -m rewards --list)")
+    other = [int(s) for s in args.other_steps.split(",") if s.strip()]
     bundle = load_bundle(args.base_model)
     prompts = load_prompts(args.prompt_file)
-    g = torch.Generator().manual_seed(args.seed)
-    picks = [prompts[i] for i in torch.randint(0, len(prompts), (args.n,), generator=g).tolist()]
-    seeds = [100_000 + args.seed * args.n + i for i in range(args.n)]
-
-    def stats(steps: int) -> dict:
-        cfg = SamplerConfig(steps=steps, guidance=SAMPLE_GUIDANCE, eta=SAMPLE_ETA)
-        images = torch.cat([sample(bundle, BlendSpec(Base.name), picks[i : i + 32], seeds[i : i + 32], cfg).images
-                            for i in range(0, args.n, 32)])
-        out = {}
-        for name in REWARDS:
-            r = get_reward(name)(images, picks).double()
-            out[name] = {"mean": round(float(r.mean()), 6), "std": round(float(r.std()), 6)}
-        return out
-
     out = {"base_model": args.base_model, "prompt_file": args.prompt_file, "n": args.n, "seed": args.seed,
            "sampler": {"steps": SAMPLE_STEPS, "guidance": SAMPLE_GUIDANCE, "eta": SAMPLE_ETA}}
-    out.update(stats(SAMPLE_STEPS))
-    out["at_steps"] = {str(s): stats(s) for s in OTHER_STEPS}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    out.update(reward_stats(bundle, prompts, rewards, SAMPLE_STEPS, args.n, args.seed))
+    if other:
+        out["at_steps"] = {str(s): reward_stats(bundle, prompts, rewards, s, args.n, args.seed) for s in other}
+    write_text_atomic(args.out, json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
 
 
