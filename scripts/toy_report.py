@@ -165,9 +165,9 @@ def family(groups: dict[str, list[dict]], w: float = 0.5) -> list[claims.Compari
         out.append(claims.Comparison(f"w = {w:g}: DB-MPA − MORL oracle ({len(oracles)} training seed(s))", mpa,
                                      oracles, wr(w)))
         for key, label in [((SINGLE, "alignment"), "alignment"), ((SINGLE, "compressibility"), "compressibility")]:
-            if key in by:
-                out.append(claims.Comparison(f"w = {w:g}: MORL oracle (seed 0) − single adapter: {label}",
-                                             oracles[0], by[key], wr(w)))
+            if key in by:  # written single − oracle so that the oracle's training seeds are pooled (blend.claims)
+                out.append(claims.Comparison(f"w = {w:g}: single adapter: {label} − MORL oracle ({len(oracles)} "
+                                             f"training seed(s))", by[key], oracles, wr(w)))
     return out
 
 
