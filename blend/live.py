@@ -38,8 +38,8 @@ from blend.report import summarise, write_summary
 from blend.sampler import SamplerConfig, sample
 from blend.soup import ensure_soup_adapter
 from blend.spec import BlendSpec
-from diffusion_blend.images import to_pil
-from diffusion_blend.logging import get_logger
+from dbcore.images import to_pil
+from dbcore.logging import get_logger
 
 if TYPE_CHECKING:
     from blend.run_plan import RunPlan
@@ -563,7 +563,7 @@ def load_front(run_dir: str | Path, reward_names: Sequence[str]) -> dict[str, di
     if (run_dir / "summary.json").exists():
         front = json.loads((run_dir / "summary.json").read_text())
     elif (run_dir / "results.jsonl").exists():
-        from diffusion_blend.io import read_jsonl
+        from dbcore.io import read_jsonl
 
         front = summarise(read_jsonl(run_dir / "results.jsonl"))
     else:
@@ -623,7 +623,7 @@ def pareto_image(session: LiveSession, current: Generation | None = None, size: 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from diffusion_blend.figures import style
+    from blend.styles import style
 
     visited = session.visited if visited is None else visited
     fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100, layout="constrained")

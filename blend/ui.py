@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blend.run_plan import PlanError, parse_lambdas, parse_weights, plan_from_args
-from diffusion_blend.logging import get_logger, setup_logging
+from dbcore.logging import get_logger, setup_logging
 
 if TYPE_CHECKING:
     from blend.live import Generation, LiveSession

@@ -261,7 +261,7 @@ def main() -> None:
                                      encoding="utf-8")
     if records:
         forest([figures.ForestRow(r["label"], r["mean"], *r["ci_simultaneous"], key=MPA) for r in records],
-               out / "claims_forest", "The toy's claims: paired differences", "Δ WR (held-out judge)",
+               out / "claims_forest", "The toy's claims: paired differences", "Δ WR, held-out judge (DB-KLA rows: Δ alignment)",
                note=f"{records[0]['simultaneous_level']:.1%} simultaneous intervals (Bonferroni over the family)")
     print(md)
     print(claims.markdown(records))

@@ -173,3 +173,12 @@ def test_no_import_cycles_at_import_time():
 
 def test_no_generic_common_package():
     assert not (REPO / "common").exists()
+
+
+def test_the_project_does_not_import_its_own_public_package():
+    """``diffusion_blend`` is the users' door on top (its old module names are shims over dbcore): the packages
+    below import the ground floor directly, so no import arrow runs from them back up to it."""
+    inside = ("dbcore", "diffusion", "rewards", "blend", "dpok", "toy", "theory")
+    bad = sorted(f"{m} -> {d}" for m, deps in _graph().items() if _top(m) in inside for d in deps
+                 if _top(d) == "diffusion_blend")
+    assert not bad, bad

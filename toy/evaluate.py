@@ -25,9 +25,9 @@ from blend.methods.single import Single
 from blend.sampler import SamplerConfig, sample
 from blend.spec import BlendSpec
 from blend.stats import mean_se
+from dbcore.prompts import load_prompts
 from diffusion.loading import load_bundle
 from diffusion.lora import load_adapter
-from diffusion_blend.prompts import load_prompts
 from rewards import get_reward
 from toy.data import palette_attributes, parse_caption
 from toy.model import SAMPLE_ETA, SAMPLE_GUIDANCE, SAMPLE_STEPS

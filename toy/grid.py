@@ -14,7 +14,7 @@ def save_grid(rows: dict[str, torch.Tensor], path: str | Path, scale: int = 3, l
     """``rows``: label → images (N, 3, 32, 32) in [0, 1]. One row per label (on the left), ``col_labels`` over the
     columns, ``title`` on top, in DejaVu Sans (``diffusion_blend.figures.image_grid``); PNG and PDF.
     ``label_width`` is kept for callers; the label column now sizes itself."""
-    from diffusion_blend.figures import image_grid
+    from dbcore.figures import image_grid
 
     del label_width
     n = max(len(v) for v in rows.values())

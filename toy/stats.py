@@ -23,8 +23,8 @@ from blend.methods.base import Base
 from blend.sampler import SamplerConfig, sample
 from blend.spec import BlendSpec
 from dbcore.io import write_text_atomic
+from dbcore.prompts import load_prompts
 from diffusion.loading import load_bundle
-from diffusion_blend.prompts import load_prompts
 from rewards import get_reward
 from toy.model import SAMPLE_ETA, SAMPLE_GUIDANCE, SAMPLE_STEPS
 
