@@ -1,6 +1,6 @@
 """Reward statistics of the toy base model, used to put the two rewards on one scale.
 
-Samples the base model (10-step DDIM, η 1, guidance 5: the sampler of every toy table) on the training
+Samples the base model (the toy sampler of toy/model.py: 10 DDIM steps, η 1, guidance 2, that of every toy table) on the training
 prompts and writes the mean and std of each reward below to ``toy/weights/reward_stats.json``. These
 constants define what a weight w means, so they are fixed on that one sampler; the same statistics at
 50 steps are written beside them (``at_steps``) to show how far the scale moves with the sampler (the
@@ -10,6 +10,8 @@ the single adapters, the MORL oracles and the blends: the MORL oracle for w trai
 ``w·r_align/σ_align + (1−w)·r_smooth/σ_smooth``.
 
     python -m toy.stats --base_model toy/weights/base --out toy/weights/reward_stats.json
+    python -m toy.stats --rewards colorfulness,brightness --other_steps "" \
+        --out toy/weights/adapters/extra_reward_stats.json      # the m = 3 / 4 sweeps' extra rewards
 """
 
 from __future__ import annotations
