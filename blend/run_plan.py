@@ -489,8 +489,10 @@ def plan_from_args(args: argparse.Namespace, explicit: set[str], argv: list[str]
                         steps, scale_map, guide_rewards=guide_names, guide_scales=guide_scales)
     _check_surrogates(getattr(args, "guidance_surrogate", None), reward_names, specs)
     if "guide_rewards" in explicit and not any(s.is_baseline for s in specs):
-        raise PlanError("--guide_rewards is used only by the reward-using baselines (bon, bon_mpa, bon_ls, code, rgg, "
-                        "smc), and --methods runs none of them; add one or drop --guide_rewards")
+        from blend.methods import baseline_names
+
+        raise PlanError(f"--guide_rewards is used only by the reward-using baselines ({', '.join(baseline_names())}), "
+                        "and --methods runs none of them; add one or drop --guide_rewards")
     if weights_end:
         specs = attach_schedules(specs, weights, weights_end, args.schedule)
     objectives = []

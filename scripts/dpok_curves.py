@@ -57,6 +57,9 @@ def table(runs: dict[str, list[dict]]) -> str:
             kl = f"{p['kl']:.1e}" if p.get("kl") is not None else "–"
             lines.append("| " + " | ".join([name, str(p["samples"]), f"{p['train_seconds']:.0f}", kl, *cells, split])
                          + " |")
+    lines.append("")
+    lines.append("Each Δ is the adapter minus the base model on the same held-out (prompt, seed), averaged over the "
+                 "images; the s.e. is cluster-robust by prompt (the images share only their prompt), t = Δ / s.e.")
     return "\n".join(lines)
 
 
