@@ -24,14 +24,20 @@
 #               iterations of 64 / 32 / 32 samples (≈ 43 / 27 / 42 min on one thread; TOY_DPOK_ITERS
 #               overrides). Not part of the default build: the DRaFT-K set above stays the default.
 # TOY_ONLY=REGEX trains only the adapters whose name matches (to run two builds side by side);
-# TOY_ITERS / TOY_KL override the DRaFT iterations / kl_weight (defaults below).
-# Same seed → same weights (CPU, float32, same thread count). Intermediate files go to toy/_work/.
+# TOY_ITERS / TOY_KL override the DRaFT iterations / kl_weight (defaults below); TOY_KL_ALIGN / TOY_KL_COMP the two
+# basis adapters' kl_weight alone. Variants of the world (docs/toy_world.md, "Toward balanced bases"; the defaults
+# rebuild the committed one): TOY_BASE_STEPS the base model's training steps (1600), TOY_TEXTURE the largest
+# amplitude of the background stripes in the generator's images (0: none; toy.data.draw).
+# Same seed → same weights (CPU, float32, same thread count). Intermediate files go to toy/_work/seed<S> for the
+# committed weights and to <out>.work/seed<S> for any other --out, so two worlds never resume each other's runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=0
 OUT=toy/weights
 THREADS=${THREADS:-1}
 FORCE=0
+TEXTURE=${TOY_TEXTURE:-0}
+BASE_STEPS=${TOY_BASE_STEPS:-1600}
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seed) SEED=$2; shift 2 ;;
@@ -44,7 +50,7 @@ done
 PY=${PYTHON:-.venv/bin/python}
 [[ -x $PY ]] || PY=python
 export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
-WORK=toy/_work/seed$SEED
+if [[ ${OUT%/} == toy/weights ]]; then WORK=toy/_work/seed$SEED; else WORK=${OUT%/}.work/seed$SEED; fi
 mkdir -p "$WORK/runs" "$OUT"
 T0=$(date +%s)
 stamp() { echo "[build_toy $(date -u +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"; }
@@ -57,18 +63,19 @@ $PY -m toy.data --out dataset
 # ---- 2 base (1600 steps × 32 images; 26 min measured on one thread of a shared 2-core machine)
 if done_dir "$OUT/base"; then stamp "base: exists, skipped"; else
   stamp "stage base"
-  $PY -m toy.train_base --out "$OUT/base" --work "$WORK/base" --steps 1600 --seed "$SEED" --threads "$THREADS"
+  $PY -m toy.train_base --out "$OUT/base" --work "$WORK/base" --steps "$BASE_STEPS" --seed "$SEED" \
+    --threads "$THREADS" --texture "$TEXTURE"
 fi
 
 # ---- 3 judge (~3 min)
 if done_dir "$OUT/judge"; then stamp "judge: exists, skipped"; else
   stamp "stage judge"
-  $PY -m toy.judge --out "$OUT/judge" --seed "$SEED" --threads "$THREADS"
+  $PY -m toy.judge --out "$OUT/judge" --seed "$SEED" --threads "$THREADS" --texture "$TEXTURE"
 fi
 if done_dir "$OUT/judge_heldout"; then stamp "judge_heldout: exists, skipped"; else
   stamp "stage judge_heldout"
   $PY -m toy.judge --out "$OUT/judge_heldout" --arch pool4 --width 48 --seed $((SEED + 1)) --pool_seed $((SEED + 11)) \
-    --threads "$THREADS"
+    --threads "$THREADS" --texture "$TEXTURE"
 fi
 
 # ---- 4 reward stats (~1 min)
@@ -88,6 +95,8 @@ wj() { $PY -c "print(f'{$1/$SJ:.6g}')"; }   # weight w on the true JPEG reward �
 # toy sampler), lr 5e-3, KL anchor ||eps - eps_pre||^2 on the guided eps. One recipe for every adapter.
 ITERS=${TOY_ITERS:-40}
 KL=${TOY_KL:-30}
+KL_ALIGN=${TOY_KL_ALIGN:-$KL}  # the basis adapters' own kl_weight (the oracles keep KL)
+KL_COMP=${TOY_KL_COMP:-$KL}
 train() {  # train NAME DEST REWARD KL [SEED]
   local name=$1 dest=$2 reward=$3 kl=$4 seed=${5:-$SEED} iters=$ITERS
   if done_dir "$dest"; then stamp "$name: exists, skipped"; return; fi
@@ -110,8 +119,8 @@ train() {  # train NAME DEST REWARD KL [SEED]
 
 # ---- 5 single-reward adapters
 # toy_align reads the TRAINING judge; the held-out judge never enters training.
-train alignment "$OUT/adapters/alignment" "toy_align:$(wa 1)" "$KL"
-train compressibility "$OUT/adapters/compressibility" "toy_smoothness:$(ws 1)" "$KL"
+train alignment "$OUT/adapters/alignment" "toy_align:$(wa 1)" "$KL_ALIGN"
+train compressibility "$OUT/adapters/compressibility" "toy_smoothness:$(ws 1)" "$KL_COMP"
 # ---- 6 MORL oracles on w·r_align/σ + (1−w)·r_smooth/σ: three training seeds at each w
 for s in 0 1 2; do
   train "oracle_w0.5_seed$s" "$OUT/oracles/w0.5/seed$s" "toy_align:$(wa 0.5),toy_smoothness:$(ws 0.5)" "$KL" \
@@ -126,7 +135,7 @@ done
 # ---- 7 λ-specific oracles for DB-KLA: the alignment adapter retrained with kl_weight/λ
 for lam in 0.5 2; do
   for s in 0 1 2; do
-    train "oracle_lam${lam}_seed$s" "$OUT/oracles_kl/lam$lam/seed$s" "toy_align:$(wa 1)" "$($PY -c "print($KL/$lam)")" \
+    train "oracle_lam${lam}_seed$s" "$OUT/oracles_kl/lam$lam/seed$s" "toy_align:$(wa 1)" "$($PY -c "print($KL_ALIGN/$lam)")" \
       $((SEED + s))
   done
 done

@@ -13,10 +13,10 @@ from toy.manifest import check_manifest, sha256
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _train(out: Path, work: Path, steps: int) -> None:
-    subprocess.run([sys.executable, "-m", "toy.train_base", "--out", str(out), "--work", str(work), "--steps",
-                    str(steps), "--batch", "4", "--ckpt_every", "1", "--log_every", "1", "--threads", "1"],
-                   cwd=ROOT, check=True, capture_output=True)
+def _train(out: Path, work: Path, steps: int, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "toy.train_base", "--out", str(out), "--work", str(work), "--steps",
+                           str(steps), "--batch", "4", "--ckpt_every", "1", "--log_every", "1", "--threads", "1",
+                           *extra], cwd=ROOT, check=check, capture_output=True, text=True)
 
 
 @pytest.mark.slow
@@ -27,3 +27,11 @@ def test_base_training_is_deterministic_and_resumes(tmp_path):
     for part in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
         assert sha256(tmp_path / "a" / part) == sha256(tmp_path / "b" / part), part
     assert check_manifest(tmp_path / "a") == []
+
+
+@pytest.mark.slow
+def test_a_checkpoint_does_not_resume_into_another_world(tmp_path):
+    _train(tmp_path / "a", tmp_path / "w", 2, "--texture", "40")
+    r = _train(tmp_path / "a", tmp_path / "w", 2, check=False)  # the same folder, now without the stripes
+    assert r.returncode != 0 and "--texture 40.0 → 0.0" in r.stderr and "another --work" in r.stderr
+    _train(tmp_path / "a", tmp_path / "w", 3, "--texture", "40")  # the same world, a longer run: resumes

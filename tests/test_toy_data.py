@@ -32,6 +32,31 @@ def test_generator_is_deterministic():
     assert not torch.equal(a, c)
 
 
+def test_background_texture_is_a_style_axis_the_caption_does_not_name():
+    plain, caps, labels = make_batch(16, 3)
+    same, caps0, labels0 = make_batch(16, 3, texture=0.0)
+    assert torch.equal(plain, same)  # texture 0 is the generator as it was, bit for bit
+    tex, caps1, labels1 = make_batch(16, 3, texture=40.0)
+    assert caps1 == caps and torch.equal(labels1, labels)  # same captions: nothing names the stripes
+    changed = (tex - plain).abs().amax(1)  # (16, 32, 32)
+    assert changed.amax() <= 40 / 127.5 + 1e-6 and changed.mean() > 0.01
+    # the object is untouched: its pixels far from an edge are identical
+    colour = torch.tensor([COLORS[COLOR_NAMES[int(lab[0])]] for lab in labels], dtype=torch.float32) / 127.5 - 1
+    inside = ((plain - colour[:, :, None, None]).abs().amax(1) < 1e-6).float()  # (16, 32, 32) object pixels
+    inside = -torch.nn.functional.max_pool2d(-inside[:, None], 3, 1, 1)[:, 0] > 0.5  # eroded by a pixel
+    assert inside.sum() > 100 and (changed[inside] == 0).all()
+    with pytest.raises(ValueError, match="0–255"):
+        make_batch(2, 3, texture=-1.0)
+
+
+def test_ground_truth_reads_textured_images_right():
+    from toy.data import all_combos, truth_attributes
+
+    x, _, labels = make_batch(256, (123,), all_combos(), texture=40.0)
+    acc = (truth_attributes(x / 2 + 0.5) == labels).float().mean(0)
+    assert acc[0] == 1 and acc[2] == 1 and acc[1] >= 0.95  # colour, shape, background
+
+
 def test_split_and_prompt_files():
     train, held = split_combos()
     assert len(all_combos()) == 120 and len(held) == 12 and len(train) == 108

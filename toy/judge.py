@@ -41,9 +41,9 @@ def augment(x01: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(judge: nn.Module, n: int = 512, seed: int = 10_000_019) -> dict[str, float]:
+def accuracy(judge: nn.Module, n: int = 512, seed: int = 10_000_019, texture: float = 0.0) -> dict[str, float]:
     """Per-attribute accuracy on fresh clean images (seeds never used in training)."""
-    x, _, labels = make_batch(n, (seed,), all_combos())
+    x, _, labels = make_batch(n, (seed,), all_combos(), texture=texture)
     logits = judge(x / 2 + 0.5)
     return {k: (logits[k].argmax(-1) == labels[:, i]).float().mean().item() for i, k in enumerate(HEADS)}
 
@@ -61,13 +61,15 @@ def main() -> None:
     ap.add_argument("--pool_seed", type=int, default=None,
                     help="seed of the pool of training images (default: --seed; another value = another data set)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--texture", type=float, default=0.0,
+                    help="largest amplitude (0-255) of the background stripes in the training images (toy.data.draw)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)
     judge = ARCHS[args.arch](args.width)
     pool_seed = args.seed if args.pool_seed is None else args.pool_seed
-    x_pool, _, y_pool = make_batch(args.pool, (pool_seed, 7), all_combos())
+    x_pool, _, y_pool = make_batch(args.pool, (pool_seed, 7), all_combos(), texture=args.texture)
     x_pool = x_pool / 2 + 0.5
     opt = torch.optim.AdamW(judge.parameters(), lr=args.lr, weight_decay=1e-4)
     g = torch.Generator().manual_seed(args.seed)
@@ -86,7 +88,7 @@ def main() -> None:
         if (step + 1) % 100 == 0:
             print(f"step {step + 1} loss {loss.item():.4f} {time.perf_counter() - t0:.0f}s", flush=True)
     judge.eval()
-    acc = accuracy(judge)
+    acc = accuracy(judge, texture=args.texture)
     wall = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

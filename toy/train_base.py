@@ -30,6 +30,9 @@ from toy.data import make_batch
 from toy.manifest import write_manifest
 from toy.model import SCHEDULER_CONFIG, TEXT_CONFIG, UNET_CONFIG, make_toy_model
 
+# what a checkpoint must share with its resumption (--steps may grow: a longer run continues the same one)
+RUN_SETTINGS = ("seed", "batch", "lr", "ema", "texture")
+
 
 def lr_at(step: int, total: int, lr: float, warmup: int = 100, floor: float = 0.1) -> float:
     if step < warmup:
@@ -50,6 +53,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt_every", type=int, default=200)
     ap.add_argument("--log_every", type=int, default=50)
+    ap.add_argument("--texture", type=float, default=0.0,
+                    help="largest amplitude (0-255) of the background stripes in the training images (toy.data.draw)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out, work = Path(args.out), Path(args.work)
@@ -67,8 +72,14 @@ def main() -> None:
 
     step, elapsed, losses = 0, 0.0, []
     ckpt = work / "train_state.pt"
+    settings = {k: vars(args)[k] for k in RUN_SETTINGS}
     if ckpt.is_file():
         st = torch.load(ckpt, weights_only=False)
+        old = st.get("settings", settings)  # checkpoints written before settings were recorded: as before
+        if old != settings:
+            changed = ", ".join(f"--{k} {old[k]} → {settings[k]}" for k in RUN_SETTINGS if old[k] != settings[k])
+            raise SystemExit(f"error: {ckpt} holds a run with other settings ({changed}); resuming it would mix two "
+                             f"trainings. Use the checkpoint's values to resume, or another --work to start afresh")
         unet.load_state_dict(st["unet"]), te.load_state_dict(st["te"]), opt.load_state_dict(st["opt"])
         for e, v in zip(ema, st["ema"]):
             e.copy_(v)
@@ -77,7 +88,7 @@ def main() -> None:
 
     t0 = time.perf_counter() - elapsed
     while step < args.steps:
-        x0, caps, _ = make_batch(args.batch, (args.seed, step, 1))
+        x0, caps, _ = make_batch(args.batch, (args.seed, step, 1), texture=args.texture)
         g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         drop = torch.rand(args.batch, generator=g) < 0.1
         caps = ["" if d else c for c, d in zip(caps, drop.tolist())]
@@ -105,7 +116,7 @@ def main() -> None:
                   f"lr {lr_at(step - 1, args.steps, args.lr):.2e} {time.perf_counter() - t0:.0f}s", flush=True)
         if step % args.ckpt_every == 0 or step == args.steps:
             st = {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(), "ema": ema,
-                  "step": step, "elapsed": time.perf_counter() - t0, "losses": losses}
+                  "settings": settings, "step": step, "elapsed": time.perf_counter() - t0, "losses": losses}
             torch.save(st, work / "train_state.pt.tmp")
             os.replace(work / "train_state.pt.tmp", ckpt)
 
@@ -122,7 +133,7 @@ def main() -> None:
         "what": "toy base model (pixel-space 32x32 UNet2DConditionModel + CLIPTextModel, EMA weights)",
         "command": "python -m toy.train_base " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
         "seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "ema": args.ema,
-        "samples_seen": args.steps * args.batch, "wall_seconds": round(wall, 1), "threads": args.threads,
+        "texture": args.texture, "samples_seen": args.steps * args.batch, "wall_seconds": round(wall, 1), "threads": args.threads,
         "final_loss_mean_last_100": sum(losses[-100:]) / max(1, len(losses[-100:])),
         "unet_config": UNET_CONFIG, "text_config": TEXT_CONFIG, "scheduler_config": SCHEDULER_CONFIG,
     })
