@@ -55,24 +55,46 @@ mkdir -p "$WORK/runs" "$OUT"
 T0=$(date +%s)
 stamp() { echo "[build_toy $(date -u +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"; }
 done_dir() { [[ $FORCE == 0 && -f $1/manifest.json ]]; }
+# made_as DIR KEY VALUE [KEY VALUE ...]: DIR exists (as done_dir) and its manifest records these settings (KEY may be
+# dotted, a missing one counts as 0). A DIR made with other settings stops the build: skipping it would silently give
+# the committed world where a variant was asked for.
+made_as() {
+  done_dir "$1" || return 1
+  local diff
+  diff=$($PY - "$1/manifest.json" "${@:2}" <<'PYEOF'
+import json, sys
+manifest, pairs = json.load(open(sys.argv[1])), sys.argv[2:]
+for key, want in zip(pairs[::2], pairs[1::2]):
+    have = manifest
+    for part in key.split("."):
+        have = have.get(part, 0) if isinstance(have, dict) else 0
+    if float(have) != float(want):
+        print(f"{key} {have} (this build: {want})", end="; ")
+PYEOF
+)
+  [[ -z $diff ]] && return 0
+  echo "error: $1 exists and was made with other settings: ${diff%; }. Build the variant into another --out," \
+    "or rebuild this folder with --force" >&2
+  exit 2
+}
 
 # ---- 1 data
 stamp "stage data"
 $PY -m toy.data --out dataset
 
 # ---- 2 base (1600 steps × 32 images; 26 min measured on one thread of a shared 2-core machine)
-if done_dir "$OUT/base"; then stamp "base: exists, skipped"; else
+if made_as "$OUT/base" steps "$BASE_STEPS" texture "$TEXTURE"; then stamp "base: exists, skipped"; else
   stamp "stage base"
   $PY -m toy.train_base --out "$OUT/base" --work "$WORK/base" --steps "$BASE_STEPS" --seed "$SEED" \
     --threads "$THREADS" --texture "$TEXTURE"
 fi
 
 # ---- 3 judge (~3 min)
-if done_dir "$OUT/judge"; then stamp "judge: exists, skipped"; else
+if made_as "$OUT/judge" texture "$TEXTURE"; then stamp "judge: exists, skipped"; else
   stamp "stage judge"
   $PY -m toy.judge --out "$OUT/judge" --seed "$SEED" --threads "$THREADS" --texture "$TEXTURE"
 fi
-if done_dir "$OUT/judge_heldout"; then stamp "judge_heldout: exists, skipped"; else
+if made_as "$OUT/judge_heldout" texture "$TEXTURE"; then stamp "judge_heldout: exists, skipped"; else
   stamp "stage judge_heldout"
   $PY -m toy.judge --out "$OUT/judge_heldout" --arch pool4 --width 48 --seed $((SEED + 1)) --pool_seed $((SEED + 11)) \
     --threads "$THREADS" --texture "$TEXTURE"
@@ -99,7 +121,7 @@ KL_ALIGN=${TOY_KL_ALIGN:-$KL}  # the basis adapters' own kl_weight (the oracles 
 KL_COMP=${TOY_KL_COMP:-$KL}
 train() {  # train NAME DEST REWARD KL [SEED]
   local name=$1 dest=$2 reward=$3 kl=$4 seed=${5:-$SEED} iters=$ITERS
-  if done_dir "$dest"; then stamp "$name: exists, skipped"; return; fi
+  if made_as "$dest" kl_weight "$kl" seed "$seed" config.iterations "$iters"; then stamp "$name: exists, skipped"; return; fi
   if [[ -n ${TOY_ONLY:-} && ! $name =~ $TOY_ONLY ]]; then stamp "$name: not in TOY_ONLY, skipped"; return; fi
   stamp "train $name: reward $reward, kl_weight $kl, $iters iterations"
   local run=$WORK/runs/$name resume=()

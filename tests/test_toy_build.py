@@ -35,3 +35,27 @@ def test_a_checkpoint_does_not_resume_into_another_world(tmp_path):
     r = _train(tmp_path / "a", tmp_path / "w", 2, check=False)  # the same folder, now without the stripes
     assert r.returncode != 0 and "--texture 40.0 → 0.0" in r.stderr and "another --work" in r.stderr
     _train(tmp_path / "a", tmp_path / "w", 3, "--texture", "40")  # the same world, a longer run: resumes
+
+
+def _build(out: Path, **env: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(["bash", "scripts/build_toy.sh", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable, "TOY_ONLY": "^$", **env})
+
+
+@pytest.mark.slow
+def test_build_toy_skips_only_what_was_made_with_the_asked_settings(tmp_path):
+    import shutil
+
+    out = tmp_path / "weights"  # the committed world's manifests (no weights are needed to decide what to skip)
+    shutil.copytree(ROOT / "toy" / "weights", out, ignore=shutil.ignore_patterns("*.safetensors"))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    r = _build(out)  # the defaults are the committed world: every stage exists and is skipped
+    assert r.returncode == 0 and "base: exists, skipped" in r.stdout and "oracle_lam2_seed2: exists" in r.stdout
+    r = _build(out, TOY_TEXTURE="60")  # a variant asked for: the untextured base must not be taken for it
+    assert r.returncode == 2 and "base exists and was made with other settings: texture 0 (this build: 60)" in r.stderr
+    assert "another --out" in r.stderr
+    r = _build(out, TOY_KL_ALIGN="10")
+    assert r.returncode == 2 and "adapters/alignment exists" in r.stderr and "kl_weight 30.0 (this build: 10)" in r.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing was written or deleted

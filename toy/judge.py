@@ -100,8 +100,8 @@ def main() -> None:
 
     write_manifest(out, {"what": f"toy prompt-alignment judge ({args.arch} CNN, heads colour/shape/background)",
                          "command": "python -m toy.judge " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
-                         "seed": args.seed, "steps": args.steps, "wall_seconds": round(wall, 1),
-                         "clean_heldout_accuracy": acc})
+                         "seed": args.seed, "steps": args.steps, "texture": args.texture,
+                         "wall_seconds": round(wall, 1), "clean_heldout_accuracy": acc})
     print(json.dumps({"accuracy": acc, "wall_s": round(wall, 1)}), flush=True)
 
 
