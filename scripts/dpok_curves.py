@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+SPLIT = ("rollout_seconds", "reward_seconds", "value_seconds", "policy_seconds", "iteration_seconds")
 # axis labels of the rewards a curve may hold (scripts/dpok_toy.py --eval_rewards); others are labelled by name
 LABELS = {"jpeg_compressibility": "Δ jpeg_compressibility (−kB)", "toy_alignment": "Δ toy_alignment (nats)",
           "toy_align_heldout_z": "Δ alignment, held-out judge (σ)", "toy_jpeg_z": "Δ JPEG compressibility (σ)",
@@ -21,14 +22,13 @@ LABELS = {"jpeg_compressibility": "Δ jpeg_compressibility (−kB)", "toy_alignm
 
 
 def rewards_of(runs: dict[str, list[dict]]) -> list[str]:
-    """The rewards the curves hold, in the order of the first run's first point."""
+    """The rewards the curves hold, in the order they first appear in the runs' first points."""
     out: list[str] = []
     for curve in runs.values():
         for name in (curve[0]["heldout"] if curve else {}):
             if name not in out:
                 out.append(name)
     return out
-SPLIT = ("rollout_seconds", "reward_seconds", "value_seconds", "policy_seconds", "iteration_seconds")
 
 
 def load(path: Path) -> list[dict]:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from diffusion.loading import load_bundle
 from toy.stats import reward_stats
 
@@ -26,11 +28,13 @@ def test_reward_stats_is_the_mean_and_std_of_base_samples():
     assert -2 <= got["toy_smoothness"]["mean"] <= 0
 
 
-def test_empty_rewards_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("flags, message", [(["--rewards", " , "], "--rewards is empty"),
+                                           (["--other_steps", "50,fifty"], "give step counts separated by commas")])
+def test_bad_flags_are_clear_errors(tmp_path, flags, message):
     out = tmp_path / "stats.json"
-    p = subprocess.run([sys.executable, "-m", "toy.stats", "--rewards", " , ", "--out", str(out)], cwd=ROOT,
+    p = subprocess.run([sys.executable, "-m", "toy.stats", *flags, "--out", str(out)], cwd=ROOT,
                        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
-    assert p.returncode != 0 and "--rewards is empty" in p.stderr
+    assert p.returncode != 0 and message in p.stderr
     assert not out.exists()
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 def save_grid(rows: dict[str, torch.Tensor], path: str | Path, scale: int = 3, label_width: int = 150,
               title: str = "", col_labels: list[str] | None = None) -> Path:
     """``rows``: label → images (N, 3, 32, 32) in [0, 1]. One row per label (on the left), ``col_labels`` over the
-    columns, ``title`` on top, in DejaVu Sans (``diffusion_blend.figures.image_grid``); PNG and PDF.
+    columns, ``title`` on top, in DejaVu Sans (``dbcore.figures.image_grid``); PNG and PDF.
     ``label_width`` is kept for callers; the label column now sizes itself."""
     from dbcore.figures import image_grid
 

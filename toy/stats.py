@@ -67,7 +67,11 @@ def main() -> None:
     rewards = tuple(r.strip() for r in args.rewards.split(",") if r.strip())
     if not rewards:
         raise SystemExit("error: --rewards is empty; name at least one reward (python -m rewards --list)")
-    other = [int(s) for s in args.other_steps.split(",") if s.strip()]
+    try:
+        other = [int(s) for s in args.other_steps.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"error: --other_steps {args.other_steps!r}: give step counts separated by commas (e.g. 50), "
+                         "or '' for none") from None
     bundle = load_bundle(args.base_model)
     prompts = load_prompts(args.prompt_file)
     out = {"base_model": args.base_model, "prompt_file": args.prompt_file, "n": args.n, "seed": args.seed,
