@@ -143,8 +143,11 @@ def parse_seeds(text: str | int | float) -> list[int]:
 
 
 def model_key(source: str, loras: dict) -> str:
-    """A short id of the base model and the exact adapter files (part of every cache key)."""
-    text = json.dumps([source, sorted((n, lw.sha256 or lw.source) for n, lw in loras.items())])
+    """A short id of the base model (its UNet's hash where the base records one) and the exact adapter files (part of
+    every cache key)."""
+    from diffusion.sources import base_unet_sha256
+
+    text = json.dumps([source, base_unet_sha256(source), sorted((n, lw.sha256 or lw.source) for n, lw in loras.items())])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

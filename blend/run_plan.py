@@ -33,10 +33,10 @@ PAPER_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the maintain
 DEFAULT_BASE_MODEL = "builtin:toy"
 REPO = Path(__file__).resolve().parents[1]
 TOY_WEIGHTS = REPO / "toy" / "weights"
-# `python run_DB.py` with no model arguments: toy world v2's base model, its two reward adapters and the w = 0.5
-# MORL oracle (three training seeds), on the held-out toy prompts, scored by the HELD-OUT judge and the true JPEG size
+# `python run_DB.py` with no model arguments: toy world v3's base model, its two reward adapters and the w = 0.5
+# MORL oracle (three training seeds), on the held-out toy prompts, scored by the HELD-OUT judge and the capped JPEG size
 # (docs/toy_world.md). The training judge and the ground truth are reported beside; reward-using baselines select or
-# guide with the training judge and the −TV surrogate. Any flag given overrides.
+# guide with the training judge and the capped −TV surrogate. Any flag given overrides.
 TOY_ORACLES = TOY_WEIGHTS / "oracles" / "w0.5"
 TOY_DEFAULTS = {
     "base_model": "builtin:toy",
@@ -44,9 +44,9 @@ TOY_DEFAULTS = {
              f"compressibility={TOY_WEIGHTS / 'adapters' / 'compressibility'}"],
     "oracle": [f"0.5,0.5={TOY_ORACLES / f'seed{s}'}" for s in range(3)],
     "weights": ["0.5,0.5"],
-    "rewards": "toy_align_heldout_z,toy_jpeg_z",
-    "report_rewards": "toy_align_z,toy_truth",
-    "guide_rewards": "toy_align_z,toy_smoothness_z",
+    "rewards": "toy_align_heldout_z,toy_jpeg_capped_z",
+    "report_rewards": "toy_align_z,toy_truth,toy_jpeg_z",
+    "guide_rewards": "toy_align_z,toy_smoothness_capped_z",
     "prompt_file": str(REPO / "dataset" / "toy_test_prompts.json"),
     "n_seeds": 2,
     "steps": 10,
@@ -262,8 +262,17 @@ def check_checkpoint(path: str, flag: str, base_model: str, allow_other_base: bo
     # resolved, so the name as typed (``base_model_given``) is tried as well
     ran_in = training_cwd(d, (info.get("config") or {}).get("output_dir"))
     spellings = [trained] + ([info["base_model_given"]] if info.get("base_model_given") else [])
+    msg = None
     if norm(base_model) not in {norm(t, ran_in) for t in spellings}:
         msg = f"{flag} {path} was trained on base model {trained!r}, not on --base_model {base_model!r}"
+    else:  # the same path: are they the same weights? (where the base records them: toy bases)
+        from diffusion.sources import base_unet_sha256
+
+        was, now = info.get("base_unet_sha256"), base_unet_sha256(base_model, search=[REPO])
+        if was and now and was != now:
+            msg = (f"{flag} {path} was trained on other weights of --base_model {base_model!r} than those there now "
+                   f"(UNet sha256 {was[:12]}… then, {now[:12]}… now: the base was rebuilt or replaced since)")
+    if msg:
         if not allow_other_base:
             raise PlanError(f"{msg}; pass the base it was trained on, or --allow_other_base to use it anyway")
         log.warning("%s; using it anyway (--allow_other_base)", msg)

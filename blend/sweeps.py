@@ -105,7 +105,7 @@ def toy_world(n_seeds: int) -> World:
         "toy", "builtin:toy",
         [("alignment", str(extra_dir / "alignment")), ("compressibility", str(extra_dir / "compressibility")),
          ("colorfulness", str(extra_dir / "colorfulness")), ("brightness", str(extra_dir / "brightness"))],
-        ["toy_align_heldout_z", "toy_jpeg_z", "colorfulness", "brightness"],
+        ["toy_align_heldout_z", "toy_jpeg_capped_z", "colorfulness", "brightness"],
         str(REPO / "dataset" / "toy_test_prompts.json"), 10, 2.0, n_seeds,
         oracles={f"{a:g},{1 - a:g}": str(w / "oracles" / f"w{a:g}" / "seed0") for a in (0.2, 0.5, 0.8)},
         kla_oracles={0.5: str(w / "oracles_kl" / "lam0.5" / "seed0"), 2.0: str(w / "oracles_kl" / "lam2" / "seed0")},
@@ -113,7 +113,7 @@ def toy_world(n_seeds: int) -> World:
         # adapters were trained (scripts/train_extra_toy_adapters.sh)
         scales=extra_reward_scales(extra_dir / "extra_reward_stats.json", ("colorfulness", "brightness")),
         extra=["--rgg_gamma", str(gamma_for(10))],
-        guide={"toy_align_heldout_z": "toy_align_z", "toy_jpeg_z": "toy_smoothness_z"},
+        guide={"toy_align_heldout_z": "toy_align_z", "toy_jpeg_capped_z": "toy_smoothness_capped_z"},
         batch_size=48,
         # JPEG compressibility vs colourfulness: the toy analogue of the paper's compressibility vs VILA
         table5=(1, 2))

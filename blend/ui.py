@@ -62,6 +62,7 @@ CSS = """
 #db-scores th:first-child, #db-scores td:first-child, #db-side-scores th:first-child, #db-side-scores td:first-child
   {text-align: left}
 #db-scores tr.db-mean td {font-weight: 600}
+.db-scroll {overflow-x: auto; max-width: 100%}
 .db-cost {margin-top: 6px; color: var(--body-text-color-subdued); font-size: 0.9em}
 .db-cached {color: #2ca02c; font-weight: 600}
 .db-error {color: #b42318; font-weight: 600; padding: 6px 0}
@@ -109,9 +110,10 @@ def scores_html(gen: Generation) -> str:
             f"{gen.seconds_per_image:.2f} s per image ({gen.settings['steps']} steps, guidance "
             f"{gen.settings['guidance']:g}, η {gen.settings['eta']:g}) · {cached}")
     return (f'<div data-config="{html.escape(gen.spec.label)}" data-prompt="{html.escape(gen.prompt)}" '
-            f'data-seeds="{",".join(map(str, gen.seeds))}"><table><thead><tr>'
+            f'data-seeds="{",".join(map(str, gen.seeds))}"><div class="db-scroll"><table><thead><tr>'
             + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(rows)
-            + '<tr class="db-mean">' + "".join(mean) + f'</tr></tbody></table><div class="db-cost">{cost}</div></div>')
+            + '<tr class="db-mean">' + "".join(mean) + f'</tr></tbody></table></div><div class="db-cost">{cost}</div>'
+            + "</div>")
 
 
 def side_html(gens: list[Generation]) -> str:

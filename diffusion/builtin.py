@@ -9,15 +9,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from diffusion.bundle import ModelBundle
 from diffusion.families import load_local_dir
-from diffusion.sources import BUILTIN_MODELS, BUILTIN_PREFIX  # noqa: F401 - re-exported (one definition)
-
-TOY_BASE_DIR = Path(__file__).resolve().parent.parent / "toy" / "weights" / "base"
+from diffusion.sources import BUILTIN_MODELS, BUILTIN_PREFIX, TOY_BASE_DIR  # noqa: F401 - re-exported (one definition)
 
 
 def load_builtin(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ModelBundle:

@@ -10,6 +10,7 @@ compare these forms.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ BUILTIN_DESCRIPTIONS = {
     "toy": "the toy world's trained 32x32 model in toy/weights/base, see docs/toy_world.md",
 }
 BUILTIN_MODELS = tuple(BUILTIN_DESCRIPTIONS)
+TOY_BASE_DIR = Path(__file__).resolve().parent.parent / "toy" / "weights" / "base"  # builtin:toy's weights
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 HUB_ALIASES = {"runwayml/stable-diffusion-v1-5": SD15}  # deleted id -> the maintained copy
 
@@ -66,3 +68,20 @@ def training_cwd(checkpoint_dir: str | os.PathLike, output_dir: str | None) -> P
     if run.parts[-len(parts):] != parts:
         return None
     return Path(*run.parts[:-len(parts)])
+
+
+UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
+
+
+def base_unet_sha256(source: str, search: Sequence[str | os.PathLike] = ()) -> str | None:
+    """The SHA-256 of a base model's UNet weights as the base's own ``manifest.json`` records it (the toy bases
+    write one, ``toy.train_base``), for ``builtin:toy`` or a local directory; None where there is no such record
+    (hub ids, most local directories). Two bases at one path with different weights differ here."""
+    d = TOY_BASE_DIR if source == f"{BUILTIN_PREFIX}toy" else local_source(source, search)
+    if d is None or not (d / "manifest.json").is_file():
+        return None
+    try:
+        files = json.loads((d / "manifest.json").read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return files.get(UNET_WEIGHTS) if isinstance(files, dict) else None

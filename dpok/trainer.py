@@ -41,7 +41,7 @@ from diffusion.bundle import ModelBundle
 from diffusion.ddim import ddim_step_with_logprob
 from diffusion.loading import load_bundle
 from diffusion.lora import attention_modules, content_sha256, extract_lora, save_lora
-from diffusion.sources import canonical_base_model
+from diffusion.sources import base_unet_sha256, canonical_base_model
 from dpok import checkpoint as ckpt
 from dpok.buffer import ReplayBuffer
 from dpok.config import TrainConfig, validate
@@ -611,7 +611,11 @@ class Trainer:
             "kind": "diffusion-blend LoRA checkpoint", "format_version": 1, "algorithm": cfg.algorithm,
             "adapter_file": "pytorch_lora_weights.safetensors",
             # the loader's one spelling of the base (absolute path, maintained hub id), and the flag as typed
-            "base_model": canonical_base_model(cfg.base_model), "base_model_given": cfg.base_model, "rewards": self.reward.weights, "reward_weight": cfg.reward_weight,
+            "base_model": canonical_base_model(cfg.base_model), "base_model_given": cfg.base_model,
+            # the base's UNet weights where its own manifest records them (toy bases): a base rebuilt at the same path
+            # is then told apart (blend.run_plan.check_checkpoint)
+            "base_unet_sha256": base_unet_sha256(cfg.base_model),
+            "rewards": self.reward.weights, "reward_weight": cfg.reward_weight,
             "kl_weight": cfg.kl_weight,
             "lora": {"rank": cfg.lora_rank, "alpha": cfg.lora_alpha or cfg.lora_rank, "targets": list(self.targets),
                      "init": cfg.lora_init, "modules": len(self.lora_modules),

@@ -3,7 +3,7 @@
 * ``toy_alignment`` — the toy's ImageReward: a small CNN judge (``rewards/toy_judge.py``, trained on the
   procedural set) reads colour, shape and background; the reward is the sum over the three
   attributes of the judge's log-probability of the prompted value (≤ 0; 0 = the judge is sure all
-  three match; base-model samples score about −10 ± 6). Differentiable. The plain log-probability is
+  three match; base-model samples score about −10 ± 9). Differentiable. The plain log-probability is
   used on purpose: a label-smoothed ``log((1−ε)p + ε/K)`` (bounded below) was tried first and its
   gradient vanishes exactly on the confidently wrong images that fine-tuning should fix (at ε = 0.05
   a 50-iteration DRaFT run gained +0.35 ± 0.30 on held-out prompts, against +2.3 nats for the plain
@@ -61,7 +61,7 @@ class ToyAlign:
     """Toy world v2's alignment score: the mean over colour, shape and background of a judge's tempered
     log-probability of the prompted value, log softmax(logits / T)[prompted], T = 4.
 
-    ≤ 0 (0 = the judge is certain all three match); about −1.56 ± 0.63 on base samples (training judge, the toy
+    ≤ 0 (0 = the judge is certain all three match); about −1.28 ± 0.76 on base samples (training judge, the toy
     sampler of toy/model.py). Bounded above, so its spread shrinks as a model aligns (saturation: what lets a
     compromise beat both single models, docs/method.md); the temperature compresses the heavy lower tail of the
     plain log-probability (a confidently wrong judge gives −4 to −6 instead of −20) while keeping a gradient
@@ -87,7 +87,7 @@ def _judge_dir(which: str, judge_dir: str | Path | None) -> Path:
 
 @register("toy_align", differentiable=True,
           scale="mean over colour/shape/background of the TRAINING judge's log-probability (logits / 4) of the"
-                " prompted value; ≤ 0, higher is better, about −1.56 ± 0.63 on base samples",
+                " prompted value; ≤ 0, higher is better, about −1.28 ± 0.76 on base samples",
           description="toy world v2's alignment reward for training and guidance (the judge that is climbed)",
           needs="toy/weights/judge (committed; rebuilt by scripts/build_toy.sh)")
 def _toy_align(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
@@ -96,7 +96,7 @@ def _toy_align(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
 
 @register("toy_align_heldout", differentiable=True,
           scale="as toy_align, read by the HELD-OUT judge (another architecture, seed and training set); ≤ 0, higher"
-                " is better, about −1.61 ± 0.44 on base samples",
+                " is better, about −1.10 ± 0.61 on base samples",
           description="toy world v2's alignment score for evaluation only: nothing trains or guides on this judge",
           needs="toy/weights/judge_heldout (committed; rebuilt by scripts/build_toy.sh)")
 def _toy_align_heldout(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
@@ -116,7 +116,7 @@ class ToySmoothness:
 
 @register("toy_alignment", differentiable=True,
           scale="Σ over colour/shape/background of the judge's log p of the prompted value; ≤ 0, higher is better"
-                " (0 = judge sure all three match), about −10 ± 6 on base samples",
+                " (0 = judge sure all three match), about −10 ± 9 on base samples",
           description="the toy world's ImageReward: a CNN judge trained on the procedural set (toy captions only)",
           needs="toy/weights/judge (committed; rebuilt by scripts/build_toy.sh)")
 def _toy_alignment(device="cpu", dtype=torch.float32, judge_dir=None, smoothing=SMOOTHING, **_: object) -> ToyAlignment:
@@ -125,7 +125,7 @@ def _toy_alignment(device="cpu", dtype=torch.float32, judge_dir=None, smoothing=
 
 @register("toy_smoothness", differentiable=True,
           scale="−(mean |neighbour difference|) on the image in [−1, 1]; higher is smoother, 0 = flat image,"
-                " about −0.065 on base samples",
+                " about −0.056 on base samples",
           description="minus total variation: the differentiable surrogate of jpeg_compressibility for the toy")
 def _toy_smoothness(**_: object) -> ToySmoothness:
     return ToySmoothness()
@@ -175,7 +175,7 @@ class Standardised:
 
 
 @register("toy_alignment_z", differentiable=True,
-          scale="(toy_alignment − μ)/σ, μ = −12.42, σ = 7.71 nats over base-model samples on the training prompts;"
+          scale="(toy_alignment − μ)/σ, μ = −9.74, σ = 9.15 nats over base-model samples on the training prompts;"
                 " higher is better, base ≈ 0 (normalised like ImageReward)",
           description="toy_alignment standardised by the toy base model's statistics (toy/weights/reward_stats.json)",
           needs="toy/weights/judge and toy/weights/reward_stats.json (committed)")
@@ -212,8 +212,45 @@ def _toy_smoothness_z(stats=None, **_: object) -> Standardised:
     return Standardised("toy_smoothness_z", ToySmoothness(), "toy_smoothness", stats)
 
 
+COMPRESS_CAP = 1.0  # c of the capped compressibility rewards: a target 1 base-model σ above the base model's mean
+CAP_SOFTNESS = 0.25  # τ of their soft minimum, in the same σ units
+
+
+def soft_cap(z: torch.Tensor, cap: float = COMPRESS_CAP, softness: float = CAP_SOFTNESS) -> torch.Tensor:
+    """Soft minimum of ``z`` and ``cap``: −τ·log(e^(−z/τ) + e^(−c/τ)); (N,) → (N,).
+
+    ≈ z well below the cap (within τ·log 2 at z = c), → c above it; the slope σ((c − z)/τ) ∈ (0, 1) fades as an
+    image passes the target. So a model that reaches the target gains nothing more by going further (saturation: the
+    reward's spread shrinks under its own model, what a winning compromise needs; docs/toy_world.md, toy world v3).
+    """
+    return -softness * torch.logaddexp(-z / softness, torch.full_like(z, -cap / softness))
+
+
+class Capped:
+    """``soft_cap(inner(images, prompts))``: a standardised reward with a target (``COMPRESS_CAP``)."""
+
+    def __init__(self, name: str, inner, cap: float = COMPRESS_CAP, softness: float = CAP_SOFTNESS) -> None:
+        self.name, self.inner, self.cap, self.softness = name, inner, float(cap), float(softness)
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        return soft_cap(self.inner(images, prompts), self.cap, self.softness)
+
+
+# a literal, so that `run_DB.py --list_rewards` reads it without importing torch (rewards/catalog.py); the test of
+# soft_cap checks that it states COMPRESS_CAP and CAP_SOFTNESS
+CAP_SCALE = "1 (−τ·log(e^(−z/τ) + e^(−1/τ)), τ = 0.25); ≤ 1, higher is better, base ≈ −0.06"
+
+
+@register("toy_smoothness_capped_z", differentiable=True, scale=f"soft minimum of toy_smoothness_z and {CAP_SCALE}",
+          description="toy world v3's compressibility reward for training and guidance: smoothness with a target "
+                      "(images 1σ smoother than the base model's mean earn nothing more)",
+          needs="toy/weights/reward_stats.json (committed)")
+def _toy_smoothness_capped_z(stats=None, **_: object) -> Capped:
+    return Capped("toy_smoothness_capped_z", _toy_smoothness_z(stats=stats))
+
+
 @register("toy_jpeg_z",
-          scale="(jpeg_compressibility − μ)/σ, μ = −4.15, σ = 0.15 kB over base-model samples on the training prompts;"
+          scale="(jpeg_compressibility − μ)/σ, μ = −3.68, σ = 0.23 kB over base-model samples on the training prompts;"
                 " higher is better (smaller file), base ≈ 0",
           description="jpeg_compressibility (128-px upsample, q95) standardised by the toy base model's statistics",
           needs="toy/weights/reward_stats.json (committed)")
@@ -221,6 +258,14 @@ def _toy_jpeg_z(stats=None, **_: object) -> Standardised:
     from rewards.jpeg import JpegReward
 
     return Standardised("toy_jpeg_z", JpegReward("jpeg_compressibility", -1.0, 128), "jpeg_compressibility", stats)
+
+
+@register("toy_jpeg_capped_z", scale=f"soft minimum of toy_jpeg_z and {CAP_SCALE}",
+          description="toy world v3's compressibility score for evaluation: the true JPEG size with the target of "
+                      "toy_smoothness_capped_z (a file 1σ smaller than the base model's mean earns the most)",
+          needs="toy/weights/reward_stats.json (committed)")
+def _toy_jpeg_capped_z(stats=None, **_: object) -> Capped:
+    return Capped("toy_jpeg_capped_z", _toy_jpeg_z(stats=stats))
 
 
 class ToyTruth:
@@ -259,3 +304,4 @@ def _toy_truth_colour(**_: object) -> ToyTruth:
           description=TRUTH_DESCRIPTION)
 def _toy_truth_shape(**_: object) -> ToyTruth:
     return ToyTruth("toy_truth_shape", 1)
+

@@ -7,27 +7,30 @@
 # checkpoint when run again):
 # Measured on 2 shared CPU cores (docs/toy_world.md):
 #   1 data      dataset/toy_{train,test}_prompts.json                                      < 1 s
-#   2 base      toy/weights/base        pixel-space UNet + CLIP text encoder (toy.train_base)  1586 s
-#   3 judge     toy/weights/judge           the TRAINING alignment judge (toy.judge, cnn5)       172 s
+#   2 base      toy/weights/base        pixel-space UNet + CLIP text encoder (toy.train_base), 3,200
+#                                       steps on textured images                  1644 s with --threads 2
+#   3 judge     toy/weights/judge           the TRAINING alignment judge (toy.judge, cnn5)       141 s
 #   3b heldout  toy/weights/judge_heldout   the HELD-OUT judge: another architecture (pool4), seed and
-#                                           training images; it only scores (toy.judge)           820 s
+#                                           training images; it only scores (toy.judge)  240 s with --threads 2
 #   4 stats     toy/weights/reward_stats.json  base-model reward mean/std on the toy sampler (10 steps,
 #               guidance 2), and at 50 steps beside (never used to normalise)             ≈ 3 min
 #   5 adapters  toy/weights/adapters/{alignment,compressibility}   train_online_pg.py --algorithm draft
 #   6 oracles   toy/weights/oracles/w{0.2,0.5,0.8}/seed{0,1,2}   MORL oracles on the weighted reward
 #   7 kla       toy/weights/oracles_kl/lam{0.5,2}/seed{0,1,2}      alignment with kl_weight / λ
-#               (5–7: 40 DRaFT iterations each through all 10 steps, ≈ 7 s per iteration alone on one core,
-#               ≈ 5 min per adapter: 17 adapters, ≈ 90 min for 5–7 on one core, ≈ 45 min as two builds side by side
-#               with TOY_ONLY; measured: the 8 oracles of seeds 1 and 2 in 1293 s as two such builds)
+#               (5–7: DRaFT through all 10 steps, 40 iterations (alignment and the λ-specific models: 60), ≈ 6 s
+#               per iteration alone on one core: 17 adapters; measured for toy world v3: 4,132 s as two builds side
+#               by side with TOY_ONLY, beside 1–3 other jobs on the 2 cores)
 #   8 dpok      toy/weights/dpok/{alignment,compressibility,oracle_w0.5}  only with TOY_DPOK=1: DPOK
 #               (policy gradient) on the TRUE rewards, jpeg_compressibility included; 55 / 75 / 100
 #               iterations of 64 / 32 / 32 samples (≈ 43 / 27 / 42 min on one thread; TOY_DPOK_ITERS
 #               overrides). Not part of the default build: the DRaFT-K set above stays the default.
 # TOY_ONLY=REGEX trains only the adapters whose name matches (to run two builds side by side);
-# TOY_ITERS / TOY_KL override the DRaFT iterations / kl_weight (defaults below); TOY_KL_ALIGN / TOY_KL_COMP the two
-# basis adapters' kl_weight alone. Variants of the world (docs/toy_world.md, "Toward balanced bases"; the defaults
-# rebuild the committed one): TOY_BASE_STEPS the base model's training steps (1600), TOY_TEXTURE the largest
-# amplitude of the background stripes in the generator's images (0: none; toy.data.draw).
+# TOY_ITERS / TOY_KL override the oracles' DRaFT iterations / kl_weight (40 / 30); TOY_ITERS_ALIGN the alignment
+# adapter's and the λ-specific models' iterations (60); TOY_KL_ALIGN / TOY_KL_COMP the two basis adapters' kl_weight
+# (10 / 10). Variants of the world (docs/toy_world.md; the defaults rebuild the committed toy world v3):
+# TOY_BASE_STEPS the base model's training steps (3200), TOY_TEXTURE the largest amplitude of the background stripes
+# in the generator's images (60; 0: none, toy world v2; toy.data.draw). The committed base and held-out judge were
+# built with THREADS=2; another thread count gives slightly different floats.
 # Same seed → same weights (CPU, float32, same thread count). Intermediate files go to toy/_work/seed<S> for the
 # committed weights and to <out>.work/seed<S> for any other --out, so two worlds never resume each other's runs.
 set -euo pipefail
@@ -36,8 +39,8 @@ SEED=0
 OUT=toy/weights
 THREADS=${THREADS:-1}
 FORCE=0
-TEXTURE=${TOY_TEXTURE:-0}
-BASE_STEPS=${TOY_BASE_STEPS:-1600}
+TEXTURE=${TOY_TEXTURE:-60}
+BASE_STEPS=${TOY_BASE_STEPS:-3200}
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seed) SEED=$2; shift 2 ;;
@@ -82,7 +85,7 @@ PYEOF
 stamp "stage data"
 $PY -m toy.data --out dataset
 
-# ---- 2 base (1600 steps × 32 images; 26 min measured on one thread of a shared 2-core machine)
+# ---- 2 base (3200 steps × 32 images; 27 min measured on the 2 cores)
 if made_as "$OUT/base" steps "$BASE_STEPS" texture "$TEXTURE"; then stamp "base: exists, skipped"; else
   stamp "stage base"
   $PY -m toy.train_base --out "$OUT/base" --work "$WORK/base" --steps "$BASE_STEPS" --seed "$SEED" \
@@ -106,22 +109,26 @@ if [[ $FORCE == 0 && -f $OUT/reward_stats.json ]]; then stamp "stats: exist, ski
   $PY -m toy.stats --base_model "$OUT/base" --out "$OUT/reward_stats.json" --seed "$SEED"
 fi
 SA=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['toy_align']['std'])")
-SS=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['toy_smoothness']['std'])")
 SJ=$($PY -c "import json;print(json.load(open('$OUT/reward_stats.json'))['jpeg_compressibility']['std'])")
 wa() { $PY -c "print(f'{$1/$SA:.6g}')"; }   # weight w on alignment → w/σ_align
-ws() { $PY -c "print(f'{$1/$SS:.6g}')"; }   # weight w on smoothness → w/σ_smooth
 wj() { $PY -c "print(f'{$1/$SJ:.6g}')"; }   # weight w on the true JPEG reward → w/σ_jpeg
 
 # DRaFT-K (train_online_pg.py --algorithm draft; docs/toy_world.md): 16 prompts per iteration, gradient through all
 # 10 DDIM steps (K = 10: the object's colour and shape are set early; K = 2 did not move alignment), guidance 2 (the
 # toy sampler), lr 5e-3, KL anchor ||eps - eps_pre||^2 on the guided eps. One recipe for every adapter.
 ITERS=${TOY_ITERS:-40}
-KL=${TOY_KL:-30}
-KL_ALIGN=${TOY_KL_ALIGN:-$KL}  # the basis adapters' own kl_weight (the oracles keep KL)
-KL_COMP=${TOY_KL_COMP:-$KL}
-train() {  # train NAME DEST REWARD KL [SEED]
-  local name=$1 dest=$2 reward=$3 kl=$4 seed=${5:-$SEED} iters=$ITERS
-  if made_as "$dest" kl_weight "$kl" seed "$seed" config.iterations "$iters"; then stamp "$name: exists, skipped"; return; fi
+ITERS_ALIGN=${TOY_ITERS_ALIGN:-60}  # the alignment adapter and its λ-specific retrains
+KL=${TOY_KL:-30}  # the MORL oracles
+KL_ALIGN=${TOY_KL_ALIGN:-10}  # the basis adapters' own kl_weight (toy world v3, docs/toy_world.md)
+KL_COMP=${TOY_KL_COMP:-10}
+wc() { $PY -c "print(f'{$1:.6g}')"; }   # weight w on the capped smoothness reward (already in σ units)
+train() {  # train NAME DEST REWARD KL [SEED] [ITERATIONS]
+  local name=$1 dest=$2 reward=$3 kl=$4 seed=${5:-$SEED} iters=${6:-$ITERS}
+  local spec=() term
+  for term in ${reward//,/ }; do spec+=("rewards.${term%%:*}" "${term##*:}"); done  # the reward, term by term
+  if made_as "$dest" kl_weight "$kl" seed "$seed" config.iterations "$iters" "${spec[@]}"; then
+    stamp "$name: exists, skipped"; return
+  fi
   if [[ -n ${TOY_ONLY:-} && ! $name =~ $TOY_ONLY ]]; then stamp "$name: not in TOY_ONLY, skipped"; return; fi
   stamp "train $name: reward $reward, kl_weight $kl, $iters iterations"
   local run=$WORK/runs/$name resume=()
@@ -141,16 +148,18 @@ train() {  # train NAME DEST REWARD KL [SEED]
 
 # ---- 5 single-reward adapters
 # toy_align reads the TRAINING judge; the held-out judge never enters training.
-train alignment "$OUT/adapters/alignment" "toy_align:$(wa 1)" "$KL_ALIGN"
-train compressibility "$OUT/adapters/compressibility" "toy_smoothness:$(ws 1)" "$KL_COMP"
+train alignment "$OUT/adapters/alignment" "toy_align:$(wa 1)" "$KL_ALIGN" "$SEED" "$ITERS_ALIGN"
+# the capped smoothness (rewards/toy.py: no gain beyond 1σ above the base model's mean) is what makes the two bases
+# equal and a compromise win (docs/toy_world.md, toy world v3)
+train compressibility "$OUT/adapters/compressibility" "toy_smoothness_capped_z:1" "$KL_COMP"
 # ---- 6 MORL oracles on w·r_align/σ + (1−w)·r_smooth/σ: three training seeds at each w
 for s in 0 1 2; do
-  train "oracle_w0.5_seed$s" "$OUT/oracles/w0.5/seed$s" "toy_align:$(wa 0.5),toy_smoothness:$(ws 0.5)" "$KL" \
+  train "oracle_w0.5_seed$s" "$OUT/oracles/w0.5/seed$s" "toy_align:$(wa 0.5),toy_smoothness_capped_z:0.5" "$KL" \
     $((SEED + s))
 done
 for w in 0.2 0.8; do
   for s in 0 1 2; do
-    train "oracle_w${w}_seed$s" "$OUT/oracles/w$w/seed$s" "toy_align:$(wa $w),toy_smoothness:$(ws "(1-$w)")" "$KL" \
+    train "oracle_w${w}_seed$s" "$OUT/oracles/w$w/seed$s" "toy_align:$(wa $w),toy_smoothness_capped_z:$(wc "1-$w")" "$KL" \
       $((SEED + s))
   done
 done
@@ -158,7 +167,7 @@ done
 for lam in 0.5 2; do
   for s in 0 1 2; do
     train "oracle_lam${lam}_seed$s" "$OUT/oracles_kl/lam$lam/seed$s" "toy_align:$(wa 1)" "$($PY -c "print($KL_ALIGN/$lam)")" \
-      $((SEED + s))
+      $((SEED + s)) "$ITERS_ALIGN"
   done
 done
 # ---- optional: a random-reward control (not committed; measures optimiser drift, docs/toy_world.md, probe 6)

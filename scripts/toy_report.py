@@ -4,12 +4,14 @@ Every reward in these tables is standardised by the toy base model's statistics 
 measured on the toy sampler of ``toy/model.py``), so the base model scores ≈ 0 and 1 = one base standard deviation:
 
 * ``toy_align_heldout_z`` — alignment read by the HELD-OUT judge (nothing trains or guides on it); in WR;
-* ``toy_jpeg_z`` — the true JPEG size (training uses the −TV surrogate ``toy_smoothness``); in WR;
+* ``toy_jpeg_capped_z`` — the true JPEG size with a target (soft minimum of ``toy_jpeg_z`` and 1; training uses the
+  −TV surrogate with the same target, ``toy_smoothness_capped_z``); in WR;
+* ``toy_jpeg_z`` — the true JPEG size without the target, reported beside;
 * ``toy_align_z`` — alignment read by the TRAINING judge (the one the adapters climbed), reported beside;
 * ``toy_truth`` — the fraction of colour, shape and background that match the prompt, read from pixels with the
   generator's geometry (no learned model), reported beside.
 
-WR(w) = w · toy_align_heldout_z + (1 − w) · toy_jpeg_z. The claims are one family of paired comparisons fixed here,
+WR(w) = w · toy_align_heldout_z + (1 − w) · toy_jpeg_capped_z. The claims are one family of paired comparisons fixed here,
 before any row is read (``FAMILY``), decided together with Holm's adjustment (``blend.claims``); comparisons against
 the MORL oracle pool its training seeds and add their spread to the variance.
 
@@ -38,9 +40,11 @@ from blend.methods.soup import Soup, SoupFactors  # noqa: E402
 from blend.styles import forest  # noqa: E402
 from dbcore import figures  # noqa: E402
 
-HELD, JPEG, TRAIN, TRUTH = "toy_align_heldout_z", "toy_jpeg_z", "toy_align_z", "toy_truth"
-COLUMNS = [(HELD, "alignment, held-out judge (z)"), (JPEG, "JPEG compressibility (z)"),
-           (TRAIN, "alignment, training judge (z)"), (TRUTH, "ground truth (fraction right)")]
+HELD, JPEG, JPEG_RAW, TRAIN, TRUTH = ("toy_align_heldout_z", "toy_jpeg_capped_z", "toy_jpeg_z", "toy_align_z",
+                                     "toy_truth")
+COLUMNS = [(HELD, "alignment, held-out judge (z)"), (JPEG, "JPEG compressibility, capped (z)"),
+           (JPEG_RAW, "JPEG, no cap (z)"), (TRAIN, "alignment, training judge (z)"),
+           (TRUTH, "ground truth (fraction right)")]
 # the method names, from the registry (blend.methods)
 BASE, SINGLE, SOUP, SOUP_F, MPA, LS, ORACLE = (m.name for m in (Base, Single, Soup, SoupFactors, Mpa, MpaLS, Oracle))
 KLA = Kla.name
@@ -126,7 +130,7 @@ def bases(groups: dict[str, list[dict]]) -> str:
     singles = [rs for rs in groups.values() if kind(rs) == SINGLE]
     if base is None or not singles:
         return ""
-    lines = ["| adapter − base model (paired) | " + " | ".join(c for _, c in COLUMNS) + " |", "|---" * 5 + "|"]
+    lines = ["| adapter − base model (paired) | " + " | ".join(c for _, c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for rs in singles:
         cells = []
         for k, _ in COLUMNS:
@@ -142,8 +146,8 @@ def caption(groups: dict[str, list[dict]]) -> str:
     r = rs[0]
     return (f"{r['steps']} DDIM steps, guidance {r['guidance']:g}, η {r['eta']:g}; mean ± standard error, "
             f"{stats.describe_unit(UNIT, rs)}. All rewards in base-model standard deviations (the base ≈ 0). "
-            "WR uses the held-out judge and the true JPEG size; the training judge and the ground truth are reported "
-            "beside. Paired Δ: the same prompt and seed, image by image; p two-sided, Student's t, df = prompts − 1.")
+            "WR uses the held-out judge and the capped JPEG size; the JPEG size without the cap, the training judge and "
+            "the ground truth are reported beside. Paired Δ: the same prompt and seed, image by image; p two-sided, Student's t, df = prompts − 1.")
 
 
 def family(groups: dict[str, list[dict]], w: float = 0.5) -> list[claims.Comparison]:

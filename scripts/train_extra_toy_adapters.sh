@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The two extra toy reward adapters of the m = 3 / m = 4 sweeps and the Table 5 analogue (scripts/paper_sweeps.py
-# m34 / table5), trained with toy world v2's recipe (scripts/build_toy.sh): DRaFT-K through all 10 steps, guidance 2,
+# m34 / table5), trained with the toy MORL oracles' recipe (scripts/build_toy.sh): DRaFT-K through all 10 steps, guidance 2,
 # lr 5e-3, KL weight 30, 40 iterations of 16 images, reward weight 1/σ. σ is the std of the reward over 128 toy base
 # samples on the toy sampler, measured first by `python -m toy.stats` into toy/weights/adapters/extra_reward_stats.json
 # (the sweeps divide the rewards by the same σ). ≈ 5 min per adapter on one free core.

@@ -43,10 +43,10 @@ def test_the_toy_default_plan_leaves_the_flags_as_given(no_model_loading):
     assert [s.method for s in plan.specs] == ["base", "single", "single", "soup", "soup_factors", "mpa", "mpa_ls",
                                               "single", "single", "single"]
     assert plan.specs[-1].role == "oracle" and plan.sampler.steps == 10 and plan.sampler.guidance == 2.0
-    # WR on the held-out judge and the true JPEG size; the training judge and the ground truth beside
-    assert plan.rewards == ["toy_align_heldout_z", "toy_jpeg_z", "toy_align_z", "toy_truth"]
+    # WR on the held-out judge and the capped JPEG size; the training judge, the ground truth and raw JPEG beside
+    assert plan.rewards == ["toy_align_heldout_z", "toy_jpeg_capped_z", "toy_align_z", "toy_truth", "toy_jpeg_z"]
     assert [o.label for o in plan.objectives] == ["w=(0.5,0.5)"]
-    assert plan.objectives[0].rewards == ("toy_align_heldout_z", "toy_jpeg_z")
+    assert plan.objectives[0].rewards == ("toy_align_heldout_z", "toy_jpeg_capped_z")
     assert set(plan.spec_objective.values()) == {"w=(0.5,0.5)"} and len(plan.spec_objective) == 7  # base, singles: none
 
 

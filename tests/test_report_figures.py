@@ -146,7 +146,8 @@ def _toy_rows() -> list[dict]:
                              "prompt_index": p, "seed": s, "noise": "per_image", "seconds": 0.1, "unet_evals": 2,
                              "steps": 10, "guidance": 2.0, "eta": 1.0,
                              "rewards": {k: float(p + rng.normal()) for k in
-                                         ("toy_align_heldout_z", "toy_jpeg_z", "toy_align_z", "toy_truth")}})
+                                         ("toy_align_heldout_z", "toy_jpeg_capped_z", "toy_jpeg_z", "toy_align_z",
+                                          "toy_truth")}})
     return rows
 
 

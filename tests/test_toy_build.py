@@ -53,9 +53,16 @@ def test_build_toy_skips_only_what_was_made_with_the_asked_settings(tmp_path):
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     r = _build(out)  # the defaults are the committed world: every stage exists and is skipped
     assert r.returncode == 0 and "base: exists, skipped" in r.stdout and "oracle_lam2_seed2: exists" in r.stdout
-    r = _build(out, TOY_TEXTURE="60")  # a variant asked for: the untextured base must not be taken for it
-    assert r.returncode == 2 and "base exists and was made with other settings: texture 0 (this build: 60)" in r.stderr
+    r = _build(out, TOY_TEXTURE="0")  # a variant asked for: the textured base must not be taken for it
+    assert r.returncode == 2 and "base exists and was made with other settings: texture 60.0 (this build: 0)" in r.stderr
     assert "another --out" in r.stderr
-    r = _build(out, TOY_KL_ALIGN="10")
-    assert r.returncode == 2 and "adapters/alignment exists" in r.stderr and "kl_weight 30.0 (this build: 10)" in r.stderr
+    r = _build(out, TOY_KL_ALIGN="30")
+    assert r.returncode == 2 and "adapters/alignment exists" in r.stderr and "kl_weight 10.0 (this build: 30)" in r.stderr
+    # an adapter is also checked against the reward it was trained on (v2's compressibility adapter climbed the
+    # uncapped smoothness)
+    m = out / "adapters" / "compressibility" / "manifest.json"
+    m.write_text(m.read_text().replace('"toy_smoothness_capped_z": 1.0', '"toy_smoothness": 83.6'))
+    r = _build(out)
+    assert r.returncode == 2 and "rewards.toy_smoothness_capped_z 0 (this build: 1)" in r.stderr
+    before[m] = m.read_bytes()
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing was written or deleted

@@ -158,6 +158,32 @@ def test_standardised_toy_rewards():
                           atol=1e-4)
 
 
+def test_capped_compressibility_is_a_soft_minimum_with_the_target():
+    import math
+
+    from rewards import get_reward
+    from rewards.toy import CAP_SCALE, soft_cap
+    from rewards.toy import CAP_SOFTNESS as TAU
+    from rewards.toy import COMPRESS_CAP as C
+
+    assert CAP_SCALE.startswith(f"{C:g} (") and f"τ = {TAU:g})" in CAP_SCALE  # the scale --list_rewards prints
+
+    z = torch.tensor([-4.0, 0.0, C, C + 3.0, 40.0], requires_grad=True)
+    y = soft_cap(z)
+    lo = torch.minimum(z, torch.tensor(C)) - TAU * math.log(2)
+    assert torch.all(y <= torch.minimum(z, torch.tensor(C)) + 1e-6) and torch.all(y >= lo - 1e-6)
+    assert y[2].item() == pytest.approx(C - TAU * math.log(2)) and y[4].item() == pytest.approx(C)
+    y.sum().backward()  # the slope is σ((c − z)/τ): 1 far below the target, ½ at it, 0 far above
+    assert torch.allclose(z.grad, torch.sigmoid((C - z.detach()) / TAU))
+    x, caps, _ = make_batch(4, 6)
+    images = x / 2 + 0.5
+    assert torch.allclose(get_reward("toy_jpeg_capped_z")(images, caps), soft_cap(get_reward("toy_jpeg_z")(images, caps)))
+    smooth = get_reward("toy_smoothness_capped_z")(images, caps)
+    assert torch.allclose(smooth, soft_cap(get_reward("toy_smoothness_z")(images, caps)))
+    flat = torch.full((2, 3, 32, 32), 0.5)  # the flattest image earns the target, no more
+    assert torch.allclose(get_reward("toy_smoothness_capped_z")(flat, ["", ""]), torch.full((2,), C), atol=1e-4)
+
+
 def test_ground_truth_reads_clean_images_right():
     from toy.data import all_combos, truth_attributes
 

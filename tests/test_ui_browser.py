@@ -193,8 +193,8 @@ def test_move_the_slider_generate_and_compare(server, browser):
     assert all(after[k] != before[k] for k in after if k[0] != "toy_truth"), (before, after)  # truth is 0, ⅓, ⅔ or 1
     # The star is the setting of the table (not the one before it): its coordinates are the table's means.
     rewards = sorted({r for r, _ in after if r != "weighted"})
-    means = [sum(after[(r, s)] for s in (0, 1)) / 2 for r in ("toy_align_heldout_z", "toy_jpeg_z")]
-    assert {"toy_align_heldout_z", "toy_jpeg_z"} <= set(rewards)
+    means = [sum(after[(r, s)] for s in (0, 1)) / 2 for r in ("toy_align_heldout_z", "toy_jpeg_capped_z")]
+    assert {"toy_align_heldout_z", "toy_jpeg_capped_z"} <= set(rewards)
     config, x, y = star(d)
     assert config == "mpa_alignment0.3_compressibility0.7" and (x, y) == pytest.approx(means, abs=1e-12)
     lam = d.find_element(By.CSS_SELECTOR, "#lam input[type=range]")
@@ -214,7 +214,7 @@ def test_move_the_slider_generate_and_compare(server, browser):
     bundle = load_bundle("builtin:toy")
     for name in ("alignment", "compressibility"):
         load_adapter(bundle.unet, name, adapters / name)
-    rewards = ("toy_align_heldout_z", "toy_jpeg_z")
+    rewards = ("toy_align_heldout_z", "toy_jpeg_capped_z")
     spec = BlendSpec("mpa", ("alignment", "compressibility"), (0.3, 0.7))
     with torch.no_grad():
         result = sample(bundle, spec, [prompt] * 2, [0, 1], SamplerConfig(steps=10, guidance=2.0, eta=1.0))

@@ -31,7 +31,7 @@ def add_baseline_args(p: argparse.ArgumentParser) -> None:
                    help="RGG/SMC: tempering λ_i = min((1+γ)^i − 1, 1) (the paper's 0.024 at 50 steps)")
     g.add_argument("--guidance_surrogate", default=None, metavar="REWARD=OTHER[:SCALE],...",
                    help="RGG/SMC: guide with the differentiable OTHER (divided by SCALE) in place of a black-box reward "
-                        "(e.g. toy_jpeg_z=toy_smoothness:0.0088 on the toy); the tables still score REWARD")
+                        "(e.g. toy_jpeg_capped_z=toy_smoothness_capped_z on the toy); the tables still score REWARD")
 
 
 def parse_budget(text: str | None, n_adapters: int, steps: int) -> float | None:
