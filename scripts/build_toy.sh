@@ -115,13 +115,13 @@ wj() { $PY -c "print(f'{$1/$SJ:.6g}')"; }   # weight w on the true JPEG reward �
 
 # DRaFT-K (train_online_pg.py --algorithm draft; docs/toy_world.md): 16 prompts per iteration, gradient through all
 # 10 DDIM steps (K = 10: the object's colour and shape are set early; K = 2 did not move alignment), guidance 2 (the
-# toy sampler), lr 5e-3, KL anchor ||eps - eps_pre||^2 on the guided eps. One recipe for every adapter.
+# toy sampler), lr 5e-3, KL anchor ||eps - eps_pre||^2 on the guided eps; kl_weight and iterations as below.
 ITERS=${TOY_ITERS:-40}
 ITERS_ALIGN=${TOY_ITERS_ALIGN:-60}  # the alignment adapter and its λ-specific retrains
 KL=${TOY_KL:-30}  # the MORL oracles
 KL_ALIGN=${TOY_KL_ALIGN:-10}  # the basis adapters' own kl_weight (toy world v3, docs/toy_world.md)
 KL_COMP=${TOY_KL_COMP:-10}
-wc() { $PY -c "print(f'{$1:.6g}')"; }   # weight w on the capped smoothness reward (already in σ units)
+wz() { $PY -c "print(f'{$1:.6g}')"; }   # weight w on the capped smoothness reward (already in σ units)
 train() {  # train NAME DEST REWARD KL [SEED] [ITERATIONS]
   local name=$1 dest=$2 reward=$3 kl=$4 seed=${5:-$SEED} iters=${6:-$ITERS}
   local spec=() term
@@ -149,17 +149,17 @@ train() {  # train NAME DEST REWARD KL [SEED] [ITERATIONS]
 # ---- 5 single-reward adapters
 # toy_align reads the TRAINING judge; the held-out judge never enters training.
 train alignment "$OUT/adapters/alignment" "toy_align:$(wa 1)" "$KL_ALIGN" "$SEED" "$ITERS_ALIGN"
-# the capped smoothness (rewards/toy.py: no gain beyond 1σ above the base model's mean) is what makes the two bases
-# equal and a compromise win (docs/toy_world.md, toy world v3)
+# the capped smoothness (rewards/toy.py: no gain beyond 1σ above the base model's mean) makes both rewards saturate,
+# so that a compromise can win at w = 0.5 (docs/toy_world.md, toy world v3)
 train compressibility "$OUT/adapters/compressibility" "toy_smoothness_capped_z:1" "$KL_COMP"
-# ---- 6 MORL oracles on w·r_align/σ + (1−w)·r_smooth/σ: three training seeds at each w
+# ---- 6 MORL oracles on w·r_align/σ + (1−w)·r_smooth_capped: three training seeds at each w
 for s in 0 1 2; do
   train "oracle_w0.5_seed$s" "$OUT/oracles/w0.5/seed$s" "toy_align:$(wa 0.5),toy_smoothness_capped_z:0.5" "$KL" \
     $((SEED + s))
 done
 for w in 0.2 0.8; do
   for s in 0 1 2; do
-    train "oracle_w${w}_seed$s" "$OUT/oracles/w$w/seed$s" "toy_align:$(wa $w),toy_smoothness_capped_z:$(wc "1-$w")" "$KL" \
+    train "oracle_w${w}_seed$s" "$OUT/oracles/w$w/seed$s" "toy_align:$(wa $w),toy_smoothness_capped_z:$(wz "1-$w")" "$KL" \
       $((SEED + s))
   done
 done
