@@ -142,11 +142,17 @@ class RowKeys:
         if not base.startswith("builtin:") and Path(base).expanduser().exists():
             base = str(Path(base).expanduser().resolve())
         self.base = base
+        # a base rebuilt at the same name (the toy's, which records its UNet's hash) must not reuse the old base's
+        # rows; bases without such a record keep the key they always had
+        from diffusion.sources import base_unet_sha256
+
+        weights = base_unet_sha256(exp.base_model)
+        self.base_weights = {"base_unet_sha256": weights} if weights else {}
         self.evaluation = {"rewards": {name: exp.reward_options.get(name, {}) for name in exp.rewards},
                            "scales": dict(zip(exp.rewards, exp.scales or (1.0,) * len(exp.rewards)))}
 
     def sample(self, spec: BlendSpec, prompt: str, seed: int) -> str:
-        return digest({"base_model": self.base, "method": spec.method, "role": spec.role,
+        return digest({"base_model": self.base, **self.base_weights, "method": spec.method, "role": spec.role,
                        "adapters": [[a, self.adapter_ids[a]] for a in spec.adapters], "weights": list(spec.weights),
                        "lam": spec.lam if spec.info.takes_lam else None, "prompt": prompt, "seed": seed,
                        "sampler": asdict(self.exp.sampler), "dtype": self.exp.dtype, "scheduler": self.exp.scheduler,

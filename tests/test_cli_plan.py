@@ -127,3 +127,22 @@ def test_report_and_guide_rewards_keep_scoring_apart_from_what_methods_climb(no_
                            (["--methods", "bon", "--report_rewards", ""], "--report_rewards is empty")]:
         with pytest.raises(PlanError, match=message):
             plan_of([*base, *extra])
+
+
+def test_a_base_rebuilt_under_the_same_name_does_not_reuse_its_old_rows(tmp_path, monkeypatch):
+    """Rows are keyed by the base's UNet hash where the base records one (the toy's): the same name with other weights
+    samples anew and keeps the old rows beside; the same weights resume."""
+    import diffusion.sources
+    from blend.runner import execute
+
+    argv = [*SMALL, "--methods", "base", "--rewards", "brightness", "--out_dir", str(tmp_path / "run")]
+    lines = lambda: (tmp_path / "run" / "results.jsonl").read_text().splitlines()  # noqa: E731
+    monkeypatch.setattr(diffusion.sources, "base_unet_sha256", lambda *a, **k: "a" * 64)
+    execute(plan_of(argv))
+    first = lines()
+    execute(plan_of(argv))  # the same weights: nothing new
+    assert lines() == first and len(first) == 1
+    monkeypatch.setattr(diffusion.sources, "base_unet_sha256", lambda *a, **k: "b" * 64)
+    execute(plan_of(argv))  # rebuilt: sampled again, the old row kept
+    rows = [json.loads(r) for r in lines()]
+    assert len(rows) == 2 and json.loads(first[0]) in rows and rows[0]["sample_key"] != rows[1]["sample_key"]
