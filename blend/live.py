@@ -147,7 +147,8 @@ def model_key(source: str, loras: dict) -> str:
     every cache key)."""
     from diffusion.sources import base_unet_sha256
 
-    text = json.dumps([source, base_unet_sha256(source), sorted((n, lw.sha256 or lw.source) for n, lw in loras.items())])
+    adapters = sorted((n, lw.sha256 or lw.source) for n, lw in loras.items())
+    text = json.dumps([source, base_unet_sha256(source), adapters])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

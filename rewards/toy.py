@@ -227,13 +227,13 @@ def soft_cap(z: torch.Tensor, cap: float = COMPRESS_CAP, softness: float = CAP_S
 
 
 class Capped:
-    """``soft_cap(inner(images, prompts))``: a standardised reward with a target (``COMPRESS_CAP``)."""
+    """``soft_cap(inner(images, prompts))``: a standardised reward with the target ``COMPRESS_CAP``."""
 
-    def __init__(self, name: str, inner, cap: float = COMPRESS_CAP, softness: float = CAP_SOFTNESS) -> None:
-        self.name, self.inner, self.cap, self.softness = name, inner, float(cap), float(softness)
+    def __init__(self, name: str, inner) -> None:
+        self.name, self.inner = name, inner
 
     def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        return soft_cap(self.inner(images, prompts), self.cap, self.softness)
+        return soft_cap(self.inner(images, prompts))
 
 
 # a literal, so that `run_DB.py --list_rewards` reads it without importing torch (rewards/catalog.py); the test of
@@ -304,4 +304,3 @@ def _toy_truth_colour(**_: object) -> ToyTruth:
           description=TRUTH_DESCRIPTION)
 def _toy_truth_shape(**_: object) -> ToyTruth:
     return ToyTruth("toy_truth_shape", 1)
-

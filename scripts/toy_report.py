@@ -11,9 +11,9 @@ measured on the toy sampler of ``toy/model.py``), so the base model scores ≈ 0
 * ``toy_truth`` — the fraction of colour, shape and background that match the prompt, read from pixels with the
   generator's geometry (no learned model), reported beside.
 
-WR(w) = w · toy_align_heldout_z + (1 − w) · toy_jpeg_capped_z. The claims are one family of paired comparisons fixed here,
-before any row is read (``FAMILY``), decided together with Holm's adjustment (``blend.claims``); comparisons against
-the MORL oracle pool its training seeds and add their spread to the variance.
+WR(w) = w · toy_align_heldout_z + (1 − w) · toy_jpeg_capped_z. The claims are one family of paired comparisons fixed
+here, before any row is read (``FAMILY``), decided together with Holm's adjustment (``blend.claims``); comparisons
+against the MORL oracle pool its training seeds and add their spread to the variance.
 
     python scripts/toy_report.py --table1 outputs/toy_tables/table1 [--steps50 outputs/toy_tables/table1_steps50] \
         --out docs/toy
@@ -130,7 +130,8 @@ def bases(groups: dict[str, list[dict]]) -> str:
     singles = [rs for rs in groups.values() if kind(rs) == SINGLE]
     if base is None or not singles:
         return ""
-    lines = ["| adapter − base model (paired) | " + " | ".join(c for _, c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines = ["| adapter − base model (paired) | " + " | ".join(c for _, c in COLUMNS) + " |",
+             "|---" * (len(COLUMNS) + 1) + "|"]
     for rs in singles:
         cells = []
         for k, _ in COLUMNS:
@@ -146,8 +147,9 @@ def caption(groups: dict[str, list[dict]]) -> str:
     r = rs[0]
     return (f"{r['steps']} DDIM steps, guidance {r['guidance']:g}, η {r['eta']:g}; mean ± standard error, "
             f"{stats.describe_unit(UNIT, rs)}. All rewards in base-model standard deviations (the base ≈ 0). "
-            "WR uses the held-out judge and the capped JPEG size; the JPEG size without the cap, the training judge and "
-            "the ground truth are reported beside. Paired Δ: the same prompt and seed, image by image; p two-sided, Student's t, df = prompts − 1.")
+            "WR uses the held-out judge and the capped JPEG size; the JPEG size without the cap, the training judge "
+            "and the ground truth are reported beside. Paired Δ: the same prompt and seed, image by image; p two-sided, "
+            "Student's t, df = prompts − 1.")
 
 
 def family(groups: dict[str, list[dict]], w: float = 0.5) -> list[claims.Comparison]:

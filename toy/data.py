@@ -7,8 +7,8 @@ combinations. A fixed permutation holds out 12 combinations: their captions are 
 
 Each image is drawn at 4× (128 px) with PIL and box-downsampled to 32 px (anti-aliased edges); the
 shape has a random radius of 5–11 px (in 32-px units) and a random centre that keeps it inside. ``texture`` > 0
-(``--texture`` of ``toy.train_base`` and ``toy.judge``; off in the committed world) adds grey stripes to the
-background, a style axis no caption names (docs/toy_world.md, "Toward balanced bases").
+(``--texture`` of ``toy.train_base`` and ``toy.judge``; 60 in toy world v3, 0 in v1 and v2) adds grey stripes to the
+background, a style axis no caption names (docs/toy_world.md).
 Everything is a function of an integer seed, so the same seed gives the same pixels everywhere
 (docs/toy_world.md, probe 1). The palette, the shapes' geometry, the caption grammar and the pixel ground truth
 live in ``rewards/toy_truth.py`` (the toy rewards read them; they are re-exported here).
@@ -72,8 +72,8 @@ def draw(combo: Combo, rng: np.random.Generator, texture: float = 0.0,
     """One image as uint8 (32, 32, 3).
 
     ``texture`` > 0 adds grey stripes to the background only: amplitude U(0, texture) in 0–255 units, horizontal
-    or vertical, random phase and period (``TEXTURE_PERIOD``), drawn from ``texture_rng`` (default ``rng``). Nothing in the
-    caption names them, so they are a style axis that costs JPEG size and carries no alignment. ``texture=0`` draws
+    or vertical, random phase and period (``TEXTURE_PERIOD``), drawn from ``texture_rng`` (default ``rng``). Nothing in
+    the caption names them, so they are a style axis that costs JPEG size and carries no alignment. ``texture=0`` draws
     nothing more: the same pixels as before the option existed.
     """
     if not 0 <= texture <= 255:

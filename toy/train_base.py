@@ -133,7 +133,8 @@ def main() -> None:
         "what": "toy base model (pixel-space 32x32 UNet2DConditionModel + CLIPTextModel, EMA weights)",
         "command": "python -m toy.train_base " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
         "seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "ema": args.ema,
-        "texture": args.texture, "samples_seen": args.steps * args.batch, "wall_seconds": round(wall, 1), "threads": args.threads,
+        "texture": args.texture, "samples_seen": args.steps * args.batch, "wall_seconds": round(wall, 1),
+        "threads": args.threads,
         "final_loss_mean_last_100": sum(losses[-100:]) / max(1, len(losses[-100:])),
         "unet_config": UNET_CONFIG, "text_config": TEXT_CONFIG, "scheduler_config": SCHEDULER_CONFIG,
     })

@@ -79,7 +79,8 @@ def check_differentiable(names: Sequence[str], method: str, surrogates: Mapping[
             raise ValueError(f"{method} takes gradients of its rewards, but {g!r} is not differentiable. "
                              f"Differentiable rewards: {diff}. Use one of them, or name a differentiable surrogate "
                              f"for the guidance with --guidance_surrogate {n}=OTHER (e.g. on the toy world "
-                             f"jpeg_compressibility → toy_smoothness, toy_jpeg_capped_z → toy_smoothness_capped_z); the table still scores {n}.")
+                             f"jpeg_compressibility → toy_smoothness, toy_jpeg_capped_z → toy_smoothness_capped_z); "
+                             f"the table still scores {n}.")
         out.append(g)
     return out
 
