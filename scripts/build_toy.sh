@@ -17,17 +17,17 @@
 #   5 adapters  toy/weights/adapters/{alignment,compressibility}   train_online_pg.py --algorithm draft
 #   6 oracles   toy/weights/oracles/w{0.2,0.5,0.8}/seed{0,1,2}   MORL oracles on the weighted reward
 #   7 kla       toy/weights/oracles_kl/lam{0.5,2}/seed{0,1,2}      alignment with kl_weight / λ
-#               (5–7: DRaFT through all 10 steps, 40 iterations (alignment and the λ-specific models: 60), ≈ 6 s
-#               per iteration alone on one core: 17 adapters; measured for toy world v3: 4,132 s as two builds side
-#               by side with TOY_ONLY, beside 1–3 other jobs on the 2 cores)
+#               (5–7: DRaFT through all 10 steps, 40 iterations at lr 5e-3 (the alignment adapter and the
+#               λ-specific models: 90 at lr 1e-2), ≈ 6.5 s per iteration alone on one core: 17 adapters, ≈ 2 h of
+#               one core; run two builds side by side with TOY_ONLY to use both)
 #   8 dpok      toy/weights/dpok/{alignment,compressibility,oracle_w0.5}  only with TOY_DPOK=1: DPOK
 #               (policy gradient) on the TRUE rewards, jpeg_compressibility included; 55 / 75 / 100
 #               iterations of 64 / 32 / 32 samples (≈ 43 / 27 / 42 min on one thread; TOY_DPOK_ITERS
 #               overrides). Not part of the default build: the DRaFT-K set above stays the default.
 # TOY_ONLY=REGEX trains only the adapters whose name matches (to run two builds side by side);
-# TOY_ITERS / TOY_KL override the oracles' DRaFT iterations / kl_weight (40 / 30); TOY_ITERS_ALIGN the alignment
-# adapter's and the λ-specific models' iterations (60); TOY_KL_ALIGN / TOY_KL_COMP the two basis adapters' kl_weight
-# (10 / 10). Variants of the world (docs/toy_world.md; the defaults rebuild the committed toy world v3):
+# TOY_ITERS / TOY_KL override the oracles' DRaFT iterations / kl_weight (40 / 30); TOY_ITERS_ALIGN / TOY_LR_ALIGN the
+# alignment adapter's and the λ-specific models' iterations / learning rate (90 / 1e-2, chosen on the tuning prompts,
+# docs/toy_world.md); TOY_KL_ALIGN / TOY_KL_COMP the two basis adapters' kl_weight (10 / 10). Variants of the world (docs/toy_world.md; the defaults rebuild the committed toy world v3):
 # TOY_BASE_STEPS the base model's training steps (3200), TOY_TEXTURE the largest amplitude of the background stripes
 # in the generator's images (60; 0: none, toy world v2; toy.data.draw). The committed base and held-out judge were
 # built with THREADS=2; another thread count gives slightly different floats.
@@ -115,29 +115,31 @@ wj() { $PY -c "print(f'{$1/$SJ:.6g}')"; }   # weight w on the true JPEG reward �
 
 # DRaFT-K (train_online_pg.py --algorithm draft; docs/toy_world.md): 16 prompts per iteration, gradient through all
 # 10 DDIM steps (K = 10: the object's colour and shape are set early; K = 2 did not move alignment), guidance 2 (the
-# toy sampler), lr 5e-3, KL anchor ||eps - eps_pre||^2 on the guided eps; kl_weight and iterations as below.
+# toy sampler), lr 5e-3 (the alignment adapter: 1e-2), KL anchor ||eps - eps_pre||^2 on the guided eps; kl_weight and iterations as below.
 ITERS=${TOY_ITERS:-40}
-ITERS_ALIGN=${TOY_ITERS_ALIGN:-60}  # the alignment adapter and its λ-specific retrains
+ITERS_ALIGN=${TOY_ITERS_ALIGN:-90}  # the alignment adapter and its λ-specific retrains
+LR_ALIGN=${TOY_LR_ALIGN:-1e-2}
 KL=${TOY_KL:-30}  # the MORL oracles
 KL_ALIGN=${TOY_KL_ALIGN:-10}  # the basis adapters' own kl_weight (toy world v3, docs/toy_world.md)
 KL_COMP=${TOY_KL_COMP:-10}
 wz() { $PY -c "print(f'{$1:.6g}')"; }   # weight w on the capped smoothness reward (already in σ units)
-train() {  # train NAME DEST REWARD KL [SEED] [ITERATIONS]
-  local name=$1 dest=$2 reward=$3 kl=$4 seed=${5:-$SEED} iters=${6:-$ITERS}
+train() {  # train NAME DEST REWARD KL [SEED] [ITERATIONS] [LEARNING_RATE]
+  local name=$1 dest=$2 reward=$3 kl=$4 seed=${5:-$SEED} iters=${6:-$ITERS} lr=${7:-5e-3}
   local spec=() term
   for term in ${reward//,/ }; do spec+=("rewards.${term%%:*}" "${term##*:}"); done  # the reward, term by term
-  if made_as "$dest" kl_weight "$kl" seed "$seed" config.iterations "$iters" "${spec[@]}"; then
+  if made_as "$dest" kl_weight "$kl" seed "$seed" config.iterations "$iters" config.learning_rate "$lr" \
+    "${spec[@]}"; then
     stamp "$name: exists, skipped"; return
   fi
   if [[ -n ${TOY_ONLY:-} && ! $name =~ $TOY_ONLY ]]; then stamp "$name: not in TOY_ONLY, skipped"; return; fi
-  stamp "train $name: reward $reward, kl_weight $kl, $iters iterations"
+  stamp "train $name: reward $reward, kl_weight $kl, $iters iterations, lr $lr"
   local run=$WORK/runs/$name resume=()
   ls -d "$run"/checkpoint-* >/dev/null 2>&1 && resume=(--resume latest)
   $PY train_online_pg.py --base_model "$OUT/base" --algorithm draft --single_flag 0 \
     --prompt_path dataset/toy_train_prompts.json --reward "$reward" --reward_norm none --reward_weight 1 \
     --kl_weight "$kl" --draft_k 10 --num_inference_steps 10 --guidance_scale 2 --eta 1 \
     --g_batch_size 16 --num_samples 1 --gradient_accumulation_steps 1 --p_step 1 --iterations "$iters" \
-    --learning_rate 5e-3 --clip_norm 1 --lora_rank 8 --lora_alpha 8 --seed "$seed" --mixed_precision no \
+    --learning_rate "$lr" --clip_norm 1 --lora_rank 8 --lora_alpha 8 --seed "$seed" --mixed_precision no \
     --gradient_checkpointing False --report_to none --save_interval 10 --checkpoints_total_limit 1 \
     --progress True --output_dir "$run" "${resume[@]}" 2>&1 | tr "\r" "\n" | grep -v "^$" >> "$run.log"
   local last; last=$(ls -d "$run"/checkpoint-"$iters")
@@ -148,7 +150,7 @@ train() {  # train NAME DEST REWARD KL [SEED] [ITERATIONS]
 
 # ---- 5 single-reward adapters
 # toy_align reads the TRAINING judge; the held-out judge never enters training.
-train alignment "$OUT/adapters/alignment" "toy_align:$(wa 1)" "$KL_ALIGN" "$SEED" "$ITERS_ALIGN"
+train alignment "$OUT/adapters/alignment" "toy_align:$(wa 1)" "$KL_ALIGN" "$SEED" "$ITERS_ALIGN" "$LR_ALIGN"
 # the capped smoothness (rewards/toy.py: no gain beyond 1σ above the base model's mean) makes both rewards saturate,
 # so that a compromise can win at w = 0.5 (docs/toy_world.md, toy world v3)
 train compressibility "$OUT/adapters/compressibility" "toy_smoothness_capped_z:1" "$KL_COMP"
@@ -167,7 +169,7 @@ done
 for lam in 0.5 2; do
   for s in 0 1 2; do
     train "oracle_lam${lam}_seed$s" "$OUT/oracles_kl/lam$lam/seed$s" "toy_align:$(wa 1)" "$($PY -c "print($KL_ALIGN/$lam)")" \
-      $((SEED + s)) "$ITERS_ALIGN"
+      $((SEED + s)) "$ITERS_ALIGN" "$LR_ALIGN"
   done
 done
 # ---- optional: a random-reward control (not committed; measures optimiser drift, docs/toy_world.md, probe 6)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from blend import report
@@ -173,7 +174,14 @@ def test_toy_report_writes_the_tables_the_claims_and_their_forest_plot(tmp_path,
     claims = json.loads((out / "claims.json").read_text())
     labels = [r["label"] for r in claims["family"]]
     assert "w = 0.5: DB-MPA − MORL oracle (2 training seed(s))" in labels
-    assert all(r["p_holm"] >= r["p"] for r in claims["family"])
+    assert all(r["p_holm"] >= r["p"] for r in claims["family"] + claims["primary"])
+    # the primary family is the compromise-wins claim at w = 0.5 alone, and no comparison sits in both families
+    assert [r["label"] for r in claims["primary"]] == [
+        "w = 0.5: DB-MPA − single adapter: alignment", "w = 0.5: DB-MPA − single adapter: compressibility",
+        "w = 0.5: single adapter: alignment − MORL oracle (2 training seed(s))",
+        "w = 0.5: single adapter: compressibility − MORL oracle (2 training seed(s))"]
+    assert not set(labels) & {r["label"] for r in claims["primary"]}
+    assert claims["primary"][0]["simultaneous_level"] == pytest.approx(1 - 0.05 / 4)
     assert "training seed 1" in (out / "table1.md").read_text() and (out / "kla.md").read_text() == "### Results\n"
     rows = [line.split(" | ")[0] for line in (out / "bases.md").read_text().splitlines()[2:4]]
     assert rows == ["| alignment", "| compressibility"]  # each basis adapter paired with the base

@@ -19,6 +19,8 @@ from toy.data import (
     palette_attributes,
     parse_caption,
     split_combos,
+    tuning_combos,
+    write_prompt_files,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +69,17 @@ def test_split_and_prompt_files():
         assert parse_caption(caption(c)) == c
     with pytest.raises(ValueError):
         parse_caption("a photo of a cat")
+
+
+def test_tuning_prompts_are_training_prompts_never_held_out(tmp_path):
+    train, held = split_combos()
+    tune = tuning_combos()
+    assert len(tune) == len(set(tune)) == 12 and set(tune) <= set(train) and not set(tune) & set(held)
+    assert tuning_combos() == tune  # fixed, not drawn anew
+    written = write_prompt_files(tmp_path)
+    assert [p.name for p in written] == ["toy_train_prompts.json", "toy_test_prompts.json", "toy_tune_prompts.json"]
+    for p in written:  # the committed files are the ones the generator writes
+        assert p.read_text() == (ROOT / "dataset" / p.name).read_text()
 
 
 def test_captions_match_colours_read_from_pixels():

@@ -3,7 +3,9 @@
 6 colours × 4 shapes × 5 background colours (background ≠ shape colour) = 120 (colour, shape, bg)
 combinations. A fixed permutation holds out 12 combinations: their captions are the held-out prompts
 (``dataset/toy_test_prompts.json``); the other 108 are the training prompts
-(``dataset/toy_train_prompts.json``). Captions read ``a {colour} {shape} on a {bg} background``.
+(``dataset/toy_train_prompts.json``). A fixed 12 of the training prompts are the tuning prompts
+(``dataset/toy_tune_prompts.json``): recipes are chosen on them, never on the held-out prompts.
+Captions read ``a {colour} {shape} on a {bg} background``.
 
 Each image is drawn at 4× (128 px) with PIL and box-downsampled to 32 px (anti-aliased edges); the
 shape has a random radius of 5–11 px (in 32-px units) and a random centre that keeps it inside. ``texture`` > 0
@@ -13,7 +15,7 @@ Everything is a function of an integer seed, so the same seed gives the same pix
 (docs/toy_world.md, probe 1). The palette, the shapes' geometry, the caption grammar and the pixel ground truth
 live in ``rewards/toy_truth.py`` (the toy rewards read them; they are re-exported here).
 
-    python -m toy.data --out dataset      # writes the two prompt files
+    python -m toy.data --out dataset      # writes the three prompt files
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ from rewards.toy_truth import (
 
 __all__ = ["COLORS", "COLOR_NAMES", "N_HELD_OUT", "SCALE", "SHAPES", "SHAPE_AREA", "SIZE", "SPLIT_SEED", "Combo",
            "all_combos", "caption", "draw", "make_batch", "palette_attributes", "parse_caption", "shape_mask",
-           "split_combos", "truth_attributes", "write_prompt_files"]
+           "split_combos", "truth_attributes", "tuning_combos", "write_prompt_files"]
 
 N_HELD_OUT = 12
 SPLIT_SEED = 20240601
+N_TUNING = 12
+TUNING_SEED = 20261207
 
 def all_combos() -> list[Combo]:
     return [(c, s, b) for c in range(len(COLOR_NAMES)) for s in range(len(SHAPES)) for b in range(len(COLOR_NAMES))
@@ -61,6 +65,13 @@ def split_combos() -> tuple[list[Combo], list[Combo]]:
     held = sorted(combos[i] for i in perm[:N_HELD_OUT])
     train = [c for c in combos if c not in set(held)]
     return train, held
+
+
+def tuning_combos() -> list[Combo]:
+    """``N_TUNING`` of the training combos, fixed: the prompts a recipe is tuned on (the held-out ones never are)."""
+    train = split_combos()[0]
+    perm = np.random.default_rng(TUNING_SEED).permutation(len(train))
+    return sorted(train[i] for i in perm[:N_TUNING])
 
 
 TEXTURE_PERIOD = (4.0, 8.0)  # stripe period range of the background texture, in 32-px pixels
@@ -117,19 +128,21 @@ def make_batch(n: int, seed: int | tuple[int, ...], combos: list[Combo] | None =
     return images, [caption(cb) for cb in picks], torch.tensor(picks, dtype=torch.long)
 
 
-def write_prompt_files(out_dir: str | Path) -> tuple[Path, Path]:
+def write_prompt_files(out_dir: str | Path) -> tuple[Path, Path, Path]:
+    """Write the training, held-out (test) and tuning prompt files into ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train, held = split_combos()
-    p_train, p_test = out_dir / "toy_train_prompts.json", out_dir / "toy_test_prompts.json"
-    p_train.write_text(json.dumps([caption(c) for c in train], indent=1) + "\n")
-    p_test.write_text(json.dumps([caption(c) for c in held], indent=1) + "\n")
-    return p_train, p_test
+    files = {"toy_train_prompts.json": train, "toy_test_prompts.json": held, "toy_tune_prompts.json": tuning_combos()}
+    for name, combos in files.items():
+        (out_dir / name).write_text(json.dumps([caption(c) for c in combos], indent=1) + "\n")
+    p_train, p_test, p_tune = (out_dir / name for name in files)
+    return p_train, p_test, p_tune
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="dataset", help="folder for toy_train_prompts.json / toy_test_prompts.json")
+    ap.add_argument("--out", default="dataset", help="folder for the training, held-out and tuning prompt files")
     args = ap.parse_args()
     for p in write_prompt_files(args.out):
         print(f"wrote {p} ({len(json.loads(p.read_text()))} prompts)")
