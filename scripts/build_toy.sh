@@ -27,7 +27,8 @@
 # TOY_ONLY=REGEX trains only the adapters whose name matches (to run two builds side by side);
 # TOY_ITERS / TOY_KL override the oracles' DRaFT iterations / kl_weight (40 / 30); TOY_ITERS_ALIGN / TOY_LR_ALIGN the
 # alignment adapter's and the λ-specific models' iterations / learning rate (90 / 1e-2, chosen on the tuning prompts,
-# docs/toy_world.md); TOY_KL_ALIGN / TOY_KL_COMP the two basis adapters' kl_weight (10 / 10). Variants of the world (docs/toy_world.md; the defaults rebuild the committed toy world v3):
+# docs/toy_world.md); TOY_KL_ALIGN / TOY_KL_COMP the two basis adapters' kl_weight (10 / 10). Variants of the world
+# (docs/toy_world.md; the defaults rebuild the committed toy world v3.1):
 # TOY_BASE_STEPS the base model's training steps (3200), TOY_TEXTURE the largest amplitude of the background stripes
 # in the generator's images (60; 0: none, toy world v2; toy.data.draw). The committed base and held-out judge were
 # built with THREADS=2; another thread count gives slightly different floats.
@@ -115,7 +116,8 @@ wj() { $PY -c "print(f'{$1/$SJ:.6g}')"; }   # weight w on the true JPEG reward �
 
 # DRaFT-K (train_online_pg.py --algorithm draft; docs/toy_world.md): 16 prompts per iteration, gradient through all
 # 10 DDIM steps (K = 10: the object's colour and shape are set early; K = 2 did not move alignment), guidance 2 (the
-# toy sampler), lr 5e-3 (the alignment adapter: 1e-2), KL anchor ||eps - eps_pre||^2 on the guided eps; kl_weight and iterations as below.
+# toy sampler), lr 5e-3 (the alignment adapter: 1e-2), KL anchor ||eps - eps_pre||^2 on the guided eps; kl_weight
+# and iterations as below.
 ITERS=${TOY_ITERS:-40}
 ITERS_ALIGN=${TOY_ITERS_ALIGN:-90}  # the alignment adapter and its λ-specific retrains
 LR_ALIGN=${TOY_LR_ALIGN:-1e-2}

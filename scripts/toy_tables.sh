@@ -15,7 +15,8 @@
 # (toy_jpeg_capped_z); the JPEG size without the cap (toy_jpeg_z), the training judge (toy_align_z) and the ground
 # truth (toy_truth) beside. Reward-using methods guide with toy_align_z and toy_smoothness_capped_z (--guide_rewards).
 # Re-running resumes (run_DB.py skips finished images).
-# Measured (toy world v3, beside 1–4 other jobs on the 2 cores): table1 1278 s, steps50 795 s, kla 263 s, budget 136 s.
+# Measured (toy world v3.1, beside 1–2 other jobs on the 2 cores): table1, steps50 and budget 1036 s together,
+# kla 230 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_SEEDS=12
