@@ -25,7 +25,8 @@
 #               iterations of 64 / 32 / 32 samples (≈ 43 / 27 / 42 min on one thread; TOY_DPOK_ITERS
 #               overrides). Not part of the default build: the DRaFT-K set above stays the default.
 # TOY_ONLY=REGEX trains only the adapters whose name matches (to run two builds side by side);
-# TOY_ITERS / TOY_KL override the oracles' DRaFT iterations / kl_weight (40 / 30); TOY_ITERS_ALIGN / TOY_LR_ALIGN the
+# TOY_ITERS / TOY_KL / TOY_LR override the oracles' DRaFT iterations / kl_weight / learning rate (40 / 30 / 5e-3;
+# 90 iterations at 1e-2 train them further, docs/toy_world.md); TOY_ITERS_ALIGN / TOY_LR_ALIGN the
 # alignment adapter's and the λ-specific models' iterations / learning rate (90 / 1e-2, chosen on the tuning prompts,
 # docs/toy_world.md); TOY_KL_ALIGN / TOY_KL_COMP the two basis adapters' kl_weight (10 / 10). Variants of the world
 # (docs/toy_world.md; the defaults rebuild the committed toy world v3.1):
@@ -122,6 +123,7 @@ ITERS=${TOY_ITERS:-40}
 ITERS_ALIGN=${TOY_ITERS_ALIGN:-90}  # the alignment adapter and its λ-specific retrains
 LR_ALIGN=${TOY_LR_ALIGN:-1e-2}
 KL=${TOY_KL:-30}  # the MORL oracles
+LR=${TOY_LR:-5e-3}
 KL_ALIGN=${TOY_KL_ALIGN:-10}  # the basis adapters' own kl_weight (toy world v3, docs/toy_world.md)
 KL_COMP=${TOY_KL_COMP:-10}
 wz() { $PY -c "print(f'{$1:.6g}')"; }   # weight w on the capped smoothness reward (already in σ units)
@@ -159,12 +161,12 @@ train compressibility "$OUT/adapters/compressibility" "toy_smoothness_capped_z:1
 # ---- 6 MORL oracles on w·r_align/σ + (1−w)·r_smooth_capped: three training seeds at each w
 for s in 0 1 2; do
   train "oracle_w0.5_seed$s" "$OUT/oracles/w0.5/seed$s" "toy_align:$(wa 0.5),toy_smoothness_capped_z:0.5" "$KL" \
-    $((SEED + s))
+    $((SEED + s)) "$ITERS" "$LR"
 done
 for w in 0.2 0.8; do
   for s in 0 1 2; do
-    train "oracle_w${w}_seed$s" "$OUT/oracles/w$w/seed$s" "toy_align:$(wa $w),toy_smoothness_capped_z:$(wz "1-$w")" "$KL" \
-      $((SEED + s))
+    train "oracle_w${w}_seed$s" "$OUT/oracles/w$w/seed$s" "toy_align:$(wa $w),toy_smoothness_capped_z:$(wz "1-$w")" \
+      "$KL" $((SEED + s)) "$ITERS" "$LR"
   done
 done
 # ---- 7 λ-specific oracles for DB-KLA: the alignment adapter retrained with kl_weight/λ
