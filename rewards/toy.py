@@ -58,7 +58,7 @@ ALIGN_TEMPERATURE = 4.0  # T of the toy_align rewards: log softmax(logits / T); 
 
 
 class ToyAlign:
-    """Toy world v2's alignment score: the mean over colour, shape and background of a judge's tempered
+    """The toy world's alignment score (since v2): the mean over colour, shape and background of a judge's tempered
     log-probability of the prompted value, log softmax(logits / T)[prompted], T = 4.
 
     ≤ 0 (0 = the judge is certain all three match); about −1.28 ± 0.76 on base samples (training judge, the toy
@@ -88,7 +88,7 @@ def _judge_dir(which: str, judge_dir: str | Path | None) -> Path:
 @register("toy_align", differentiable=True,
           scale="mean over colour/shape/background of the TRAINING judge's log-probability (logits / 4) of the"
                 " prompted value; ≤ 0, higher is better, about −1.28 ± 0.76 on base samples",
-          description="toy world v2's alignment reward for training and guidance (the judge that is climbed)",
+          description="the toy world's alignment reward (since v2) for training and guidance (the judge that is climbed)",
           needs="toy/weights/judge (committed; rebuilt by scripts/build_toy.sh)")
 def _toy_align(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
     return ToyAlign("toy_align", _judge_dir("judge", judge_dir), device=device)
@@ -97,7 +97,7 @@ def _toy_align(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
 @register("toy_align_heldout", differentiable=True,
           scale="as toy_align, read by the HELD-OUT judge (another architecture, seed and training set); ≤ 0, higher"
                 " is better, about −1.10 ± 0.61 on base samples",
-          description="toy world v2's alignment score for evaluation only: nothing trains or guides on this judge",
+          description="the toy world's alignment score (since v2) for evaluation only: nothing trains or guides on this judge",
           needs="toy/weights/judge_heldout (committed; rebuilt by scripts/build_toy.sh)")
 def _toy_align_heldout(device="cpu", judge_dir=None, **_: object) -> ToyAlign:
     return ToyAlign("toy_align_heldout", _judge_dir("judge_heldout", judge_dir), device=device)

@@ -52,6 +52,15 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown argument $1 (use --seed S, --out DIR, --threads N, --force)" >&2; exit 2 ;;
   esac
 done
+# every numeric knob is a number (≥ 0) before anything runs; a typo would otherwise stop a stage mid-build
+for knob in TOY_BASE_STEPS TOY_TEXTURE TOY_ITERS TOY_ITERS_ALIGN TOY_KL TOY_KL_ALIGN TOY_KL_COMP TOY_LR TOY_LR_ALIGN \
+            TOY_DPOK_ITERS; do
+  value=${!knob:-}
+  if [[ -n $value && ! $value =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]]; then
+    echo "error: $knob=$value is not a number; set it to one (e.g. $knob=10) or unset it for the committed world" >&2
+    exit 2
+  fi
+done
 PY=${PYTHON:-.venv/bin/python}
 [[ -x $PY ]] || PY=python
 export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS

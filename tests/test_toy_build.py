@@ -60,6 +60,8 @@ def test_build_toy_skips_only_what_was_made_with_the_asked_settings(tmp_path):
     assert r.returncode == 2 and "adapters/alignment exists" in r.stderr and "kl_weight 10.0 (this build: 30)" in r.stderr
     r = _build(out, TOY_LR_ALIGN="5e-3")  # v3.0's alignment recipe asked for: v3.1's adapter must not stand in for it
     assert r.returncode == 2 and "config.learning_rate 0.01 (this build: 5e-3)" in r.stderr
+    r = _build(out, TOY_LR="1e2-")  # a typo in a knob stops the build before anything runs, naming the knob
+    assert r.returncode == 2 and "TOY_LR=1e2- is not a number" in r.stderr and "stage" not in r.stdout
     r = _build(out, TOY_LR="1e-2")  # a longer-trained oracle asked for: the committed ones must not stand in for it
     assert r.returncode == 2 and "oracles/w0.5/seed0 exists" in r.stderr
     assert "config.learning_rate 0.005 (this build: 1e-2)" in r.stderr
